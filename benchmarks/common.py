@@ -1,0 +1,57 @@
+"""Shared helpers for the benchmark scripts: data, the dense reference models, result files.
+
+The dense nets (10 epochs, Adam 1e-3, batch 128, normalised inputs — the issue's recipe) are
+trained once and cached in ``~/.cache/minicompress/checkpoints`` so that every pruning,
+quantization and distillation benchmark starts from the same weights.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from minicompress import models, optim  # noqa: E402
+from minicompress.data import cache_dir, load_dataset  # noqa: E402
+from minicompress.io import load_model, save_model  # noqa: E402
+from minicompress.train import evaluate, fit  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def fashion():
+    """Normalised Fashion-MNIST: ((x_train, y_train), (x_test, y_test))."""
+    return load_dataset("fashion-mnist")
+
+
+def dense_model(name, *, epochs=10, seed=0, data=None, progress=True):
+    """The dense reference net ``name`` trained ``epochs`` epochs (cached on disk)."""
+    path = cache_dir() / "checkpoints" / f"{name}_fashion_e{epochs}_s{seed}.npz"
+    model = models.build(name, 28, rng=np.random.default_rng(seed))
+    if path.exists():
+        return load_model(model, path)
+    (xtr, ytr), (xte, yte) = data or fashion()
+    rng = np.random.default_rng(seed + 1000)
+    t0 = time.perf_counter()
+    fit(model, optim.Adam(model.parameters(), lr=1e-3), (xtr, ytr), epochs=epochs,
+        batch_size=128, rng=rng, progress=progress, desc=name)
+    acc = evaluate(model, xte, yte)["accuracy"]
+    print(f"{name}: trained {epochs} epochs in {time.perf_counter() - t0:.0f}s, "
+          f"test accuracy {acc:.4f}", flush=True)
+    save_model(model, path)
+    return model
+
+
+def save_result(name, payload):
+    """Write ``benchmarks/results/<name>.json`` (the numbers quoted in the README)."""
+    RESULTS.mkdir(exist_ok=True)
+    payload = dict(payload, machine={"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")})
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path

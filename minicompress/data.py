@@ -1,0 +1,233 @@
+"""Data: an IDX reader, the (Fashion-)MNIST loaders, the embedded 8x8 digits, and batching.
+
+Images come back float32 in [0, 1], shaped (N, 1, H, W); labels int64.
+
+Where Fashion-MNIST / MNIST is looked for, in order:
+  1. the ``path`` argument;
+  2. ``$MINICOMPRESS_DATA/<name>``;
+  3. the user cache ``$XDG_CACHE_HOME/minicompress/<name>`` (default ``~/.cache/...``);
+  4. ``/usr/share/datasets/<name>`` (Debian/Ubuntu: ``apt-get install dataset-fashion-mnist``);
+  5. a download from the official source into the cache, each file checked by SHA-256.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+# mean / std of the Fashion-MNIST training pixels in [0, 1] (the usual normalisation)
+FASHION_MNIST_MEAN, FASHION_MNIST_STD = 0.2860, 0.3530
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+# SHA-256 of the *decompressed* IDX files, so a re-compressed copy (as Debian ships) also passes.
+DATASETS = {
+    "fashion-mnist": {
+        "urls": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        "sha256": {
+            "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        },
+    },
+    "mnist": {
+        "urls": ["https://ossci-datasets.s3.amazonaws.com/mnist/"],
+        "sha256": None,  # TODO(foundation): fill in verified digests; until then no download
+    },
+}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    pass
+
+
+# ---- IDX ---------------------------------------------------------------------------------------
+def parse_idx(raw: bytes, source: str = "<bytes>") -> np.ndarray:
+    """Parse the IDX format: 2 zero bytes, a type code, the number of dimensions, the sizes
+    (big-endian uint32), then the data. A wrong magic number or length is an error."""
+    if len(raw) < 4:
+        raise ValueError(f"{source}: not an IDX file (only {len(raw)} bytes)")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(f"{source}: bad IDX magic number {raw[:4].hex()} (expected 0000XXDD with "
+                         f"type XX in {sorted(hex(k) for k in _IDX_DTYPES)})")
+    ndim = raw[3]
+    if ndim == 0:
+        raise ValueError(f"{source}: IDX file declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{source}: truncated IDX header ({len(raw)} bytes, need {header})")
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = header + int(np.prod(dims)) * dtype.itemsize
+    if len(raw) != expected:
+        raise ValueError(f"{source}: IDX file has {len(raw)} bytes but its header {dims} "
+                         f"({dtype}) needs {expected}: the file is truncated or corrupt")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file, gzip-compressed (``.gz``) or raw."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            raise ValueError(f"{path}: corrupt gzip data ({e})") from None
+    return parse_idx(data, str(path))
+
+
+# ---- locating and downloading ------------------------------------------------------------------
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "minicompress"
+
+
+def _find_file(directory: Path, stem: str):
+    for candidate in (directory / (stem + ".gz"), directory / stem):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _candidate_dirs(name, path):
+    if path is not None:
+        return [Path(path)]
+    dirs = []
+    if os.environ.get("MINICOMPRESS_DATA"):
+        env = Path(os.environ["MINICOMPRESS_DATA"])
+        dirs += [env / name, env]
+    dirs += [cache_dir() / name, Path("/usr/share/datasets") / name]
+    return dirs
+
+
+def _download(name, target: Path, timeout=30):
+    """Download the four files into ``target``; each is checked before it is moved into place."""
+    spec = DATASETS[name]
+    if spec["sha256"] is None:
+        raise OSError(f"no verified SHA-256 digests are recorded for {name}, so it is not downloaded")
+    target.mkdir(parents=True, exist_ok=True)
+    for stem in _FILES:
+        if _find_file(target, stem):
+            continue
+        url = spec["urls"][0] + stem + ".gz"
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            blob = response.read()
+        digest = hashlib.sha256(gzip.decompress(blob)).hexdigest()
+        if digest != spec["sha256"][stem]:
+            raise ValueError(f"{url}: SHA-256 {digest} does not match the expected "
+                             f"{spec['sha256'][stem]}; nothing was saved")
+        fd, tmp = tempfile.mkstemp(dir=target, suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        os.replace(tmp, target / (stem + ".gz"))  # atomic: never a half-written file
+    return target
+
+
+def _load_idx_dataset(name, path, download):
+    searched = []
+    for d in _candidate_dirs(name, path):
+        searched.append(str(d))
+        files = [_find_file(d, stem) for stem in _FILES]
+        if all(files):
+            return [read_idx(f) for f in files]
+    if path is None and download:
+        try:
+            d = _download(name, cache_dir() / name)
+            return [read_idx(_find_file(d, stem)) for stem in _FILES]
+        except OSError as e:
+            reason = f"download failed ({e})"
+    else:
+        reason = "download disabled"
+    raise DatasetNotFoundError(
+        f"{name} not found (looked in {searched}; {reason}). Get it in one of three ways:\n"
+        f"  1. apt-get install -y dataset-{name}   (Debian/Ubuntu, installs /usr/share/datasets/{name})\n"
+        f"  2. put the four *-ubyte(.gz) files in a folder and pass path=... or set MINICOMPRESS_DATA\n"
+        f"  3. connect to the internet: the loader downloads them into {cache_dir() / name}"
+    )
+
+
+def _to_images(x):
+    return (x.astype(np.float32) / 255.0)[:, None, :, :]
+
+
+def load_fashion_mnist(path=None, download=True):
+    """Fashion-MNIST: ((x_train (60000,1,28,28), y_train), (x_test (10000,1,28,28), y_test))."""
+    xtr, ytr, xte, yte = _load_idx_dataset("fashion-mnist", path, download)
+    return (_to_images(xtr), ytr.astype(np.int64)), (_to_images(xte), yte.astype(np.int64))
+
+
+def load_mnist(path=None, download=True):
+    """MNIST, same format as :func:`load_fashion_mnist`."""
+    xtr, ytr, xte, yte = _load_idx_dataset("mnist", path, download)
+    return (_to_images(xtr), ytr.astype(np.int64)), (_to_images(xte), yte.astype(np.int64))
+
+
+def load_digits():
+    """The UCI 8x8 handwritten digits (1,797 images, CC BY 4.0), embedded in the package.
+
+    Fixed split (made once by ``scripts/make_digits.py``): 1,437 train / 360 test.
+    Pixels 0..16 scaled to [0, 1]; shapes (N, 1, 8, 8).
+    """
+    with np.load(Path(__file__).parent / "_data" / "digits.npz", allow_pickle=False) as f:
+        return ((f["x_train"].astype(np.float32)[:, None] / 16.0, f["y_train"].astype(np.int64)),
+                (f["x_test"].astype(np.float32)[:, None] / 16.0, f["y_test"].astype(np.int64)))
+
+
+def normalize(x, mean, std):
+    """(x − mean) / std, float32."""
+    if not std > 0:
+        raise ValueError(f"normalize: std must be > 0, got {std!r}")
+    return ((x - np.float32(mean)) / np.float32(std)).astype(np.float32)
+
+
+def load_dataset(name, normalized=True, path=None):
+    """``"digits"``, ``"fashion-mnist"`` or ``"mnist"`` → ((x_train, y_train), (x_test, y_test)).
+
+    With ``normalized=True`` images are standardised with the data set's training mean/std.
+    """
+    if name == "digits":
+        (xtr, ytr), (xte, yte) = load_digits()
+        mean, std = float(xtr.mean()), float(xtr.std())
+    elif name == "fashion-mnist":
+        (xtr, ytr), (xte, yte) = load_fashion_mnist(path)
+        mean, std = FASHION_MNIST_MEAN, FASHION_MNIST_STD
+    elif name == "mnist":
+        (xtr, ytr), (xte, yte) = load_mnist(path)
+        mean, std = MNIST_MEAN, MNIST_STD
+    else:
+        raise ValueError(f"load_dataset: unknown data set {name!r}; valid: 'digits', "
+                         f"'fashion-mnist', 'mnist'")
+    if normalized:
+        xtr, xte = normalize(xtr, mean, std), normalize(xte, mean, std)
+    return (xtr, ytr), (xte, yte)
+
+
+# ---- batching ----------------------------------------------------------------------------------
+def batches(x, y, batch_size, *, rng=None, shuffle=True, drop_last=False):
+    """Yield (x_batch, y_batch). Shuffled with ``rng`` (a numpy Generator) when ``shuffle``."""
+    if len(x) != len(y):
+        raise ValueError(f"batches: x has {len(x)} items but y has {len(y)}")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batches: batch_size must be a positive integer, got {batch_size!r}")
+    n = len(x)
+    if shuffle:
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError("batches: shuffle=True needs rng=np.random.default_rng(seed)")
+        order = rng.permutation(n)
+    else:
+        order = np.arange(n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        idx = order[start:start + batch_size]
+        yield x[idx], y[idx]

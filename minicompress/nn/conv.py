@@ -1,0 +1,77 @@
+"""2-D convolution by im2col + matmul (see ``im2col.py`` for the layout)."""
+import numpy as np
+
+from .checks import check_input, check_positive_int
+from .im2col import col2im, im2col, output_size
+from .init import check_rng, kaiming_uniform
+from .module import Parameter
+from .weighted import WeightedLayer
+
+
+class Conv2d(WeightedLayer):
+    """``y[n, o] = b[o] + Σ_{c,i,j} W_eff[o, c, i, j] · x_pad[n, c, s·h + i, s·w + j]``.
+
+    Shapes: x (N, C, H, W); W (O, C, k, k) as in PyTorch; b (O,); y (N, O, OH, OW) with
+    OH = ⌊(H + 2p − k)/s⌋ + 1.
+
+    As a matmul: Y = cols · W_matᵀ with cols = im2col(x) (N·OH·OW, k·k·C). Backward, g = ∂L/∂Y:
+    ∂L/∂W_mat = gᵀ · cols,  ∂L/∂cols = g · W_mat  (then col2im),  ∂L/∂b = Σ g.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 bias: bool = True, *, rng):
+        check_rng(rng, "Conv2d")
+        self.in_channels = check_positive_int(in_channels, "in_channels", "Conv2d")
+        self.out_channels = check_positive_int(out_channels, "out_channels", "Conv2d")
+        self.kernel_size = check_positive_int(kernel_size, "kernel_size", "Conv2d")
+        self.stride = check_positive_int(stride, "stride", "Conv2d")
+        self.padding = check_positive_int(padding, "padding", "Conv2d", minimum=0)
+        fan_in = in_channels * kernel_size * kernel_size
+        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        self.weight = Parameter(kaiming_uniform(shape, fan_in, rng))
+        self.bias = Parameter(kaiming_uniform((out_channels,), fan_in, rng)) if bias else None
+        self._init_transforms()
+
+    def _name(self):
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, k={self.kernel_size}, "
+                f"s={self.stride}, p={self.padding})")
+
+    def forward(self, x):
+        check_input(self._name(), x, 4, 1, self.in_channels)
+        k, s, p = self.kernel_size, self.stride, self.padding
+        n, _, h, w = x.shape
+        if h + 2 * p < k or w + 2 * p < k:
+            raise ValueError(f"{self._name()}: kernel {k} is larger than the padded input "
+                             f"{h + 2 * p}x{w + 2 * p} (input shape {x.shape})")
+        x_nhwc = x.transpose(0, 2, 3, 1)
+        cols, (oh, ow) = im2col(x_nhwc, k, s, p)
+        w_eff = self.effective_weight()
+        # W (O, C, k, k) → (O, k·k·C), matching the (kh, kw, C) column order of im2col
+        w_mat = w_eff.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)
+        y = cols @ w_mat.T
+        if self.bias is not None:
+            y += self.bias.data
+        self._cache = (cols, w_mat, x_nhwc.shape, (oh, ow))
+        return y.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2)
+
+    def backward(self, grad_out):
+        cols, w_mat, x_shape, (oh, ow) = self._cache
+        o, c, k = self.out_channels, self.in_channels, self.kernel_size
+        g = grad_out.transpose(0, 2, 3, 1).reshape(-1, o)  # (N·OH·OW, O)
+        grad_w_mat = g.T @ cols
+        self._accumulate_weight_grad(grad_w_mat.reshape(o, k, k, c).transpose(0, 3, 1, 2))
+        if self.bias is not None:
+            self.bias.grad += g.sum(axis=0)
+        # one batched matmul gives each kernel offset's ∂L/∂cols as a contiguous (N·OH·OW, C) block
+        w_per_offset = w_mat.reshape(o, k * k, c).transpose(1, 0, 2)  # (k·k, O, C)
+        dcols = np.matmul(g, w_per_offset)
+        dx_nhwc = col2im(dcols, x_shape, k, self.stride, self.padding, (oh, ow))
+        return dx_nhwc.transpose(0, 3, 1, 2)
+
+    def output_shape(self, h, w):
+        k, s, p = self.kernel_size, self.stride, self.padding
+        return self.out_channels, output_size(h, k, s, p), output_size(w, k, s, p)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")

@@ -1,0 +1,119 @@
+"""Training and evaluation loops: ``fit`` and ``evaluate``.
+
+One training step is the whole story of the library:
+
+    logits = model(x)                      # forward
+    loss, grad = loss_fn(logits, y)        # loss and ∂L/∂logits
+    model.backward(grad)                   # ∂L/∂θ added into every Parameter's .grad
+    optimizer.step()                       # Adam (document §2.1)
+
+Compression methods change only ``loss_fn`` (distillation), add a term and a callback
+(pruning), or wrap the weights (quantization) — the loop stays the same.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from .data import batches
+from .nn import cross_entropy
+
+
+class Progress:
+    """A single updating line on stderr (no dependency on tqdm)."""
+
+    def __init__(self, total, desc="", enabled=True, stream=None):
+        self.total, self.desc, self.enabled = total, desc, enabled
+        self.stream = stream or sys.stderr
+        self.n, self.start, self._last = 0, time.perf_counter(), 0.0
+
+    def update(self, n=1, **info):
+        self.n += n
+        now = time.perf_counter()
+        if not self.enabled or (now - self._last < 0.2 and self.n < self.total):
+            return
+        self._last = now
+        frac = self.n / max(self.total, 1)
+        bar = "#" * int(20 * frac)
+        extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
+        self.stream.write(f"\r{self.desc} [{bar:<20}] {self.n}/{self.total} "
+                          f"{now - self.start:5.1f}s {extra}   ")
+        self.stream.flush()
+
+    def close(self):
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def predict(model, x, batch_size=1000):
+    """Logits for ``x``, computed in batches, model in eval mode."""
+    was_training = model.training
+    model.eval()
+    out = [model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def evaluate(model, x, y, batch_size=1000, loss_fn=cross_entropy):
+    """Mean loss and accuracy of ``model`` on (x, y): returns ``{"loss": ..., "accuracy": ...}``."""
+    logits = predict(model, x, batch_size)
+    loss, _ = loss_fn(logits, y)
+    return {"loss": float(loss), "accuracy": float((logits.argmax(1) == y).mean())}
+
+
+def train_step(model, optimizer, x, y, loss_fn=cross_entropy):
+    """One step: zero grads, forward, loss, backward, Adam. Returns (loss, logits)."""
+    optimizer.zero_grad()
+    logits = model(x)
+    loss, grad = loss_fn(logits, y)
+    if not np.isfinite(loss):
+        raise FloatingPointError(f"training stopped: the loss became {loss} (diverged); "
+                                 f"try a smaller learning rate")
+    model.backward(grad)
+    optimizer.step()
+    return loss, logits
+
+
+def fit(model, optimizer, train_data, *, epochs, batch_size=128, rng, loss_fn=cross_entropy,
+        step_fn=None, eval_data=None, on_step=None, on_epoch=None, progress=True, desc="train"):
+    """Train ``model`` for ``epochs`` passes over ``train_data = (x, y)``.
+
+    ``step_fn(x, y) -> (loss, logits)`` replaces :func:`train_step` (distillation, pruning);
+    ``on_step(global_step)`` runs after each step (pruning schedules); ``on_epoch(epoch, record)``
+    after each epoch. Returns the history: a list of per-epoch dicts (train loss/accuracy and,
+    with ``eval_data``, test loss/accuracy).
+    """
+    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
+        raise ValueError(f"fit: epochs must be an integer ≥ 0, got {epochs!r}")
+    x, y = train_data
+    step_fn = step_fn or (lambda xb, yb: train_step(model, optimizer, xb, yb, loss_fn))
+    history, global_step = [], 0
+    steps_per_epoch = -(-len(x) // batch_size)
+    for epoch in range(1, epochs + 1):
+        model.train()
+        bar = Progress(steps_per_epoch, f"{desc} epoch {epoch}/{epochs}", enabled=progress)
+        total_loss, correct, seen = 0.0, 0, 0
+        for xb, yb in batches(x, y, batch_size, rng=rng):
+            loss, logits = step_fn(xb, yb)
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"training stopped at epoch {epoch}: the loss became {loss}")
+            global_step += 1
+            total_loss += float(loss) * len(yb)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(yb)
+            if on_step is not None:
+                on_step(global_step)
+            bar.update(loss=total_loss / seen, acc=correct / seen)
+        record = {"epoch": epoch, "train_loss": total_loss / seen, "train_accuracy": correct / seen}
+        if eval_data is not None:
+            ev = evaluate(model, *eval_data)
+            record.update(test_loss=ev["loss"], test_accuracy=ev["accuracy"])
+            bar.update(0, test_acc=ev["accuracy"])
+        bar.close()
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(epoch, record)
+    return history

@@ -1,0 +1,61 @@
+"""Every layer's hand-written backward against central differences (float64)."""
+import numpy as np
+import pytest
+
+from minicompress import nn
+from gradcheck import check_module_grads, numerical_grad, to_float64
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_linear(rng, n):
+    layer = to_float64(nn.Linear(5, 4, rng=rng))
+    check_module_grads(layer, rng.standard_normal((n, 5)), rng)
+
+
+@pytest.mark.parametrize("c,o,k,s,p,h,w,n", [
+    (1, 2, 3, 1, 0, 5, 5, 1),     # batch 1, no padding
+    (2, 3, 3, 1, 1, 6, 4, 2),     # padding, non-square
+    (2, 3, 3, 2, 1, 7, 6, 2),     # stride 2
+    (3, 2, 5, 2, 2, 9, 8, 1),     # big kernel, stride 2, padding 2
+    (2, 2, 1, 1, 0, 3, 4, 2),     # 1x1 conv
+])
+def test_conv2d(rng, c, o, k, s, p, h, w, n):
+    layer = to_float64(nn.Conv2d(c, o, k, stride=s, padding=p, rng=rng))
+    check_module_grads(layer, rng.standard_normal((n, c, h, w)), rng)
+
+
+@pytest.mark.parametrize("pool", [nn.MaxPool2d, nn.AvgPool2d])
+@pytest.mark.parametrize("k,s,h,w", [(2, None, 6, 4), (3, 2, 7, 8), (2, 1, 5, 3)])
+def test_pooling(rng, pool, k, s, h, w):
+    # distinct values keep the max away from ties, where it is not differentiable
+    x = rng.permutation(2 * 3 * h * w).reshape(2, 3, h, w).astype(np.float64) / 10
+    check_module_grads(pool(k, s), x, rng)
+
+
+def test_relu_and_flatten(rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    x[np.abs(x) < 1e-3] = 0.5  # stay away from the kink at 0
+    check_module_grads(nn.ReLU(), x, rng)
+    check_module_grads(nn.Flatten(), x, rng)
+
+
+def test_sequential_lenet5_small(rng):
+    from minicompress.models import lenet5
+    model = to_float64(lenet5(8, rng=rng))
+    x = rng.standard_normal((2, 1, 8, 8))
+    check_module_grads(model, x, rng, atol=1e-5)
+
+
+def test_cross_entropy_value_and_grad(rng):
+    logits = rng.standard_normal((4, 5))
+    y = np.array([0, 3, 4, 1])
+    loss, grad = nn.cross_entropy(logits, y)
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert loss == pytest.approx(-np.log(p[np.arange(4), y]).mean(), rel=1e-12)
+    num = numerical_grad(lambda: nn.cross_entropy(logits, y)[0], logits)
+    np.testing.assert_allclose(grad, num, atol=1e-8)
+
+
+def test_cross_entropy_is_stable_for_huge_logits():
+    loss, grad = nn.cross_entropy(np.array([[1000.0, 0.0], [0.0, -1000.0]]), np.array([0, 0]))
+    assert loss == pytest.approx(0.0, abs=1e-12) and np.all(np.isfinite(grad))
