@@ -1,0 +1,212 @@
+"""The compressed-model file: one ``.npz`` holding an integer model, read without pickle.
+
+Layout (see ``docs/FORMAT.md`` for the full specification). The file is a zip archive with three
+``.npy`` members, deflate-compressed:
+
+* ``header.npy``  — uint8, the UTF-8 bytes of a JSON object: format name and version, the layer
+  list with shapes, bit widths, scales and zero points, and for every tensor where its bytes lie in
+  the blob and how they are encoded;
+* ``blob.npy``    — uint8, all tensors' bytes back to back;
+* ``checksum.npy``— uint8[32], SHA-256 of ``header bytes + blob bytes``.
+
+Why only three members: every ``.npy`` member costs ~200 bytes of zip and npy headers, which at a
+10 KB budget would be a fifth of the file if each tensor were its own member.
+
+Tensor encodings (``encoding`` field):
+
+* ``raw``    — the array's bytes, little-endian, C order (``dtype`` and ``shape`` given);
+* ``packed`` — integer codes q in [q_min, q_max], stored as ``q − q_min`` in ``bits`` bits each,
+  most significant bit first, padded to a whole byte;
+* ``sparse`` — a bitmask of the non-zero positions (1 bit per element, ``np.packbits`` order)
+  followed by the non-zero codes ``packed`` as above. Chosen when it is smaller than ``packed``.
+
+Writing is deterministic (fixed zip timestamps, sorted members), so the same model gives the same
+file byte for byte, and atomic (temporary file + rename).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+FORMAT_NAME = "minicompress-integer-model"
+FORMAT_VERSION = 1
+_MEMBERS = ("blob.npy", "checksum.npy", "header.npy")
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+class ArtifactError(ValueError):
+    """The file is not a valid minicompress artifact (damaged, altered, wrong version...)."""
+
+
+# ---- n-bit codes -------------------------------------------------------------------------------
+def pack_codes(codes, bits: int) -> tuple[bytes, int]:
+    """Store integer codes in ``bits`` bits each (offset by their minimum). Returns (bytes, q_min)."""
+    codes = np.asarray(codes).astype(np.int64).ravel()
+    if not 1 <= bits <= 16:
+        raise ValueError(f"pack_codes: bits must be in [1, 16], got {bits}")
+    q_min = int(codes.min()) if codes.size else 0
+    u = codes - q_min
+    if u.size and int(u.max()) >= (1 << bits):
+        raise ValueError(f"pack_codes: codes span {int(u.max()) + 1} values, more than {bits} bits hold")
+    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
+    bit_matrix = ((u[:, None] >> shifts) & 1).astype(np.uint8)  # (N, bits), MSB first
+    return np.packbits(bit_matrix.ravel()).tobytes(), q_min
+
+
+def unpack_codes(data: bytes, bits: int, count: int, q_min: int) -> np.ndarray:
+    """Inverse of :func:`pack_codes`: ``count`` codes as int64."""
+    need = (count * bits + 7) // 8
+    if len(data) != need:
+        raise ArtifactError(f"packed codes: {len(data)} bytes, expected {need}")
+    bit_matrix = np.unpackbits(np.frombuffer(data, np.uint8))[: count * bits].reshape(count, bits)
+    weights = (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
+    return bit_matrix.astype(np.int64) @ weights + q_min
+
+
+def encode_codes(codes, bits: int) -> tuple[bytes, dict]:
+    """Encode an integer tensor as ``packed`` or ``sparse``, whichever is smaller."""
+    codes = np.asarray(codes)
+    flat = codes.astype(np.int64).ravel()
+    dense, q_min = pack_codes(flat, bits)
+    entry = {"encoding": "packed", "bits": bits, "q_min": q_min, "shape": list(codes.shape)}
+    nonzero = flat != 0
+    values, v_min = pack_codes(flat[nonzero], bits)
+    mask = np.packbits(nonzero.astype(np.uint8)).tobytes()
+    if len(mask) + len(values) < len(dense):
+        entry.update(encoding="sparse", q_min=v_min, nnz=int(nonzero.sum()), mask_bytes=len(mask))
+        return mask + values, entry
+    return dense, entry
+
+
+def decode_codes(data: bytes, entry: dict) -> np.ndarray:
+    shape = tuple(entry["shape"])
+    count = int(np.prod(shape))
+    if entry["encoding"] == "packed":
+        return unpack_codes(data, entry["bits"], count, entry["q_min"]).reshape(shape)
+    if entry["encoding"] == "sparse":
+        mask_bytes, nnz = entry["mask_bytes"], entry["nnz"]
+        mask = np.unpackbits(np.frombuffer(data[:mask_bytes], np.uint8))[:count].astype(bool)
+        if int(mask.sum()) != nnz:
+            raise ArtifactError(f"sparse tensor: mask has {int(mask.sum())} ones, header says {nnz}")
+        out = np.zeros(count, np.int64)
+        out[mask] = unpack_codes(data[mask_bytes:], entry["bits"], nnz, entry["q_min"])
+        return out.reshape(shape)
+    raise ArtifactError(f"unknown tensor encoding {entry['encoding']!r}")
+
+
+# ---- the container -----------------------------------------------------------------------------
+class BlobWriter:
+    """Collects tensors into one byte string; each ``add`` returns the header entry."""
+
+    def __init__(self):
+        self._parts, self._size = [], 0
+
+    def _append(self, data: bytes, entry: dict) -> dict:
+        entry = dict(entry, offset=self._size, nbytes=len(data))
+        self._parts.append(data)
+        self._size += len(data)
+        return entry
+
+    def add_raw(self, array) -> dict:
+        a = np.ascontiguousarray(array)
+        a = a.astype(a.dtype.newbyteorder("<"))
+        return self._append(a.tobytes(), {"encoding": "raw", "dtype": a.dtype.str, "shape": list(a.shape)})
+
+    def add_codes(self, codes, bits: int) -> dict:
+        data, entry = encode_codes(codes, bits)
+        return self._append(data, entry)
+
+    def getvalue(self) -> bytes:
+        return b"".join(self._parts)
+
+
+def read_tensor(blob: bytes, entry: dict) -> np.ndarray:
+    """Decode one tensor described by a header ``entry``."""
+    start, n = int(entry["offset"]), int(entry["nbytes"])
+    if start < 0 or start + n > len(blob):
+        raise ArtifactError(f"tensor bytes [{start}, {start + n}) lie outside the blob ({len(blob)} bytes)")
+    data = blob[start:start + n]
+    if entry["encoding"] == "raw":
+        dtype = np.dtype(entry["dtype"])
+        shape = tuple(entry["shape"])
+        if dtype.kind not in "iuf" or dtype.itemsize * int(np.prod(shape)) != n:
+            raise ArtifactError(f"raw tensor: {n} bytes do not hold {shape} of {dtype}")
+        return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    return decode_codes(data, entry)
+
+
+def checksum(header_bytes: bytes, blob: bytes) -> bytes:
+    return hashlib.sha256(header_bytes + blob).digest()
+
+
+def _npy_bytes(array) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_artifact(path, header: dict, blob: bytes) -> Path:
+    """Write header + blob + checksum atomically and deterministically; returns the path."""
+    header = dict(header, format=FORMAT_NAME, format_version=FORMAT_VERSION)
+    header_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    members = {
+        "blob.npy": np.frombuffer(blob, np.uint8),
+        "checksum.npy": np.frombuffer(checksum(header_bytes, blob), np.uint8),
+        "header.npy": np.frombuffer(header_bytes, np.uint8),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w") as z:
+            for name in _MEMBERS:
+                info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                info.external_attr = 0o644 << 16
+                z.writestr(info, _npy_bytes(members[name]), compresslevel=9)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+def read_artifact(path) -> tuple[dict, bytes]:
+    """Read and validate an artifact: (header dict, blob bytes). Nothing is unpickled or run."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            names = sorted(f.files)
+            if names != sorted(m[:-4] for m in _MEMBERS):
+                raise ArtifactError(f"{path}: members {names}, expected {sorted(m[:-4] for m in _MEMBERS)}")
+            arrays = {k: f[k] for k in names}
+    except ArtifactError:
+        raise
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # BadZipFile, pickled objects, truncated members...
+        raise ArtifactError(f"{path}: not a readable artifact ({type(e).__name__}: {e})") from None
+    for k, a in arrays.items():
+        if a.dtype != np.uint8 or a.ndim != 1:
+            raise ArtifactError(f"{path}: member '{k}' must be a 1-D uint8 array, got {a.dtype} {a.shape}")
+    header_bytes, blob = arrays["header"].tobytes(), arrays["blob"].tobytes()
+    if arrays["checksum"].tobytes() != checksum(header_bytes, blob):
+        raise ArtifactError(f"{path}: checksum mismatch — the file was altered or damaged")
+    try:
+        header = json.loads(header_bytes.decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path}: header is not valid JSON ({e})") from None
+    if header.get("format") != FORMAT_NAME:
+        raise ArtifactError(f"{path}: format {header.get('format')!r}, expected {FORMAT_NAME!r}")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: format version {header.get('format_version')!r}; this "
+                            f"minicompress reads version {FORMAT_VERSION}")
+    return header, blob
