@@ -54,7 +54,7 @@ from .train import Progress, evaluate, predict
 __all__ = [
     "AttentionTransferLoss", "DistillationLoss", "HintLoss", "cosine_lr", "distillation_loss",
     "distill_step", "fit_distill", "freeze", "soft_target_loss", "softmax_with_temperature",
-    "teacher_logits",
+    "teacher_features", "teacher_logits",
 ]
 
 
@@ -169,6 +169,17 @@ def teacher_logits(teacher, x, batch_size=1000, cache=None):
     if path is not None:
         save_npz_atomic(path, {"logits": z})
     return z
+
+
+def teacher_features(teacher, x, layer):
+    """Output of child ``layer`` of a Sequential teacher, running only the children up to it."""
+    names = teacher.names()
+    if layer not in names:
+        raise KeyError(f"teacher_features: no child '{layer}'; children are {names}")
+    for name in names:
+        x = teacher[name].forward(x)
+        if name == layer:
+            return x
 
 
 class DistillationLoss:
@@ -311,8 +322,12 @@ def distill_step(student, optimizer, x, y, kd, *, idx=None, x_teacher=None, hint
         if kd.teacher is None:
             raise ValueError("distill_step: a hint loss needs the teacher model in the "
                              "DistillationLoss (teacher=...) to compute its feature maps")
-        z_t = kd.teacher(x_t, capture=(hint.teacher_layer,))
-        f_t = kd.teacher.features[hint.teacher_layer]
+        if idx is not None and kd.teacher_logits is not None:
+            # logits precomputed: run the teacher only as far as the hint layer
+            z_t, f_t = kd.teacher_logits[idx], teacher_features(kd.teacher, x_t, hint.teacher_layer)
+        else:
+            z_t = kd.teacher(x_t, capture=(hint.teacher_layer,))
+            f_t = kd.teacher.features[hint.teacher_layer]
     else:
         z_t = kd.teacher_batch(idx, x_t)
     capture = (hint.student_layer,) if hint is not None else ()

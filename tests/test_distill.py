@@ -331,3 +331,23 @@ def test_cosine_lr():
     assert opt.lr == pytest.approx(0.0, abs=1e-15)
     on_step(25)
     assert opt.lr == pytest.approx(0.005 * (1 + np.cos(np.pi / 4)))
+
+
+def test_hint_step_with_precomputed_logits_runs_teacher_prefix_only(digits_teacher):
+    """With precomputed logits the teacher runs only up to the hint layer: same gradients."""
+    teacher, (xtr, ytr), _ = digits_teacher
+    idx = np.arange(10, 42)
+    grads = []
+    for kd in (D.DistillationLoss(2.0, 0.5, teacher=teacher),
+               D.DistillationLoss(2.0, 0.5, teacher=teacher,
+                                  teacher_logits=D.teacher_logits(teacher, xtr))):
+        student = models.lenet5(8, rng=np.random.default_rng(3))
+        hint = D.HintLoss(Conv2d(6, 32, 1, rng=np.random.default_rng(4)), "pool1", "pool1")
+        params = student.parameters() + hint.parameters()
+        D.distill_step(student, _NoStep(params), xtr[idx], ytr[idx], kd, idx=idx, hint=hint)
+        grads.append([p.grad.copy() for p in params])
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    f = D.teacher_features(teacher, xtr[:5], "pool1")
+    teacher(xtr[:5], capture=("pool1",))
+    np.testing.assert_array_equal(f, teacher.features["pool1"])
