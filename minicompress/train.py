@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from .data import batches
-from .nn import cross_entropy
+from .nn import Sequential, cross_entropy
 
 
 class Progress:
@@ -72,7 +72,10 @@ def train_step(model, optimizer, x, y, loss_fn=cross_entropy):
     if not np.isfinite(loss):
         raise FloatingPointError(f"training stopped: the loss became {loss} (diverged); "
                                  f"try a smaller learning rate")
-    model.backward(grad)
+    if isinstance(model, Sequential):
+        model.backward(grad, input_grad=False)  # ∂L/∂x of the images is never needed here
+    else:
+        model.backward(grad)
     optimizer.step()
     return loss, logits
 

@@ -61,7 +61,11 @@ class Conv2d(WeightedLayer):
         grad_w_mat = g.T @ cols
         self._accumulate_weight_grad(grad_w_mat.reshape(o, k, k, c).transpose(0, 3, 1, 2))
         if self.bias is not None:
-            self.bias.grad += g.sum(axis=0)
+            # Σ over all N·OH·OW rows, as a matrix-vector product: for a tall, narrow g BLAS does
+            # this ~5x faster than numpy's g.sum(axis=0)
+            self.bias.grad += np.ones(len(g), dtype=g.dtype) @ g
+        if not self.needs_input_grad:
+            return None  # first layer of a network: nobody needs ∂L/∂x (see Module)
         # one batched matmul gives each kernel offset's ∂L/∂cols as a contiguous (N·OH·OW, C) block
         w_per_offset = w_mat.reshape(o, k * k, c).transpose(1, 0, 2)  # (k·k, O, C)
         dcols = np.matmul(g, w_per_offset)

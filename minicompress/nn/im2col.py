@@ -28,15 +28,32 @@ def pad_nhwc(x_nhwc, padding: int):
 
 
 def im2col(x_nhwc, k: int, stride: int, padding: int):
-    """(N, H, W, C) → cols (N·OH·OW, k·k·C); row = one window, ordered (kh, kw, C)."""
+    """(N, H, W, C) → cols (N·OH·OW, k·k·C); row = one window, ordered (kh, kw, C).
+
+    For a 1-channel input (the first layer of every net here) the copy is done *transposed*:
+    k·k shifted copies of the image, each one contiguous block, and ``cols`` is returned as a
+    transposed view of that (k·k, N·OH·OW) array. BLAS reads a transposed operand at no extra
+    cost, so only the copy changes — and it is ~5x faster than gathering 1-float runs per window.
+    """
     n, h, w, c = x_nhwc.shape
     oh, ow = output_size(h, k, stride, padding), output_size(w, k, stride, padding)
     xp = pad_nhwc(x_nhwc, padding)
+    if c == 1:
+        cols_t = np.empty((k * k, n, oh, ow), dtype=x_nhwc.dtype)
+        for offset in range(k * k):
+            cols_t[offset] = xp[:, _window_rows(offset // k, stride, oh),
+                                _window_rows(offset % k, stride, ow), 0]
+        return cols_t.reshape(k * k, n * oh * ow).T, (oh, ow)
     # windows: (N, OH, OW, C, kh, kw) view of xp, no copy yet
     win = sliding_window_view(xp, (k, k), axis=(1, 2))[:, ::stride, ::stride][:, :oh, :ow]
     # the single copy of the forward pass: rows (n, oh, ow), columns (kh, kw, c)
     cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, k * k * c)
     return cols, (oh, ow)
+
+
+def _window_rows(i: int, stride: int, out: int) -> slice:
+    """The input rows (or columns) that kernel offset ``i`` touches: i, i+s, ..., i+s·(out−1)."""
+    return slice(i, i + stride * (out - 1) + 1, stride)
 
 
 def col2im(dcols_per_offset, x_shape_nhwc, k: int, stride: int, padding: int, out_hw):
@@ -51,7 +68,7 @@ def col2im(dcols_per_offset, x_shape_nhwc, k: int, stride: int, padding: int, ou
     dxp = np.zeros((n, h + 2 * padding, w + 2 * padding, c), dtype=dcols_per_offset.dtype)
     for offset in range(k * k):
         i, j = divmod(offset, k)
-        dxp[:, i:i + stride * (oh - 1) + 1:stride, j:j + stride * (ow - 1) + 1:stride, :] += (
+        dxp[:, _window_rows(i, stride, oh), _window_rows(j, stride, ow), :] += (
             dcols_per_offset[offset].reshape(n, oh, ow, c)
         )
     return dxp[:, padding:padding + h, padding:padding + w, :]

@@ -39,6 +39,8 @@ class Linear(WeightedLayer):
         self._accumulate_weight_grad(grad_out.T @ self._x)
         if self.bias is not None:
             self.bias.grad += grad_out.sum(axis=0)
+        if not self.needs_input_grad:
+            return None  # first layer of a network: nobody needs ∂L/∂x (see Module)
         return grad_out @ self._w
 
     def extra_repr(self):

@@ -47,6 +47,11 @@ class Module:
     """
 
     training = True
+    # ``needs_input_grad = False`` lets a layer skip computing ∂L/∂x in ``backward`` (it returns
+    # None). Only the first layer of a network may do so, and only while nothing upstream needs
+    # it: ``Sequential.backward(..., input_grad=False)`` sets it for exactly that call. For a
+    # first convolution this saves the whole col2im — a large part of the backward pass.
+    needs_input_grad = True
 
     def forward(self, x):
         raise NotImplementedError
@@ -226,14 +231,36 @@ class Sequential(Module):
     def __call__(self, x, capture=()):
         return self.forward(x, capture=capture)
 
-    def backward(self, grad_out, feature_grads=None):
+    def backward(self, grad_out, feature_grads=None, input_grad=True):
+        """Backward through the children in reverse order; returns ∂L/∂x.
+
+        ``input_grad=False`` (what :func:`~minicompress.train.train_step` uses) says that
+        ∂L/∂x of the network input is not wanted: children in front of the first one with
+        Parameters are skipped, that one is asked not to compute its input gradient, and None
+        is returned — as PyTorch does for an input without ``requires_grad``.
+        """
         feature_grads = feature_grads or {}
         unknown = [k for k in feature_grads if k not in self._modules]
         if unknown:
             raise KeyError(f"feature_grads: no child named {unknown}; children are {self.names()}")
+        items = list(self._modules.items())
+        first = 0
+        if not input_grad:
+            with_params = [i for i, (_, m) in enumerate(items) if m.parameters()]
+            first = with_params[0] if with_params else len(items)
         grad = grad_out
-        for name, m in reversed(self._modules.items()):
+        for index in range(len(items) - 1, first - 1, -1):
+            name, m = items[index]
             if name in feature_grads:
                 grad = grad + feature_grads[name]
+            if index == first and not input_grad:
+                if isinstance(m, Sequential):
+                    return m.backward(grad, input_grad=False)
+                previous, m.needs_input_grad = m.needs_input_grad, False
+                try:
+                    m.backward(grad)
+                finally:
+                    m.needs_input_grad = previous
+                return None
             grad = m.backward(grad)
-        return grad
+        return None if not input_grad else grad

@@ -3,6 +3,11 @@
 Each offset (i, j) of the window picks the strided sub-image x[:, i::s, j::s] — one whole array
 per offset — so there is never a Python loop over pixels or batch items. Works channels-last
 (see ``im2col.py``), so the offset slices keep C contiguous.
+
+The common case, non-overlapping windows (k = s, e.g. 2x2 stride 2), has a faster path: the
+input is *reshaped* (a view, no copy) to (N, OH, k, OW, k, C), so window row i and column j are
+plain axes, and the maximum is taken in two passes — first along each window row, then across
+rows — keeping only a small "which one won" index per pass for the backward.
 """
 import numpy as np
 
@@ -16,7 +21,7 @@ class _Pool2d(Module):
         self.kernel_size = check_positive_int(kernel_size, "kernel_size", name)
         self.stride = check_positive_int(kernel_size if stride is None else stride, "stride", name)
 
-    def _offset_views(self, x_nhwc, oh, ow):
+    def _offset_views(self, oh, ow):
         k, s = self.kernel_size, self.stride
         for i in range(k):
             for j in range(k):
@@ -33,36 +38,70 @@ class _Pool2d(Module):
         oh, ow = (h - k) // s + 1, (w - k) // s + 1
         return x.transpose(0, 2, 3, 1), oh, ow
 
+    def _windows(self, x_nhwc, oh, ow):
+        """Non-overlapping windows as a (N, OH, k, OW, k, C) view (k = s): axis 2 is the row i
+        inside the window, axis 4 the column j. Rows/columns past the last window are cut off."""
+        n, _, _, c = x_nhwc.shape
+        k = self.kernel_size
+        return x_nhwc[:, :oh * k, :ow * k, :].reshape(n, oh, k, ow, k, c)
+
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+def _argmax_along(views):
+    """Element-wise maximum of a list of equally shaped arrays and the index of the first one
+    that attains it (a later array wins only if strictly larger — PyTorch's rule on ties)."""
+    best = views[0].copy()
+    winner = np.zeros(best.shape, dtype=np.uint8)
+    for index, candidate in enumerate(views[1:], start=1):
+        better = candidate > best
+        np.maximum(best, candidate, out=best)
+        # winner = index where better. Indices only grow along the loop, so a maximum does it;
+        # it is ~50x faster than the boolean-mask assignment ``winner[better] = index``.
+        np.maximum(winner, better.view(np.uint8) * np.uint8(index), out=winner)
+    return best, winner
 
 
 class MaxPool2d(_Pool2d):
     """``y[n, c, h, w] = max_{i,j<k} x[n, c, s·h + i, s·w + j]``.
 
-    The gradient flows only to the position that gave the maximum (the first one on ties, as
-    PyTorch does).
+    The gradient flows only to the position that gave the maximum (the first one in row-major
+    window order on ties, as PyTorch does).
     """
 
     def forward(self, x):
         x_nhwc, oh, ow = self._prepare(x)
-        views = list(self._offset_views(x_nhwc, oh, ow))
-        best = x_nhwc[views[0]].copy()
-        winner = np.zeros(best.shape, dtype=np.uint8)
-        for index, view in enumerate(views[1:], start=1):
-            candidate = x_nhwc[view]
-            better = candidate > best  # strict: the first maximum wins ties
-            np.copyto(best, candidate, where=better)
-            winner[better] = index
-        self._cache = (x_nhwc.shape, winner, views)
+        k = self.kernel_size
+        if k == self.stride:
+            win = self._windows(x_nhwc, oh, ow)
+            # pass 1: best column j inside each window row → (N, OH, k, OW, C)
+            row_best, col_winner = _argmax_along([win[:, :, :, :, j] for j in range(k)])
+            # pass 2: best row i → (N, OH, OW, C). Ties stay with the earlier row, and inside a
+            # row with the earlier column: the first maximum in row-major order, like PyTorch.
+            best, row_winner = _argmax_along([row_best[:, :, i] for i in range(k)])
+            self._cache = ("windows", x_nhwc.shape, (oh, ow), col_winner, row_winner)
+        else:
+            views = [x_nhwc[v] for v in self._offset_views(oh, ow)]
+            best, winner = _argmax_along(views)
+            self._cache = ("offsets", x_nhwc.shape, (oh, ow), winner, None)
         return best.transpose(0, 3, 1, 2)
 
     def backward(self, grad_out):
-        shape, winner, views = self._cache
+        kind, shape, (oh, ow), winner, row_winner = self._cache
+        k = self.kernel_size
         g = grad_out.transpose(0, 2, 3, 1)
+        # zeros, not empty: rows/columns that no window covers get no gradient
         dx = np.zeros(shape, dtype=grad_out.dtype)
-        for index, view in enumerate(views):
-            dx[view] += g * (winner == index)
+        if kind == "windows":
+            dwin = self._windows(dx, oh, ow)
+            for i in range(k):
+                g_row = g * (row_winner == i)              # (N, OH, OW, C): gradient of row i
+                for j in range(k):
+                    np.multiply(g_row, winner[:, :, i] == j, out=dwin[:, :, i, :, j])
+        else:
+            for index, view in enumerate(self._offset_views(oh, ow)):
+                dx[view] += g * (winner == index)
         return dx.transpose(0, 3, 1, 2)
 
 
@@ -71,7 +110,7 @@ class AvgPool2d(_Pool2d):
 
     def forward(self, x):
         x_nhwc, oh, ow = self._prepare(x)
-        views = list(self._offset_views(x_nhwc, oh, ow))
+        views = list(self._offset_views(oh, ow))
         total = x_nhwc[views[0]].copy()
         for view in views[1:]:
             total += x_nhwc[view]
