@@ -48,7 +48,7 @@ import numpy as np
 
 from .data import batches, cache_dir
 from .io import load_npz, save_npz_atomic
-from .nn import Module, cross_entropy, log_softmax, softmax
+from .nn import Module, Sequential, cross_entropy, log_softmax, softmax
 from .train import Progress, evaluate, predict
 
 __all__ = [
@@ -341,8 +341,9 @@ def distill_step(student, optimizer, x, y, kd, *, idx=None, x_teacher=None, hint
     if not np.isfinite(loss):
         raise FloatingPointError(f"distillation stopped: the loss became {loss}; try a smaller "
                                  f"learning rate")
-    if feature_grads:
-        student.backward(grad, feature_grads=feature_grads)
+    if isinstance(student, Sequential):
+        # ∂L/∂x of the images is never needed: the first layer may skip it (see Sequential.backward)
+        student.backward(grad, feature_grads=feature_grads, input_grad=False)
     else:
         student.backward(grad)
     optimizer.step()
