@@ -15,8 +15,8 @@ Why only three members: every ``.npy`` member costs ~200 bytes of zip and npy he
 Tensor encodings (``encoding`` field):
 
 * ``raw``    — the array's bytes, little-endian, C order (``dtype`` and ``shape`` given);
-* ``packed`` — integer codes q in [q_min, q_max], stored as ``q − q_min`` in ``bits`` bits each,
-  most significant bit first, padded to a whole byte;
+* ``packed`` — signed integer codes, each as its ``bits`` lowest two's-complement bits, most
+  significant bit first, concatenated and padded to a whole byte (``quantize.bitpack``);
 * ``sparse`` — a bitmask of the non-zero positions (1 bit per element, ``np.packbits`` order)
   followed by the non-zero codes ``packed`` as above. Chosen when it is smaller than ``packed``.
 
@@ -35,6 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .quantize.bitpack import pack_bits, unpack_bits
+
 FORMAT_NAME = "minicompress-integer-model"
 FORMAT_VERSION = 1
 _MEMBERS = ("blob.npy", "checksum.npy", "header.npy")
@@ -46,57 +48,43 @@ class ArtifactError(ValueError):
 
 
 # ---- n-bit codes -------------------------------------------------------------------------------
-def pack_codes(codes, bits: int) -> tuple[bytes, int]:
-    """Store integer codes in ``bits`` bits each (offset by their minimum). Returns (bytes, q_min)."""
-    codes = np.asarray(codes).astype(np.int64).ravel()
-    if not 1 <= bits <= 16:
-        raise ValueError(f"pack_codes: bits must be in [1, 16], got {bits}")
-    q_min = int(codes.min()) if codes.size else 0
-    u = codes - q_min
-    if u.size and int(u.max()) >= (1 << bits):
-        raise ValueError(f"pack_codes: codes span {int(u.max()) + 1} values, more than {bits} bits hold")
-    shifts = np.arange(bits - 1, -1, -1, dtype=np.int64)
-    bit_matrix = ((u[:, None] >> shifts) & 1).astype(np.uint8)  # (N, bits), MSB first
-    return np.packbits(bit_matrix.ravel()).tobytes(), q_min
-
-
-def unpack_codes(data: bytes, bits: int, count: int, q_min: int) -> np.ndarray:
-    """Inverse of :func:`pack_codes`: ``count`` codes as int64."""
-    need = (count * bits + 7) // 8
-    if len(data) != need:
-        raise ArtifactError(f"packed codes: {len(data)} bytes, expected {need}")
-    bit_matrix = np.unpackbits(np.frombuffer(data, np.uint8))[: count * bits].reshape(count, bits)
-    weights = (1 << np.arange(bits - 1, -1, -1, dtype=np.int64))
-    return bit_matrix.astype(np.int64) @ weights + q_min
-
-
 def encode_codes(codes, bits: int) -> tuple[bytes, dict]:
-    """Encode an integer tensor as ``packed`` or ``sparse``, whichever is smaller."""
+    """Encode signed integer codes as ``packed`` or ``sparse``, whichever is smaller."""
     codes = np.asarray(codes)
     flat = codes.astype(np.int64).ravel()
-    dense, q_min = pack_codes(flat, bits)
-    entry = {"encoding": "packed", "bits": bits, "q_min": q_min, "shape": list(codes.shape)}
+    dense = pack_bits(flat, bits, signed=True).tobytes()
+    entry = {"encoding": "packed", "bits": int(bits), "shape": list(codes.shape)}
     nonzero = flat != 0
-    values, v_min = pack_codes(flat[nonzero], bits)
     mask = np.packbits(nonzero.astype(np.uint8)).tobytes()
+    values = pack_bits(flat[nonzero], bits, signed=True).tobytes()
     if len(mask) + len(values) < len(dense):
-        entry.update(encoding="sparse", q_min=v_min, nnz=int(nonzero.sum()), mask_bytes=len(mask))
+        entry.update(encoding="sparse", nnz=int(nonzero.sum()), mask_bytes=len(mask))
         return mask + values, entry
     return dense, entry
 
 
+def _unpack(data: bytes, bits: int, count: int) -> np.ndarray:
+    try:
+        return unpack_bits(np.frombuffer(data, np.uint8), bits, count, signed=True)
+    except ValueError as e:
+        raise ArtifactError(f"packed codes: {e}") from None
+
+
 def decode_codes(data: bytes, entry: dict) -> np.ndarray:
-    shape = tuple(entry["shape"])
+    """Inverse of :func:`encode_codes`: the codes as an int32 array of ``entry["shape"]``."""
+    shape = tuple(int(s) for s in entry["shape"])
     count = int(np.prod(shape))
     if entry["encoding"] == "packed":
-        return unpack_codes(data, entry["bits"], count, entry["q_min"]).reshape(shape)
+        return _unpack(data, entry["bits"], count).reshape(shape)
     if entry["encoding"] == "sparse":
-        mask_bytes, nnz = entry["mask_bytes"], entry["nnz"]
+        mask_bytes, nnz = int(entry["mask_bytes"]), int(entry["nnz"])
+        if mask_bytes != (count + 7) // 8:
+            raise ArtifactError(f"sparse tensor: mask of {mask_bytes} bytes for {count} entries")
         mask = np.unpackbits(np.frombuffer(data[:mask_bytes], np.uint8))[:count].astype(bool)
         if int(mask.sum()) != nnz:
             raise ArtifactError(f"sparse tensor: mask has {int(mask.sum())} ones, header says {nnz}")
-        out = np.zeros(count, np.int64)
-        out[mask] = unpack_codes(data[mask_bytes:], entry["bits"], nnz, entry["q_min"])
+        out = np.zeros(count, np.int32)
+        out[mask] = _unpack(data[mask_bytes:], entry["bits"], nnz)
         return out.reshape(shape)
     raise ArtifactError(f"unknown tensor encoding {entry['encoding']!r}")
 

@@ -26,6 +26,7 @@ DEFAULTS = {
     "prune": {"skip": False, "sparsity": 0.9, "epochs": 4, "lr": 1e-4, "method": "learned",
               "temperature": 4.0, "alpha": 0.9},
     "quantize": {"skip": False, "weight_bits": 4, "activation_bits": 8, "epochs": 2, "lr": 1e-4,
+                 "lr_delta": 1e-3,
                  "per_channel": False, "temperature": 4.0, "alpha": 0.9},
     "export": {"skip": False},
 }

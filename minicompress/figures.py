@@ -1,0 +1,71 @@
+"""Figures of the combined pipeline (matplotlib, saved as PNG under figures/)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def stage_chart(rows, path, title="stage table"):
+    """Bytes (log scale, bars) and accuracy (line) per pipeline stage, like Deep Compression's
+    stage table."""
+    stages = [r["stage"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    bars = ax.bar(stages, [r["bytes"] for r in rows], color="#4C72B0")
+    ax.set_yscale("log")
+    ax.set_ylabel("bytes stored (log)")
+    for b, r in zip(bars, rows):
+        ax.annotate(f"{r['bytes'] / 1024:.1f} KB", (b.get_x() + b.get_width() / 2, b.get_height()),
+                    ha="center", va="bottom", fontsize=8)
+    ax2 = ax.twinx()
+    ax2.plot(stages, [100 * r["accuracy"] for r in rows], "o-", color="#C44E52")
+    ax2.set_ylabel("test accuracy (%)", color="#C44E52")
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def pareto_front(points):
+    """Indices of the points (bytes, accuracy) not beaten on both axes, sorted by bytes."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -1.0
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def pareto_chart(points, labels, path, title="accuracy vs bytes", anchors=()):
+    """Every configuration tried (bytes, accuracy) with its Pareto front; ``anchors`` are
+    (bytes, accuracy, label) reference points drawn as stars."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    xs, ys = [p[0] / 1024 for p in points], [100 * p[1] for p in points]
+    ax.scatter(xs, ys, color="#4C72B0", zorder=3)
+    for x, y, lab in zip(xs, ys, labels):
+        ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    front = pareto_front(points)
+    ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="#C44E52",
+            label="Pareto front", zorder=2)
+    for b, a, lab in anchors:
+        ax.scatter([b / 1024], [100 * a], marker="*", s=120, color="#55A868", zorder=4)
+        ax.annotate(lab, (b / 1024, 100 * a), fontsize=7, xytext=(3, -10), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("artifact size (KB, log)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
