@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from common import RESULTS, dense_model, fashion, save_result
+from distill_wait import wait_for_teacher
 
 from minicompress import distill as D
 from minicompress import models, optim
@@ -47,26 +48,42 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="1 seed, few configurations")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--alpha-for-T", type=float, default=0.5,
+                    help="α used on the temperature sweep")
+    ap.add_argument("--T-for-alpha", type=int, default=4, help="T used on the α sweep")
+    ap.add_argument("--full-grid", action="store_true", help="every (T, α) pair, not just the cross")
+    ap.add_argument("--schedules", default=",".join(SCHEDULES))
+    ap.add_argument("--teacher", default="teacher", help="cached dense model used as the teacher")
+    ap.add_argument("--out", default="distill_mlp", help="results/<out>.json")
+    ap.add_argument("--figures", default="distill", help="figures/<figures>_*.png")
     args = ap.parse_args()
     seeds = [0] if args.quick else list(range(args.seeds))
     temps = [1, 2, 4, 8, 16]
     alphas = [0.1, 0.25, 0.5, 0.75, 0.9, 1.0]
     if args.quick:
         temps, alphas = [2, 4], [0.5, 0.9]
+    schedules = args.schedules.split(",")
+    if args.teacher == "teacher":
+        wait_for_teacher()
 
     data = fashion()
     (xtr, ytr), (xte, yte) = data
-    teacher = D.freeze(dense_model("teacher", data=data))
+    teacher = D.freeze(dense_model(args.teacher, data=data))
     teacher_acc = evaluate(teacher, xte, yte)["accuracy"]
     t0 = time.perf_counter()
-    z_t = D.teacher_logits(teacher, xtr, cache="teacher_fashion_e10_s0_train")
+    z_t = D.teacher_logits(teacher, xtr, cache=f"{args.teacher}_fashion_e10_s0_train")
     print(f"teacher test accuracy {teacher_acc:.4f}; train logits in {time.perf_counter() - t0:.1f}s",
           flush=True)
 
-    configs = [(T, a) for T in temps for a in alphas] + [(1, 0.0)]   # α = 0: student alone
+    if args.full_grid:
+        configs = [(T, a) for T in temps for a in alphas]
+    else:   # the cross: T sweep at one α, α sweep at one T (plus the T = 4, α = 0.9)
+        configs = [(T, args.alpha_for_T) for T in temps] + \
+                  [(args.T_for_alpha, a) for a in alphas] + [(4, 0.9)]
+    configs = list(dict.fromkeys(configs)) + [(1, 0.0)]   # α = 0: the student alone
     runs = []
-    partial = RESULTS / "distill_mlp.partial.json"
-    for schedule in SCHEDULES:
+    partial = RESULTS / f"{args.out}.partial.json"
+    for schedule in schedules:
         for T, alpha in configs:
             for seed in seeds:
                 t1 = time.perf_counter()
@@ -83,7 +100,7 @@ def main():
         return float(np.mean(accs)), float(np.std(accs)), accs
 
     summary = {}
-    for schedule in SCHEDULES:
+    for schedule in schedules:
         alone, alone_sd, alone_accs = mean_acc(schedule, 1, 0.0)
         table = {f"T={T},alpha={a}": mean_acc(schedule, T, a)[0] for T, a in configs if a > 0}
         best = max(table, key=table.get)
@@ -100,18 +117,20 @@ def main():
         print(f"[{schedule}] alone {alone:.4f}  best {best} {best_mean:.4f}  gain "
               f"{100 * (best_mean - alone):+.2f} points  target met: {summary[schedule]['target_met']}")
 
-    save_result("distill_mlp", {
+    save_result(args.out, {
+        "teacher": args.teacher,
         "task": "teacher CNN -> student MLP 784-64-10, Fashion-MNIST, 10 epochs, batch 128, Adam",
         "teacher_test_accuracy": teacher_acc, "seeds": seeds, "temperatures": temps,
-        "alphas": alphas, "schedules": {k: list(v) for k, v in SCHEDULES.items()},
+        "alphas": alphas, "schedules": {k: list(SCHEDULES[k]) for k in schedules},
+        "alpha_for_T": args.alpha_for_T, "T_for_alpha": args.T_for_alpha,
         "summary": summary, "runs": runs, "quick": args.quick,
     })
     partial.unlink(missing_ok=True)
     if not args.quick:
-        make_figures(runs, summary, temps, alphas, data, z_t, teacher)
+        make_figures(runs, summary, temps, alphas, data, z_t, teacher, args)
 
 
-def make_figures(runs, summary, temps, alphas, data, z_t, teacher):
+def make_figures(runs, summary, temps, alphas, data, z_t, teacher, args):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -128,9 +147,8 @@ def make_figures(runs, summary, temps, alphas, data, z_t, teacher):
 
     for key, values, name in (("T", temps, "T"), ("alpha", alphas, "alpha")):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for schedule, style in zip(SCHEDULES, ("-o", "--s")):
-            fixed = summary[schedule]["best"]["alpha" if key == "T" else "T"]
-            fixed = int(fixed) if key == "alpha" else fixed
+        for schedule, style in zip(summary, ("-o", "--s")):
+            fixed = args.alpha_for_T if key == "T" else args.T_for_alpha
             m, s = curve(schedule, key, values, fixed)
             label = f"{schedule}, {'α' if key == 'T' else 'T'}={fixed}"
             line = ax.errorbar(values, m, yerr=s, fmt=style, capsize=3, label=label)
@@ -147,7 +165,7 @@ def make_figures(runs, summary, temps, alphas, data, z_t, teacher):
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(FIGURES / f"distill_accuracy_vs_{name}.png", dpi=120)
+        fig.savefig(FIGURES / f"{args.figures}_accuracy_vs_{name}.png", dpi=120)
         plt.close(fig)
 
     # soft distributions of teacher and distilled student on a few test images
@@ -176,7 +194,7 @@ def make_figures(runs, summary, temps, alphas, data, z_t, teacher):
     fig.suptitle(f"Teacher vs distilled student (T={best['T']:g}, α={best['alpha']}) soft outputs",
                  fontsize=10)
     fig.tight_layout()
-    fig.savefig(FIGURES / "distill_soft_targets.png", dpi=110)
+    fig.savefig(FIGURES / f"{args.figures}_soft_targets.png", dpi=110)
     plt.close(fig)
     print("figures written")
 
