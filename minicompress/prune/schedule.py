@@ -26,6 +26,8 @@ def cubic_sparsity(t, s_i, s_f, t0, n, dt=1):
         return float(s_i)
     # only the pruning events t0 + jΔt change the sparsity
     events = min((t - t0) // dt, n)
+    if events == 0:
+        return float(s_i)  # exactly, not s_f + (s_i − s_f)·1 with rounding
     frac = events / n
     return float(s_f + (s_i - s_f) * (1.0 - frac) ** 3)
 

@@ -53,8 +53,8 @@ def scheduled_prune(model, data, schedule, epochs, *, rng, score="magnitude", ev
                     num_batches=8, eval_data=None, on_epoch=None, progress=False):
     """Prune by ``score`` following ``schedule(step)`` while fine-tuning with Adam.
 
-    A pruning event happens at step 0 and every ``every`` steps (default: once per epoch); each
-    sets the sparsity to ``schedule(step)``. Weights are fine-tuned by Adam (lr ``lr``) with the
+    A pruning event happens before step 0 and every ``every`` steps (default: once per epoch);
+    each sets the sparsity to ``schedule(step)``. Weights are fine-tuned by Adam (lr ``lr``) with the
     masks attached, so pruned weights stay exactly zero. Returns the ``fit`` history.
     """
     schedule = as_schedule(schedule)
@@ -67,16 +67,17 @@ def scheduled_prune(model, data, schedule, epochs, *, rng, score="magnitude", ev
         prune_by_score(model, schedule(step), score, scope=scope, layers=layers, data=data,
                        rng=rng, num_batches=num_batches, loss_fn=loss_fn)
 
-    event(0)
     opt = optim.Adam(model.parameters(), lr=lr)
+    state = {"step": 0}
 
-    def on_step(step):
-        if step % every == 0:
-            event(step)
+    def step_fn(xb, yb):
+        # the event runs *before* step t, so an evaluation after step t sees the net that
+        # was fine-tuned since the last event, not one pruned a moment ago
+        if state["step"] % every == 0:
+            event(state["step"])
+        state["step"] += 1
+        return train_step(model, opt, xb, yb, loss_fn)
 
     return fit(model, opt, data, epochs=epochs, batch_size=batch_size, rng=rng,
-               step_fn=lambda xb, yb: train_step(model, opt, xb, yb, loss_fn),
-               on_step=on_step, eval_data=eval_data, on_epoch=on_epoch, progress=progress,
+               step_fn=step_fn, eval_data=eval_data, on_epoch=on_epoch, progress=progress,
                desc=f"prune[{score}]")
-
-

@@ -1,0 +1,101 @@
+"""Filter pruning (document §3.1.2) on Fashion-MNIST, with physical removal and measured latency.
+
+Start from the cached dense net; gate the chosen layers, let Adam learn which filters to keep
+(``learned_filter_prune``: L1-initialised scores + straight-through top-k, weights fine-tuned with
+them, the kept count ramping down cubically over the first half of training), then ``shrink``: a
+physically smaller network. Reports accuracy before/after, MACs, parameters and the forward
+latency of the dense and the shrunk net (median over interleaved rounds, batch 256, one BLAS
+thread), and checks that the shrunk net's outputs equal the gated net's.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/prune_filters.py --net lenet5 --keep conv1=3,conv2=10 --epochs 3
+    OPENBLAS_NUM_THREADS=1 python benchmarks/prune_filters.py --net teacher --keep conv1=24,conv2=32 --epochs 2
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import numpy as np
+
+from common import dense_model, fashion, save_result
+
+from minicompress import metrics, prune
+from minicompress.nn import Conv2d
+from minicompress.train import evaluate
+
+
+def interleaved_latency(models_, x, rounds=15, repeats=3):
+    """Median seconds per forward of each model, timed in alternating rounds so that a busy
+    moment of the (shared) machine hits every model alike."""
+    for m in models_:
+        metrics.latency(m, x, repeats=1, warmup=2)
+    times = [[] for _ in models_]
+    for _ in range(rounds):
+        for i, m in enumerate(models_):
+            times[i].append(metrics.latency(m, x, repeats=repeats, warmup=0))
+    return [float(np.median(t)) for t in times]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--net", default="lenet5")
+    ap.add_argument("--keep", default="conv1=3,conv2=10", help="layer=filters kept, comma-separated")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--score-lr", type=float, default=1e-2)
+    ap.add_argument("--init-score", default="l1")
+    ap.add_argument("--batch", type=int, default=256, help="batch size of the latency measurement")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    data = fashion()
+    (xtr, ytr), (xte, yte) = data
+    dense = dense_model(args.net, data=data)
+    keep = {k: int(v) for k, v in (item.split("=") for item in args.keep.split(","))}
+    ratios = {}
+    for name, k in keep.items():
+        layer = dense[name]
+        out = layer.out_channels if isinstance(layer, Conv2d) else layer.out_features
+        ratios[name] = (out - k) / out  # kept_count(out, ratio) == k exactly
+    dense_acc = evaluate(dense, xte, yte)["accuracy"]
+    model = copy.deepcopy(dense)
+    t0 = time.perf_counter()
+    hist = prune.learned_filter_prune(
+        model, (xtr, ytr), ratios, args.epochs, rng=np.random.default_rng(args.seed),
+        init_score=args.init_score, lr=args.lr, score_lr=args.score_lr, eval_data=(xte, yte),
+        on_epoch=lambda e, r: print(f"  epoch {e}: test acc {r['test_accuracy']:.4f}", flush=True))
+    train_s = time.perf_counter() - t0
+    small = prune.shrink(model)
+    gated_logits, small_logits = model(xte[:500]), small(xte[:500])
+    max_diff = float(np.abs(gated_logits - small_logits).max())
+    small_acc = evaluate(small, xte, yte)["accuracy"]
+    shape = (1, 28, 28)
+    x = xte[:args.batch]
+    lat_dense, lat_small = interleaved_latency([dense, small], x)
+    mac_dense, mac_small = metrics.macs(dense, shape)[0], metrics.macs(small, shape)[0]
+    mac_ratio, lat_ratio = mac_small / mac_dense, lat_small / lat_dense
+    layers = {n: list(m.weight.data.shape) for n, m in small.named_children() if hasattr(m, "weight")}
+    res = {
+        "net": args.net, "keep": keep, "epochs": args.epochs, "lr": args.lr,
+        "score_lr": args.score_lr, "init_score": args.init_score,
+        "dense_accuracy": dense_acc, "pruned_accuracy": small_acc,
+        "accuracy_drop_points": round(100 * (dense_acc - small_acc), 2),
+        "history": [r["test_accuracy"] for r in hist],
+        "dense_macs": mac_dense, "pruned_macs": mac_small, "mac_ratio": mac_ratio,
+        "dense_params": metrics.count_parameters(dense),
+        "pruned_params": metrics.count_parameters(small),
+        "latency_batch": args.batch, "dense_latency_s": lat_dense, "pruned_latency_s": lat_small,
+        "latency_ratio": lat_ratio, "latency_over_mac_ratio": lat_ratio / mac_ratio,
+        "max_abs_logit_diff_gated_vs_shrunk": max_diff, "shrunk_weight_shapes": layers,
+        "train_seconds": round(train_s, 1),
+        "command": f"OPENBLAS_NUM_THREADS=1 python benchmarks/prune_filters.py --net {args.net} "
+                   f"--keep {args.keep} --epochs {args.epochs} --lr {args.lr:g} "
+                   f"--score-lr {args.score_lr:g} --init-score {args.init_score}",
+    }
+    for k, v in res.items():
+        print(f"{k}: {v}")
+    save_result(f"prune_filters_{args.net}", res)
+
+
+if __name__ == "__main__":
+    main()
