@@ -159,6 +159,7 @@ def write_artifact(path, header: dict, blob: bytes) -> Path:
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 z.writestr(info, _npy_bytes(members[name]), compresslevel=9)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; an artifact is meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
