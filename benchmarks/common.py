@@ -55,3 +55,39 @@ def save_result(name, payload):
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path}")
     return path
+
+
+def torch_model(name, input_size=28, num_classes=10):
+    """The same network in PyTorch (oracle / speed reference only; torch is not a dependency).
+
+    Child names match ours, so ``{k: v.numpy()}`` of its state dict loads into
+    ``models.build(name)`` and the reverse.
+    """
+    import torch.nn as tnn
+    from collections import OrderedDict
+    side = (input_size // 2) // 2
+    if name == "lenet300":
+        layers = [("flatten", tnn.Flatten()), ("fc1", tnn.Linear(input_size ** 2, 300)),
+                  ("relu1", tnn.ReLU()), ("fc2", tnn.Linear(300, 100)), ("relu2", tnn.ReLU()),
+                  ("fc3", tnn.Linear(100, num_classes))]
+    elif name == "lenet5":
+        if input_size < 16:
+            raise ValueError("torch_model: the lenet5 oracle is built for 28x28 inputs")
+        layers = [("conv1", tnn.Conv2d(1, 6, 5, padding=2)), ("relu1", tnn.ReLU()),
+                  ("pool1", tnn.MaxPool2d(2)), ("conv2", tnn.Conv2d(6, 16, 5)), ("relu2", tnn.ReLU()),
+                  ("pool2", tnn.MaxPool2d(2)), ("flatten", tnn.Flatten()),
+                  ("fc1", tnn.Linear(16 * (((input_size // 2) - 4) // 2) ** 2, 120)),
+                  ("relu3", tnn.ReLU()), ("fc2", tnn.Linear(120, 84)), ("relu4", tnn.ReLU()),
+                  ("fc3", tnn.Linear(84, num_classes))]
+    elif name == "teacher":
+        layers = [("conv1", tnn.Conv2d(1, 32, 3, padding=1)), ("relu1", tnn.ReLU()),
+                  ("pool1", tnn.MaxPool2d(2)), ("conv2", tnn.Conv2d(32, 64, 3, padding=1)),
+                  ("relu2", tnn.ReLU()), ("pool2", tnn.MaxPool2d(2)), ("flatten", tnn.Flatten()),
+                  ("fc1", tnn.Linear(64 * side * side, 256)), ("relu3", tnn.ReLU()),
+                  ("fc2", tnn.Linear(256, num_classes))]
+    elif name == "student":
+        layers = [("flatten", tnn.Flatten()), ("fc1", tnn.Linear(input_size ** 2, 64)),
+                  ("relu1", tnn.ReLU()), ("fc2", tnn.Linear(64, num_classes))]
+    else:
+        raise ValueError(f"torch_model: unknown model {name!r}")
+    return tnn.Sequential(OrderedDict(layers))

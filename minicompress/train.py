@@ -66,8 +66,13 @@ def evaluate(model, x, y, batch_size=1000, loss_fn=cross_entropy):
 
 def train_step(model, optimizer, x, y, loss_fn=cross_entropy):
     """One step: zero grads, forward, loss, backward, Adam. Returns (loss, logits)."""
+    if not np.all(np.isfinite(x)):
+        raise FloatingPointError("train_step: the input batch contains NaN or inf")
     optimizer.zero_grad()
     logits = model(x)
+    if not np.all(np.isfinite(logits)):
+        raise FloatingPointError("training stopped: the network output contains NaN or inf "
+                                 "(the weights diverged?); try a smaller learning rate")
     loss, grad = loss_fn(logits, y)
     if not np.isfinite(loss):
         raise FloatingPointError(f"training stopped: the loss became {loss} (diverged); "

@@ -1,0 +1,265 @@
+"""Bad input gets a clear error: wrong shapes, bad constructor arguments, non-finite numbers,
+corrupt or missing data files (and nothing half-written to the cache)."""
+import gzip
+import hashlib
+import io
+
+import numpy as np
+import pytest
+
+from minicompress import data, models, nn, optim
+from minicompress.data import DatasetNotFoundError
+from minicompress.train import fit, train_step
+
+
+# ---- shapes ------------------------------------------------------------------------------------
+def test_conv_channel_mismatch_names_layer_and_both_shapes(rng):
+    conv = nn.Conv2d(3, 4, 3, rng=rng)
+    with pytest.raises(ValueError) as e:
+        conv(np.zeros((2, 1, 8, 8), np.float32))
+    msg = str(e.value)
+    assert "Conv2d(3, 4" in msg and "(N, 3, H, W)" in msg and "(2, 1, 8, 8)" in msg
+
+
+def test_linear_feature_mismatch_and_wrong_rank(rng):
+    fc = nn.Linear(5, 4, rng=rng)
+    with pytest.raises(ValueError, match=r"Linear\(5, 4\).*\(N, 5\).*\(2, 6\)"):
+        fc(np.zeros((2, 6), np.float32))
+    with pytest.raises(ValueError, match=r"Linear\(5, 4\).*\(2, 1, 5\)"):
+        fc(np.zeros((2, 1, 5), np.float32))
+
+
+def test_pool_wrong_rank_and_too_small(rng):
+    with pytest.raises(ValueError, match=r"MaxPool2d.*\(N, C, H, W\).*\(4, 4\)"):
+        nn.MaxPool2d(2)(np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="larger than the input 2x2"):
+        nn.MaxPool2d(3)(np.zeros((1, 1, 2, 2), np.float32))
+
+
+def test_kernel_larger_than_padded_input(rng):
+    with pytest.raises(ValueError, match="kernel 5 is larger than the padded input 4x4"):
+        nn.Conv2d(1, 2, 5, padding=1, rng=rng)(np.zeros((1, 1, 2, 2), np.float32))
+
+
+def test_model_built_for_28x28_rejects_16x16(rng):
+    with pytest.raises(ValueError, match=r"Linear\(400, 120\)"):
+        models.lenet5(28, rng=rng)(np.zeros((2, 1, 16, 16), np.float32))
+
+
+def test_non_array_input(rng):
+    with pytest.raises(TypeError, match="numpy array"):
+        nn.Linear(2, 2, rng=rng)([[1.0, 2.0]])
+
+
+# ---- constructor arguments ---------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(in_channels=1, out_channels=2, kernel_size=3, stride=0), "stride"),
+    (dict(in_channels=1, out_channels=2, kernel_size=0), "kernel_size"),
+    (dict(in_channels=-1, out_channels=2, kernel_size=3), "in_channels"),
+    (dict(in_channels=1, out_channels=0, kernel_size=3), "out_channels"),
+    (dict(in_channels=1, out_channels=2, kernel_size=3, padding=-1), "padding"),
+    (dict(in_channels=1, out_channels=2, kernel_size=2.5), "kernel_size"),
+])
+def test_conv_bad_arguments(rng, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        nn.Conv2d(**kwargs, rng=rng)
+
+
+def test_other_bad_arguments(rng):
+    with pytest.raises(ValueError, match="in_features"):
+        nn.Linear(0, 3, rng=rng)
+    with pytest.raises(ValueError, match="out_features"):
+        nn.Linear(3, -2, rng=rng)
+    with pytest.raises(ValueError, match="stride"):
+        nn.MaxPool2d(2, stride=0)
+    with pytest.raises(ValueError, match="kernel_size"):
+        nn.AvgPool2d(-1)
+    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
+        nn.Linear(3, 3, rng=0)
+    with pytest.raises(ValueError, match="input_size"):
+        models.build("lenet5", 2, rng=rng)
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        models.build("vgg", rng=rng)
+    with pytest.raises(ValueError, match="batch_size"):
+        list(data.batches(np.zeros(4), np.zeros(4), 0, rng=rng))
+    with pytest.raises(ValueError, match="epochs"):
+        fit(models.student(8, rng=rng), optim.Adam(models.student(8, rng=rng).parameters()),
+            (np.zeros((4, 1, 8, 8), np.float32), np.zeros(4, int)), epochs=-1, rng=rng)
+
+
+# ---- non-finite numbers ------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_non_finite_loss_stops_fit(rng, digits):
+    (xtr, ytr), _ = digits
+    model = models.lenet300(8, rng=rng)
+    model.fc2.weight.data[0, 0] = np.inf  # as if training had diverged
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    with pytest.raises(FloatingPointError, match="training stopped.*NaN or inf"):
+        fit(model, opt, (xtr[:256], ytr[:256]), epochs=1, rng=rng, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_diverging_learning_rate_stops_fit_with_clear_error(rng, digits):
+    (xtr, ytr), _ = digits
+    model = models.lenet300(8, rng=rng)
+    opt = optim.SGD(model.parameters(), lr=1e12)
+    with pytest.raises(FloatingPointError, match="training stopped"):
+        fit(model, opt, (xtr, ytr), epochs=3, batch_size=32, rng=rng, progress=False)
+
+
+def test_non_finite_input_batch(rng):
+    model = models.student(8, rng=rng)
+    x = np.zeros((2, 1, 8, 8), np.float32)
+    x[1, 0, 3, 3] = np.nan
+    with pytest.raises(FloatingPointError, match="input batch contains NaN"):
+        train_step(model, optim.Adam(model.parameters()), x, np.array([0, 1]))
+
+
+def test_cross_entropy_bad_targets():
+    with pytest.raises(ValueError, match=r"targets must lie in \[0, 3\)"):
+        nn.cross_entropy(np.zeros((2, 3)), np.array([0, 3]))
+    with pytest.raises(ValueError, match="integers"):
+        nn.cross_entropy(np.zeros((2, 3)), np.array([0.0, 1.0]))
+
+
+# ---- data files --------------------------------------------------------------------------------
+def _idx(arr, code=0x08):
+    header = bytes([0, 0, code, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return header + arr.astype(np.uint8).tobytes()
+
+
+def _fake_dataset(rng, n_train=5, n_test=3):
+    """Tiny IDX files with the real names: {stem: raw bytes}, plus the arrays."""
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28)),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28)),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test),
+    }
+    return {k: _idx(v) for k, v in arrays.items()}, arrays
+
+
+def _write(folder, files, gz=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem, raw in files.items():
+        if gz:
+            (folder / (stem + ".gz")).write_bytes(gzip.compress(raw))
+        else:
+            (folder / stem).write_bytes(raw)
+    return folder
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """No real data set visible: empty cache, no $MINICOMPRESS_DATA, Debian path hidden."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("MINICOMPRESS_DATA", raising=False)
+    real = data._candidate_dirs
+    monkeypatch.setattr(data, "_candidate_dirs", lambda name, path: [
+        d for d in real(name, path) if not str(d).startswith("/usr/share/datasets")])
+
+    def no_network(*a, **k):
+        raise OSError("network disabled in tests")
+    monkeypatch.setattr(data.urllib.request, "urlopen", no_network)
+    return tmp_path
+
+
+def test_loader_search_order(isolated, rng, monkeypatch):
+    a_files, a = _fake_dataset(rng, 5)
+    b_files, b = _fake_dataset(rng, 6)
+    c_files, c = _fake_dataset(rng, 7)
+    explicit = _write(isolated / "explicit", a_files, gz=False)       # raw IDX
+    _write(isolated / "env" / "fashion-mnist", b_files)                # gzip
+    _write(isolated / "cache" / "minicompress" / "fashion-mnist", c_files)
+    # 3. only the cache
+    (xtr, ytr), (xte, yte) = data.load_fashion_mnist()
+    assert len(xtr) == 7
+    np.testing.assert_array_equal(ytr, c["train-labels-idx1-ubyte"])
+    # 2. $MINICOMPRESS_DATA wins over the cache
+    monkeypatch.setenv("MINICOMPRESS_DATA", str(isolated / "env"))
+    (xtr, ytr), _ = data.load_fashion_mnist()
+    assert len(xtr) == 6
+    # 1. an explicit path wins over everything
+    (xtr, ytr), (xte, yte) = data.load_fashion_mnist(path=explicit)
+    assert xtr.shape == (5, 1, 28, 28) and xte.shape == (3, 1, 28, 28)
+    assert xtr.dtype == np.float32 and ytr.dtype == np.int64
+    np.testing.assert_allclose(xtr[:, 0] * 255, a["train-images-idx3-ubyte"], atol=1e-4)
+
+
+def test_nothing_found_offline_names_the_three_ways(isolated):
+    with pytest.raises(DatasetNotFoundError) as e:
+        data.load_fashion_mnist()
+    msg = str(e.value)
+    assert "apt-get install -y dataset-fashion-mnist" in msg
+    assert "MINICOMPRESS_DATA" in msg and "download" in msg and "network disabled" in msg
+
+
+def test_corrupt_local_file_is_a_clear_error(isolated, rng):
+    files, _ = _fake_dataset(rng)
+    files["t10k-images-idx3-ubyte"] = files["t10k-images-idx3-ubyte"][:-10]  # truncated
+    folder = _write(isolated / "d", files, gz=False)
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.*truncated or corrupt"):
+        data.load_fashion_mnist(path=folder)
+
+
+class _Response(io.BytesIO):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _serve(monkeypatch, blobs, calls):
+    def urlopen(url, timeout=None):
+        calls.append(url)
+        return _Response(blobs[url.rsplit("/", 1)[1][:-3]])
+    monkeypatch.setattr(data.urllib.request, "urlopen", urlopen)
+
+
+def _cache_files(isolated):
+    root = isolated / "cache"
+    return sorted(p.name for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_download_with_bad_bytes_saves_nothing(isolated, rng, monkeypatch):
+    files, _ = _fake_dataset(rng)
+    blobs = {stem: gzip.compress(raw) for stem, raw in files.items()}
+    spec = {"urls": ["https://mirror.invalid/"],
+            "sha256": {s: hashlib.sha256(r).hexdigest() for s, r in files.items()}}
+    monkeypatch.setitem(data.DATASETS, "fashion-mnist", spec)
+    blobs["t10k-labels-idx1-ubyte"] = gzip.compress(b"\x00\x00\x08\x01tampered")  # wrong digest
+    calls = []
+    _serve(monkeypatch, blobs, calls)
+    with pytest.raises(DatasetNotFoundError, match="SHA-256 .* does not match"):
+        data.load_fashion_mnist()
+    assert len(calls) == 4          # all four were fetched and checked ...
+    assert _cache_files(isolated) == []  # ... and not one was written
+    blobs["t10k-labels-idx1-ubyte"] = b"this is not gzip at all"
+    with pytest.raises(DatasetNotFoundError, match="not a valid gzip"):
+        data.load_fashion_mnist()
+    assert _cache_files(isolated) == []
+
+
+def test_download_with_correct_bytes_fills_the_cache(isolated, rng, monkeypatch):
+    files, arrays = _fake_dataset(rng)
+    blobs = {stem: gzip.compress(raw) for stem, raw in files.items()}
+    # checked on the archive itself, as MNIST is
+    spec = {"urls": ["https://mirror.invalid/"],
+            "sha256_gz": {s: hashlib.sha256(b).hexdigest() for s, b in blobs.items()}}
+    monkeypatch.setitem(data.DATASETS, "mnist", spec)
+    calls = []
+    _serve(monkeypatch, blobs, calls)
+    (xtr, ytr), (xte, yte) = data.load_mnist()
+    np.testing.assert_array_equal(yte, arrays["t10k-labels-idx1-ubyte"])
+    assert _cache_files(isolated) == sorted(s + ".gz" for s in files)  # no *.part left behind
+    # second call: found in the cache, no network
+    data.load_mnist()
+    assert len(calls) == 4
+
+
+def test_recorded_digests_look_like_sha256():
+    for name, spec in data.DATASETS.items():
+        digests = spec.get("sha256") or spec.get("sha256_gz")
+        assert set(digests) == set(data._FILES), name
+        assert all(len(d) == 64 and int(d, 16) >= 0 for d in digests.values()), name
