@@ -6,12 +6,14 @@ The document's point is that the three techniques are used together, each driven
 2. **distill** (§3.3) — train a smaller student S of another architecture on
    α·L_soft + (1 − α)·CE, the teacher's logits computed once for the training set;
 3. **prune** (§3.1) — Adam-learned mask on S, with the *distillation loss* as the task loss;
-4. **quantize** (§3.2) — fake quantizers on weights and activations, Δ (and the weights) learned
+4. **quantize** (§3.2) — fake quantizers on weights and activations, Δ and the weights learned
    by Adam, again against the distillation loss (QAT);
 5. **export** — convert to the integer model and write one ``.npz`` artifact (``artifact.py``).
 
-Every stage records accuracy, parameters, non-zeros, MACs, bytes and latency; any stage can be
-skipped (``null`` in the recipe). Same recipe and seed → the same artifact, byte for byte.
+Each stage is a function of a :class:`PipelineRun` (the data, the models so far and the stage
+table), so a notebook can run them one at a time; :func:`run` runs the whole recipe. Every stage
+records accuracy, parameters, non-zeros, MACs, bytes and latency; any stage can be skipped
+(``null`` in the recipe). Same recipe and seed → the same artifact, byte for byte.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np
 from . import metrics, models, optim
 from .data import load_dataset
 from .distill import DistillationLoss, cosine_lr, fit_distill, teacher_logits
-from .io import load_model, save_npz_atomic
+from .io import load_model
 from .nn import cross_entropy
 from .prune import learned_mask_prune
 from .quantize import calibrate, convert, prepare, train_quantized
@@ -35,148 +37,182 @@ from .train import evaluate, fit
 LATENCY_BATCH = 256
 
 
-def _log(progress, msg):
-    if progress:
-        print(msg, flush=True)
+class PipelineRun:
+    """State shared by the stages: data, teacher, the model being compressed, the stage table."""
+
+    def __init__(self, recipe, *, progress=True, data=None):
+        self.recipe = validate(recipe)
+        self.progress = progress
+        self.seed, self.batch_size = self.recipe["seed"], self.recipe["batch_size"]
+        (self.x_train, self.y_train), (self.x_test, self.y_test) = \
+            data if data is not None else load_dataset(self.recipe["dataset"])
+        self.input_size = self.x_train.shape[-1]
+        self.rng = np.random.default_rng(self.seed)
+        self.index = np.arange(len(self.x_train))  # batches of indices find teacher logits
+        self.teacher = self.subject = self.z_teacher = self.integer = None
+        self.rows = []
+        self.artifact = None
+
+    def log(self, msg):
+        if self.progress:
+            print(msg, flush=True)
+
+    def evaluate(self, model=None):
+        return evaluate(model or self.subject, self.x_test, self.y_test)["accuracy"]
+
+    def record(self, stage, accuracy, seconds, bytes_=None, latency_s=None):
+        """Append one row of the stage table (float stages: bytes of sparse float32 storage)."""
+        model = self.subject
+        r = metrics.report(model, self.x_train.shape[1:], self.x_test[:LATENCY_BATCH], repeats=10)
+        row = {
+            "stage": stage, "accuracy": float(accuracy), "parameters": int(r["parameters"]),
+            "nonzeros": int(r["nonzeros"]), "macs": int(r["macs"]),
+            "sparse_macs": int(r["sparse_macs"]),
+            "bytes": int(bytes_ if bytes_ is not None else r["sparse_bytes"]),
+            "dense_float32_bytes": int(r["dense_bytes"]),
+            "latency_ms": 1e3 * float(latency_s if latency_s is not None else r["latency_s"]),
+            "seconds": float(seconds),
+        }
+        self.rows.append(row)
+        return row
+
+    def task_loss(self, stage):
+        """``loss_fn(logits, idx)`` for a stage whose batches carry training-set indices: the
+        distillation loss with the stage's T and α when there is a teacher, else cross-entropy."""
+        y = self.y_train
+        if self.teacher is None:
+            return lambda logits, idx: cross_entropy(logits, y[idx])
+        s = self.recipe[stage]
+        kd = DistillationLoss(s["temperature"], s["alpha"], teacher_logits=self.teacher_logits())
+        return lambda logits, idx: kd.loss_fn(idx)(logits, y[idx])
+
+    def teacher_logits(self):
+        if self.z_teacher is None:
+            self.z_teacher = teacher_logits(self.teacher, self.x_train)
+        return self.z_teacher
+
+    def meta(self):
+        """What the artifact says about itself (``evaluate`` finds its data set here)."""
+        return {"dataset": self.recipe["dataset"], "seed": self.seed}
+
+    def result(self):
+        out = {"recipe": self.recipe, "stages": self.rows}
+        if self.artifact:
+            out["artifact"] = self.artifact
+        return out
 
 
-def _record(stage, model, accuracy, input_shape, x_latency, bytes_=None, seconds=0.0):
-    """One row of the stage table (float models: bytes = sparse float32 storage)."""
-    r = metrics.report(model, input_shape, x_latency, repeats=10)
-    return {
-        "stage": stage, "accuracy": float(accuracy), "parameters": int(r["parameters"]),
-        "nonzeros": int(r["nonzeros"]), "macs": int(r["macs"]), "sparse_macs": int(r["sparse_macs"]),
-        "bytes": int(bytes_ if bytes_ is not None else r["sparse_bytes"]),
-        "dense_float32_bytes": int(r["dense_bytes"]),
-        "latency_ms": 1e3 * float(r["latency_s"]), "seconds": float(seconds),
-    }
+def stage_teacher(r: PipelineRun):
+    """Train the teacher (or load ``teacher.checkpoint``)."""
+    t, t0 = r.recipe["teacher"], time.perf_counter()
+    r.teacher = models.build(t["model"], r.input_size, rng=np.random.default_rng(r.seed))
+    if t["checkpoint"]:
+        load_model(r.teacher, t["checkpoint"])
+        r.log(f"[teacher] loaded {t['checkpoint']}")
+    else:
+        fit(r.teacher, optim.Adam(r.teacher.parameters(), lr=t["lr"]), (r.x_train, r.y_train),
+            epochs=int(t["epochs"]), batch_size=r.batch_size, rng=r.rng, progress=r.progress,
+            desc="teacher")
+    r.subject = r.teacher
+    acc = r.evaluate()
+    r.log(f"[teacher] test accuracy {acc:.4f}")
+    return r.record("teacher", acc, time.perf_counter() - t0)
 
 
-def _integer_latency(im, x, repeats=10):
-    im.forward(x)
+def stage_distill(r: PipelineRun):
+    """§3.3: a student of another architecture learns from the teacher's soft targets."""
+    if r.teacher is None:
+        raise ValueError("pipeline: the 'distill' stage needs the 'teacher' stage")
+    d, t0 = r.recipe["distill"], time.perf_counter()
+    kwargs = {"hidden": int(d["hidden"])} if d["model"] == "student" else {}
+    student = models.build(d["model"], r.input_size, rng=np.random.default_rng(r.seed + 1), **kwargs)
+    kd = DistillationLoss(d["temperature"], d["alpha"], teacher_logits=r.teacher_logits())
+    opt = optim.Adam(student.parameters(), lr=d["lr"])
+    steps = int(d["epochs"]) * -(-len(r.x_train) // r.batch_size)
+    on_step = cosine_lr(opt, d["lr"], steps) if d["lr_schedule"] == "cosine" else None
+    fit_distill(student, opt, (r.x_train, r.y_train), kd, epochs=int(d["epochs"]),
+                batch_size=r.batch_size, rng=r.rng, on_step=on_step, progress=r.progress)
+    r.subject = student
+    acc = r.evaluate()
+    r.log(f"[distill] student test accuracy {acc:.4f}")
+    return r.record("distill", acc, time.perf_counter() - t0)
+
+
+def stage_prune(r: PipelineRun):
+    """§3.1: Adam-learned mask at exactly ``sparsity``, the distillation loss as task loss."""
+    p, t0 = r.recipe["prune"], time.perf_counter()
+    learned_mask_prune(r.subject, (r.x_train, r.index), p["sparsity"], int(p["epochs"]), rng=r.rng,
+                       loss_fn=r.task_loss("prune"), lr=p["lr"], batch_size=r.batch_size,
+                       progress=r.progress)
+    acc = r.evaluate()
+    r.log(f"[prune] sparsity {p['sparsity']:.3f}, test accuracy {acc:.4f}")
+    return r.record("prune", acc, time.perf_counter() - t0)
+
+
+def stage_quantize(r: PipelineRun):
+    """§3.2: fake quantizers, Δ calibrated then learned by Adam with the weights (QAT)."""
+    q, t0 = r.recipe["quantize"], time.perf_counter()
+    prepare(r.subject, q["weight_bits"], q["activation_bits"], per_channel=q["per_channel"],
+            input_kind="auto", example_input=r.x_train[:1000],
+            rng=np.random.default_rng(r.seed + 2))
+    calibrate(r.subject, r.x_train[:1000])
+    if q["epochs"]:
+        train_quantized(r.subject, (r.x_train, r.index), epochs=int(q["epochs"]),
+                        lr_quant=q["lr_delta"], lr_weights=q["lr"], batch_size=r.batch_size,
+                        rng=r.rng, loss_fn=r.task_loss("quantize"), progress=r.progress)
+    acc = r.evaluate()
+    r.integer = convert(r.subject)
+    r.log(f"[quantize] W{q['weight_bits']}A{q['activation_bits']} fake-quant test accuracy {acc:.4f}")
+    return r.record("quantize", acc, time.perf_counter() - t0,
+                    bytes_=integer_model_size(r.integer, r.meta()))
+
+
+def _median_time(fn, x, repeats=10):
+    fn(x)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        im.forward(x)
+        fn(x)
         times.append(time.perf_counter() - t0)
     return float(np.median(times))
 
 
-def _distillation_by_index(kd, y_train):
-    """A ``loss_fn(logits, idx)`` for loops whose 'labels' are training-set indices: the batch's
-    true labels and teacher logits are looked up by index (the teacher never runs again)."""
-    def loss_fn(logits, idx):
-        return kd.loss_fn(idx)(logits, y_train[idx])
-    return loss_fn
+def stage_export(r: PipelineRun, out="model.npz"):
+    """Write the integer model to one artifact and score what is *in the file*."""
+    if r.integer is None:
+        raise ValueError("pipeline: the 'export' stage needs the 'quantize' stage")
+    t0 = time.perf_counter()
+    path = Path(out)
+    save_integer_model(r.integer, path, meta=r.meta())
+    reloaded = load_integer_model(path)
+    acc = float((reloaded.predict(r.x_test) == r.y_test).mean())
+    nbytes = path.stat().st_size
+    r.artifact = {"path": str(path), "bytes": int(nbytes), "accuracy": acc}
+    r.log(f"[export] {path}: {nbytes} bytes, integer-model test accuracy {acc:.4f}")
+    return r.record("export", acc, time.perf_counter() - t0, bytes_=nbytes,
+                    latency_s=_median_time(reloaded.forward, r.x_test[:LATENCY_BATCH]))
 
 
-def run(recipe, *, out=None, report=None, progress=True):
-    """Run a recipe (dict); write the artifact to ``out`` and the JSON report to ``report``.
+STAGE_FUNCTIONS = {"teacher": stage_teacher, "distill": stage_distill, "prune": stage_prune,
+                   "quantize": stage_quantize, "export": stage_export}
 
-    Returns the report dict: the full recipe, the stage table and the artifact's path/size.
+
+def run(recipe, *, out="model.npz", report=None, progress=True, data=None):
+    """Run a whole recipe; write the artifact to ``out`` and the JSON report to ``report``.
+
+    Returns the report dict: the full recipe, the stage table and the artifact's path/size/accuracy.
     """
-    recipe = validate(recipe)
-    seed, bs = recipe["seed"], recipe["batch_size"]
-    (xtr, ytr), (xte, yte) = load_dataset(recipe["dataset"])
-    size = xtr.shape[-1]
-    input_shape = xtr.shape[1:]
-    x_lat = xte[:LATENCY_BATCH]
-    rng = np.random.default_rng(seed)
-    rows, subject, kd = [], None, None
-    index = np.arange(len(xtr))
-
-    # 1. teacher ---------------------------------------------------------------------------------
-    t = recipe["teacher"]
-    teacher = None
-    if not t["skip"]:
-        t0 = time.perf_counter()
-        teacher = models.build(t["model"], size, rng=np.random.default_rng(seed))
-        if t["checkpoint"]:
-            load_model(teacher, t["checkpoint"])
-            _log(progress, f"[teacher] loaded {t['checkpoint']}")
+    r = PipelineRun(recipe, progress=progress, data=data)
+    for stage in STAGES:
+        if r.recipe[stage]["skip"]:
+            continue
+        if stage == "export":
+            stage_export(r, out)
         else:
-            fit(teacher, optim.Adam(teacher.parameters(), lr=t["lr"]), (xtr, ytr),
-                epochs=int(t["epochs"]), batch_size=bs, rng=rng, progress=progress, desc="teacher")
-        acc = evaluate(teacher, xte, yte)["accuracy"]
-        rows.append(_record("teacher", teacher, acc, input_shape, x_lat, seconds=time.perf_counter() - t0))
-        _log(progress, f"[teacher] test accuracy {acc:.4f}")
-        subject = teacher
-
-    # 2. distill ---------------------------------------------------------------------------------
-    d = recipe["distill"]
-    if not d["skip"]:
-        if teacher is None:
-            raise ValueError("pipeline: the 'distill' stage needs the 'teacher' stage")
-        t0 = time.perf_counter()
-        kwargs = {"hidden": int(d["hidden"])} if d["model"] == "student" else {}
-        student = models.build(d["model"], size, rng=np.random.default_rng(seed + 1), **kwargs)
-        z_t = teacher_logits(teacher, xtr)
-        kd = DistillationLoss(d["temperature"], d["alpha"], teacher_logits=z_t)
-        opt = optim.Adam(student.parameters(), lr=d["lr"])
-        steps = int(d["epochs"]) * -(-len(xtr) // bs)
-        on_step = cosine_lr(opt, d["lr"], steps) if d["lr_schedule"] == "cosine" else None
-        fit_distill(student, opt, (xtr, ytr), kd, epochs=int(d["epochs"]), batch_size=bs,
-                    rng=rng, on_step=on_step, progress=progress)
-        acc = evaluate(student, xte, yte)["accuracy"]
-        rows.append(_record("distill", student, acc, input_shape, x_lat, seconds=time.perf_counter() - t0))
-        _log(progress, f"[distill] student test accuracy {acc:.4f}")
-        subject = student
-    if subject is None:
+            STAGE_FUNCTIONS[stage](r)  # with 'distill' skipped, the teacher itself is compressed
+    if r.subject is None:
         raise ValueError("pipeline: nothing to compress — the 'teacher' stage is skipped")
-
-    def task_loss(stage):
-        """Distillation loss by index when there is a teacher, else cross-entropy."""
-        s = recipe[stage]
-        if teacher is None:
-            return (lambda logits, idx: cross_entropy(logits, ytr[idx]))
-        stage_kd = DistillationLoss(s["temperature"], s["alpha"],
-                                    teacher_logits=kd.teacher_logits if kd else teacher_logits(teacher, xtr))
-        return _distillation_by_index(stage_kd, ytr)
-
-    # 3. prune -----------------------------------------------------------------------------------
-    p = recipe["prune"]
-    if not p["skip"]:
-        t0 = time.perf_counter()
-        learned_mask_prune(subject, (xtr, index), p["sparsity"], int(p["epochs"]), rng=rng,
-                           loss_fn=task_loss("prune"), lr=p["lr"], batch_size=bs, progress=progress)
-        acc = evaluate(subject, xte, yte)["accuracy"]
-        rows.append(_record("prune", subject, acc, input_shape, x_lat, seconds=time.perf_counter() - t0))
-        _log(progress, f"[prune] sparsity {p['sparsity']:.2f}, test accuracy {acc:.4f}")
-
-    # 4. quantize --------------------------------------------------------------------------------
-    q = recipe["quantize"]
-    integer = None
-    if not q["skip"]:
-        t0 = time.perf_counter()
-        prepare(subject, q["weight_bits"], q["activation_bits"], per_channel=q["per_channel"],
-                input_kind="auto", example_input=xtr[:1000], rng=np.random.default_rng(seed + 2))
-        calibrate(subject, xtr[:1000])
-        if q["epochs"]:
-            train_quantized(subject, (xtr, index), epochs=int(q["epochs"]), lr_quant=q["lr_delta"],
-                            lr_weights=q["lr"], batch_size=bs, rng=rng, loss_fn=task_loss("quantize"),
-                            progress=progress)
-        acc = evaluate(subject, xte, yte)["accuracy"]
-        integer = convert(subject)
-        rows.append(_record("quantize", subject, acc, input_shape, x_lat,
-                            bytes_=integer_model_size(integer), seconds=time.perf_counter() - t0))
-        _log(progress, f"[quantize] W{q['weight_bits']}A{q['activation_bits']} fake-quant test accuracy {acc:.4f}")
-
-    # 5. export ----------------------------------------------------------------------------------
-    result = {"recipe": recipe, "stages": rows}
-    if not recipe["export"]["skip"]:
-        t0 = time.perf_counter()
-        path = Path(out) if out else Path("model.npz")
-        save_integer_model(integer, path, meta={"dataset": recipe["dataset"], "seed": seed})
-        reloaded = load_integer_model(path)  # evaluate what is *in the file*
-        acc = float((reloaded.predict(xte) == yte).mean())
-        nbytes = path.stat().st_size
-        last = dict(rows[-1])
-        last.update(stage="export", accuracy=acc, bytes=int(nbytes),
-                    latency_ms=1e3 * _integer_latency(reloaded, x_lat),
-                    seconds=time.perf_counter() - t0)
-        rows.append(last)
-        result["artifact"] = {"path": str(path), "bytes": int(nbytes), "accuracy": acc}
-        _log(progress, f"[export] {path}: {nbytes} bytes, integer-model test accuracy {acc:.4f}")
+    result = r.result()
     if report:
         rp = Path(report)
         rp.parent.mkdir(parents=True, exist_ok=True)
@@ -186,17 +222,18 @@ def run(recipe, *, out=None, report=None, progress=True):
     return result
 
 
-def format_table(rows, reference_bytes=None):
-    """The stage table for people (one line per stage)."""
+def format_table(rows):
+    """The stage table for people; the ratio is against the first stage's dense float32 bytes."""
     head = (f"{'stage':<9} {'accuracy':>8} {'params':>9} {'nonzero':>9} {'MACs':>10} "
             f"{'bytes':>10} {'ratio':>7} {'latency':>9}")
     lines = [head, "-" * len(head)]
-    ref = reference_bytes or (rows[0]["dense_float32_bytes"] if rows else 1)
-    for r in rows:
-        lines.append(f"{r['stage']:<9} {100 * r['accuracy']:7.2f}% {r['parameters']:>9,} "
-                     f"{r['nonzeros']:>9,} {r['sparse_macs']:>10,} {r['bytes']:>10,} "
-                     f"{ref / max(r['bytes'], 1):6.1f}x {r['latency_ms']:7.2f}ms")
+    ref = rows[0]["dense_float32_bytes"] if rows else 1
+    for row in rows:
+        lines.append(f"{row['stage']:<9} {100 * row['accuracy']:7.2f}% {row['parameters']:>9,} "
+                     f"{row['nonzeros']:>9,} {row['sparse_macs']:>10,} {row['bytes']:>10,} "
+                     f"{ref / max(row['bytes'], 1):6.1f}x {row['latency_ms']:7.2f}ms")
     return "\n".join(lines)
 
 
-__all__ = ["STAGES", "format_table", "run"]
+__all__ = ["PipelineRun", "STAGE_FUNCTIONS", "format_table", "run", "stage_distill",
+           "stage_export", "stage_prune", "stage_quantize", "stage_teacher"]

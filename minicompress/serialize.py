@@ -97,7 +97,7 @@ def read_header(path) -> dict:
     return read_artifact(path)[0]
 
 
-def integer_model_size(im: IntegerModel) -> int:
+def integer_model_size(im: IntegerModel, meta=None) -> int:
     """Bytes of the artifact file ``im`` would be written as (everything in the file counted)."""
     with tempfile.TemporaryDirectory() as d:
-        return save_integer_model(im, Path(d) / "m.npz").stat().st_size
+        return save_integer_model(im, Path(d) / "m.npz", meta).stat().st_size
