@@ -6,6 +6,11 @@ very same code path) for two learning-rate schedules, each applied to BOTH arms,
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/distill_mlp.py            # full sweep (~20 min)
     OPENBLAS_NUM_THREADS=1 python benchmarks/distill_mlp.py --quick    # 1 seed, small grid
+    # the same, one process per schedule, then the summary and figures from both:
+    python benchmarks/distill_mlp.py --schedules const-1e-3 --out distill_mlp_const --no-figures &
+    python benchmarks/distill_mlp.py --schedules cosine-3e-3 --out distill_mlp_cosine --no-figures
+    python benchmarks/distill_mlp.py --out distill_mlp \
+        --runs-from benchmarks/results/distill_mlp_const.json,benchmarks/results/distill_mlp_cosine.json
 
 Writes benchmarks/results/distill_mlp.json and figures/distill_accuracy_vs_T.png,
 figures/distill_accuracy_vs_alpha.png, figures/distill_soft_targets.png.
@@ -27,7 +32,8 @@ from minicompress import models, optim
 from minicompress.train import evaluate
 
 FIGURES = Path(__file__).resolve().parent.parent / "figures"
-SCHEDULES = {"const-1e-3": ("const", 1e-3), "cosine-3e-3": ("cosine", 3e-3)}
+SCHEDULES = {"const-1e-3": ("const", 1e-3), "cosine-3e-3": ("cosine", 3e-3),
+             "cosine-1e-3": ("cosine", 1e-3)}
 
 
 def train_student(data, z_t, T, alpha, schedule, seed, epochs=10, batch_size=128):
@@ -51,11 +57,18 @@ def main():
     ap.add_argument("--alpha-for-T", type=float, default=0.5,
                     help="α used on the temperature sweep")
     ap.add_argument("--T-for-alpha", type=int, default=4, help="T used on the α sweep")
+    ap.add_argument("--extra", default="2:0.25,2:0.75", help="more T:α pairs, comma-separated")
     ap.add_argument("--full-grid", action="store_true", help="every (T, α) pair, not just the cross")
-    ap.add_argument("--schedules", default=",".join(SCHEDULES))
+    ap.add_argument("--schedules", default="const-1e-3,cosine-3e-3")
     ap.add_argument("--teacher", default="teacher", help="cached dense model used as the teacher")
     ap.add_argument("--out", default="distill_mlp", help="results/<out>.json")
     ap.add_argument("--figures", default="distill", help="figures/<figures>_*.png")
+    ap.add_argument("--no-figures", action="store_true")
+    ap.add_argument("--alone-only", action="store_true", help="only the α = 0 arm (no teacher needed)")
+    ap.add_argument("--skip-alone", action="store_true", help="leave out the α = 0 arm")
+    ap.add_argument("--runs-from", default="",
+                    help="comma-separated result JSONs of earlier runs (e.g. one per schedule, run in "
+                         "parallel): no training, just the summary and the figures")
     args = ap.parse_args()
     seeds = [0] if args.quick else list(range(args.seeds))
     temps = [1, 2, 4, 8, 16]
@@ -63,27 +76,43 @@ def main():
     if args.quick:
         temps, alphas = [2, 4], [0.5, 0.9]
     schedules = args.schedules.split(",")
-    if args.teacher == "teacher":
-        wait_for_teacher()
-
     data = fashion()
     (xtr, ytr), (xte, yte) = data
-    teacher = D.freeze(dense_model(args.teacher, data=data))
-    teacher_acc = evaluate(teacher, xte, yte)["accuracy"]
-    t0 = time.perf_counter()
-    z_t = D.teacher_logits(teacher, xtr, cache=f"{args.teacher}_fashion_e10_s0_train")
-    print(f"teacher test accuracy {teacher_acc:.4f}; train logits in {time.perf_counter() - t0:.1f}s",
-          flush=True)
+    if args.alone_only:
+        # α = 0 multiplies the soft term by zero: the student-alone arm needs no teacher
+        teacher, teacher_acc, z_t = None, None, np.zeros((len(xtr), 10), np.float32)
+    else:
+        if args.teacher == "teacher":
+            wait_for_teacher()
+        teacher = D.freeze(dense_model(args.teacher, data=data))
+        teacher_acc = evaluate(teacher, xte, yte)["accuracy"]
+        t0 = time.perf_counter()
+        z_t = D.teacher_logits(teacher, xtr, cache=f"{args.teacher}_fashion_e10_s0_train")
+        print(f"teacher test accuracy {teacher_acc:.4f}; train logits in "
+              f"{time.perf_counter() - t0:.1f}s", flush=True)
 
     if args.full_grid:
         configs = [(T, a) for T in temps for a in alphas]
     else:   # the cross: T sweep at one α, α sweep at one T (plus the T = 4, α = 0.9)
         configs = [(T, args.alpha_for_T) for T in temps] + \
                   [(args.T_for_alpha, a) for a in alphas] + [(4, 0.9)]
+    configs += [(int(T), float(a)) for T, a in (pair.split(":") for pair in args.extra.split(",") if pair)]
     configs = list(dict.fromkeys(configs)) + [(1, 0.0)]   # α = 0: the student alone
+    if args.alone_only:
+        configs = [(1, 0.0)]
+    elif args.skip_alone:
+        configs = configs[:-1]
     runs = []
+    if args.runs_from:
+        for path in args.runs_from.split(","):
+            loaded = json.loads(Path(path).read_text())
+            runs += loaded["runs"] if isinstance(loaded, dict) else loaded
+        schedules = list(dict.fromkeys(r["schedule"] for r in runs))
+        configs = list(dict.fromkeys((r["T"], r["alpha"]) for r in runs if r["alpha"] > 0))
+        configs.append((1, 0.0))
+        seeds = sorted(set(r["seed"] for r in runs))
     partial = RESULTS / f"{args.out}.partial.json"
-    for schedule in schedules:
+    for schedule in (schedules if not args.runs_from else []):
         for T, alpha in configs:
             for seed in seeds:
                 t1 = time.perf_counter()
@@ -103,6 +132,10 @@ def main():
     for schedule in schedules:
         alone, alone_sd, alone_accs = mean_acc(schedule, 1, 0.0)
         table = {f"T={T},alpha={a}": mean_acc(schedule, T, a)[0] for T, a in configs if a > 0}
+        if not table or not any(r["alpha"] == 0 for r in runs if r["schedule"] == schedule):
+            print(f"[{schedule}] {alone:.4f} (partial run: no summary)" if not table else
+                  f"[{schedule}] no α = 0 runs: no summary")
+            continue
         best = max(table, key=table.get)
         T_b, a_b = [float(v.split("=")[1]) for v in best.split(",")]
         best_mean, best_sd, best_accs = mean_acc(schedule, int(T_b), a_b)
@@ -126,7 +159,7 @@ def main():
         "summary": summary, "runs": runs, "quick": args.quick,
     })
     partial.unlink(missing_ok=True)
-    if not args.quick:
+    if not args.quick and not args.no_figures:
         make_figures(runs, summary, temps, alphas, data, z_t, teacher, args)
 
 
@@ -147,7 +180,7 @@ def make_figures(runs, summary, temps, alphas, data, z_t, teacher, args):
 
     for key, values, name in (("T", temps, "T"), ("alpha", alphas, "alpha")):
         fig, ax = plt.subplots(figsize=(6, 4))
-        for schedule, style in zip(summary, ("-o", "--s")):
+        for schedule, style in zip(summary, ("-o", "--s", "-.^")):
             fixed = args.alpha_for_T if key == "T" else args.T_for_alpha
             m, s = curve(schedule, key, values, fixed)
             label = f"{schedule}, {'α' if key == 'T' else 'T'}={fixed}"
