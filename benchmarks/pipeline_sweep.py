@@ -1,0 +1,70 @@
+"""Run several pipeline recipes on Fashion-MNIST and plot accuracy vs artifact bytes.
+
+    python benchmarks/pipeline_sweep.py recipes/fashion_*.json
+
+The teacher is the cached 10-epoch dense teacher (``benchmarks/train_dense.py``), so the recipes
+here set ``teacher.checkpoint`` to it. Each recipe's report goes to
+``benchmarks/results/pipeline_<name>.json``; the table of all reports in ``results/`` to
+``benchmarks/results/pipeline_sweep.json``, and the figure to ``figures/pipeline_pareto.png``.
+
+Targets (issue "combined pipeline"): an artifact ≤ 10.7 KB (≥ 100× smaller than float32
+lenet300, 1,066,440 bytes) whose integer model scores ≥ 88.7 %; a point ≥ 91.0 % at ≤ 40 KB.
+"""
+import argparse
+import json
+import time
+from pathlib import Path
+
+from common import RESULTS, dense_model, fashion, save_result
+from minicompress import pipeline
+from minicompress.data import cache_dir
+from minicompress.figures import pareto_chart, stage_chart
+from minicompress.recipe import load_recipe
+
+LENET300_FLOAT32 = 1_066_440
+ROOT = Path(__file__).resolve().parent.parent
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("recipes", nargs="*", help="recipe JSON files to run (none: just replot)")
+parser.add_argument("--artifacts", default=str(cache_dir() / "artifacts"))
+args = parser.parse_args()
+
+data = fashion()
+teacher_ckpt = cache_dir() / "checkpoints" / "teacher_fashion_e10_s0.npz"
+if args.recipes and not teacher_ckpt.exists():
+    dense_model("teacher", data=data)
+for path in args.recipes:
+    name = Path(path).stem
+    recipe = load_recipe(path)
+    recipe["teacher"]["checkpoint"] = str(teacher_ckpt)
+    t0 = time.perf_counter()
+    result = pipeline.run(recipe, out=Path(args.artifacts) / f"{name}.npz", data=data, progress=False)
+    result["wall_seconds"] = time.perf_counter() - t0
+    result["recipe_file"] = str(path)
+    print(f"\n== {name} ({result['wall_seconds']:.0f} s)\n" + pipeline.format_table(result["stages"]),
+          flush=True)
+    save_result(f"pipeline_{name}", result)
+    stage_chart(result["stages"], ROOT / "figures" / f"pipeline_stages_{name}.png",
+                title=f"{name}: bytes and accuracy per stage (Fashion-MNIST)")
+
+reports = sorted(RESULTS.glob("pipeline_fashion*.json"))
+rows = []
+for rp in reports:
+    r = json.loads(rp.read_text())
+    if "artifact" not in r:
+        continue
+    a = r["artifact"]
+    rows.append({"name": rp.stem.removeprefix("pipeline_"), "bytes": a["bytes"],
+                 "accuracy": a["accuracy"], "ratio_vs_lenet300": LENET300_FLOAT32 / a["bytes"],
+                 "compress_seconds": r.get("wall_seconds")})
+for row in sorted(rows, key=lambda r: r["bytes"]):
+    print(f"{row['name']:<28} {row['bytes']:>8,} B  {LENET300_FLOAT32 / row['bytes']:6.1f}x  "
+          f"{100 * row['accuracy']:.2f} %")
+if rows:
+    save_result("pipeline_sweep", {"configurations": rows, "lenet300_float32_bytes": LENET300_FLOAT32})
+    pareto_chart([(r["bytes"], r["accuracy"]) for r in rows], [r["name"].removeprefix("fashion_")
+                 for r in rows], ROOT / "figures" / "pipeline_pareto.png",
+                 title="Fashion-MNIST: integer-model accuracy vs artifact size",
+                 anchors=[(LENET300_FLOAT32, 0.8893, "lenet300 float32"),
+                          (10_700, 0.887, "target: 10.7 KB, 88.7 %"),
+                          (40_000, 0.910, "target: 40 KB, 91.0 %")])
