@@ -120,7 +120,7 @@ def _loss_caller(loss_fn, pass_inputs):
 
 
 def learned_mask_prune(model, data, sparsity, epochs, *, rng, loss_fn=cross_entropy,
-                       pass_inputs=False, lr=1e-3, score_lr=1e-4, lam=0.0, scope="global",
+                       pass_inputs=False, lr=1e-3, score_lr=1e-3, lam=0.0, scope="global",
                        layers=None, schedule="cubic", ramp=0.7, batch_size=128, eval_data=None,
                        on_epoch=None, progress=False):
     """Prune ``model`` in place to exactly ``sparsity`` with an Adam-learned mask.
