@@ -11,23 +11,15 @@ import numpy as np
 
 DATASETS = ("digits", "fashion-mnist", "mnist")
 
-DEMO_RECIPE = {
-    "seed": 0, "dataset": "digits", "batch_size": 64,
-    "teacher": {"model": "teacher", "epochs": 15},
-    "distill": {"model": "student", "hidden": 32, "epochs": 30, "temperature": 4.0, "alpha": 0.7},
-    "prune": {"sparsity": 0.75, "epochs": 15, "lr": 1e-3, "temperature": 4.0, "alpha": 0.7},
-    "quantize": {"weight_bits": 4, "activation_bits": 8, "epochs": 10, "lr": 1e-4,
-                 "temperature": 4.0, "alpha": 0.7},
-}
-
 
 def cmd_demo(args):
     from . import pipeline
     from .figures import stage_chart
+    from .recipe import DEMO_RECIPE, load_recipe
     t0 = time.perf_counter()
     out = Path(args.out_dir)
-    result = pipeline.run(DEMO_RECIPE, out=out / "demo_model.npz", report=out / "demo_report.json",
-                          progress=not args.quiet)
+    result = pipeline.run(load_recipe(DEMO_RECIPE), out=out / "demo_model.npz",
+                          report=out / "demo_report.json", progress=not args.quiet)
     print()
     print(pipeline.format_table(result["stages"]))
     fig = stage_chart(result["stages"], Path(args.figures) / "pipeline_demo_stages.png",

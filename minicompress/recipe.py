@@ -14,6 +14,8 @@ import copy
 import json
 from pathlib import Path
 
+DEMO_RECIPE = Path(__file__).parent / "_data" / "digits_demo.json"  # what `demo` runs
+
 STAGES = ("teacher", "distill", "prune", "quantize", "export")
 
 DEFAULTS = {

@@ -59,8 +59,8 @@ mask, quantized with Adam-learned step sizes, converted to an integer model and 
 
 nb.code(r"""
 from minicompress import pipeline
-from minicompress.recipe import load_recipe
-recipe = load_recipe(ROOT / "recipes" / "digits_demo.json")
+from minicompress.recipe import load_recipe, DEMO_RECIPE
+recipe = load_recipe(DEMO_RECIPE)
 result = pipeline.run(recipe, out=Path("/tmp/minicompress_nb00.npz"), progress=False)
 print(pipeline.format_table(result["stages"]))
 """)

@@ -43,12 +43,12 @@ import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / "scripts"))
 from minicompress import pipeline, prune, quantize
-from minicompress.recipe import validate, RecipeError, load_recipe
+from minicompress.recipe import validate, RecipeError, load_recipe, DEMO_RECIPE
 from minicompress.data import cache_dir
 from minicompress.figures import stage_chart
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
 if FAST:
-    recipe = load_recipe(ROOT / "recipes" / "digits_demo.json")
+    recipe = load_recipe(DEMO_RECIPE)
     recipe["teacher"]["epochs"], recipe["distill"]["epochs"] = 5, 10
     recipe["prune"]["epochs"], recipe["quantize"]["epochs"] = 5, 3
 else:
