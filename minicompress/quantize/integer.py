@@ -1,0 +1,512 @@
+"""The integer model: n-bit weights stored packed, integer-only inference (Jacob et al. 2018).
+
+A fake-quantised layer computes, in real numbers (Δ_x, z_x the input grid, Δ_w the weight step,
+Δ_y, z_y the grid of the activation quantizer that follows)::
+
+    y = Σ_k (Δ_w q_w[k]) · (Δ_x (q_x[k] − z_x)) + b
+    q_y = clip(round(y / Δ_y) + z_y, q_lo, q_hi)
+
+Everything real can be pulled out of the sum, leaving integers only::
+
+    acc = Σ_k q_w[k] · (q_x[k] − z_x) + q_b,     q_b = round(b / (Δ_w Δ_x))   (int32)
+    q_y = clip(((acc · M₀ + 2^(n−1)) >> n) + z_y, q_lo, q_hi),   M = Δ_w Δ_x / Δ_y = 2^(−n) · M₀
+
+with M₀ an integer in [2^26, 2^27): the requantisation is one integer multiply, one add and
+one shift (round half up). (Jacob et al. use a 31-bit M₀; 27 bits keep acc·M₀ below 2^51, so the
+same integers can also be computed exactly with float64 hardware, which NumPy does faster than
+int64 — see :func:`requantize_exact_float`. M's relative precision is still 2^(−27).) The last layer returns real logits Δ_w Δ_x · acc instead.
+ReLU on codes is ``max(q, z_y)`` (z_y is the code of 0.0) — after a layer it is fused into the
+requantisation's clip (lower bound z_y) — and max-pooling codes is exact, because quantisation
+is monotone.
+
+Fast path. NumPy has no int8 matrix product, but a float32 product of integers is *exact* as
+long as every partial sum stays below 2^24 in magnitude (float32 has a 24-bit significand).
+Whatever order BLAS adds in, each partial sum is bounded by
+
+    B = max_o Σ_k |q_w[o, k]| · max |q_x − z_x|  +  max |q_b|,
+
+which we compute per layer at conversion. B < 2^24: float32 BLAS (exact). Otherwise float64 BLAS,
+exact below 2^53 (and we require B < 2^31, the int32 accumulator, or refuse to convert).
+``gemm="int64"`` forces NumPy's (slow, non-BLAS) integer product, to test that the fast path
+gives bit-identical results.
+
+Storage (``to_arrays``): weights bit-packed (int8: one per byte; int4: two; int2: four), int32
+biases, float32 steps, int64 M₀ / n / zero points — plain numeric and string arrays, saved with
+``allow_pickle=False``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
+from ..nn.im2col import im2col
+from .bitpack import pack_bits, unpack_bits
+from .fake import ActivationQuantizer, BiasQuantizer, WeightQuantizer
+from .prepare import weight_before_quantizer
+
+FORMAT = "minicompress.IntegerModel/1"
+EXACT_FLOAT32 = 2 ** 24
+INT32_LIMIT = 2 ** 31
+GEMM_MODES = ("auto", "int64")
+
+
+M0_BITS = 27
+
+
+def quantize_multiplier(m, bits=M0_BITS):
+    """``M = 2^(−n) · M₀`` with M₀ ∈ [2^(b−1), 2^b) an integer: returns (M₀, n) as int64 arrays.
+
+    ``M`` (positive, any shape): frexp writes M = f · 2^e with f ∈ [0.5, 1); M₀ = round(f · 2^b),
+    n = b − e. Relative error of M₀·2^(−n) ≤ 2^(−b). Jacob et al. use b = 31 (an int32 M₀);
+    we use b = 27 so that acc·M₀ < 2^24 · 2^27 = 2^51 is also exact in float64 (fast path below).
+    """
+    m = np.asarray(m, dtype=np.float64)
+    if not np.all(np.isfinite(m)) or np.any(m <= 0) or np.any(m >= 2 ** 30):
+        raise ValueError(f"quantize_multiplier: M must be in (0, 2^30), got {m}")
+    f, e = np.frexp(m)
+    m0 = np.rint(f * 2.0 ** bits).astype(np.int64)
+    carry = m0 == 2 ** bits                     # f rounded up to 1.0
+    m0 = np.where(carry, m0 // 2, m0)
+    n = (bits - e - carry).astype(np.int64)
+    # tiny M: keep the shift ≤ 62 so acc·M₀ + 2^(n−1) stays in int64 (M₀ loses low bits)
+    over = np.maximum(n - 62, 0)
+    return m0 >> over, n - over
+
+
+def requantize(acc, m0, shift, zero, q_lo, q_hi):
+    """``clip(((acc · M₀ + 2^(n−1)) >> n) + z, q_lo, q_hi)`` in int64 (round half up).
+
+    acc (..., O) int64 with |acc| < 2^31; m0, shift (O,) int64 broadcast over the last axis.
+    """
+    out = acc * m0
+    out += np.left_shift(1, shift - 1)
+    np.right_shift(out, shift, out=out)         # arithmetic shift = floor division by 2^n
+    out += zero
+    np.clip(out, q_lo, q_hi, out=out)
+    return out
+
+
+def requantize_exact_float(acc, m0, shift, zero, q_lo, q_hi):
+    """The same integers as :func:`requantize`, computed with float64 hardware (faster here).
+
+    Valid when |acc| < 2^24 and M₀ < 2^27: M = M₀ · 2^(−n) is exact in float64, the product
+    acc · M = (acc · M₀) · 2^(−n) has a numerator below 2^51, so it is exact, and so is + 0.5
+    (if n ≥ 53 the value is in (0.25, 0.75) and floor gives 0 either way). floor(acc·M + 0.5)
+    is therefore exactly (acc·M₀ + 2^(n−1)) >> n.
+    """
+    out = acc * np.ldexp(m0.astype(np.float64), -shift)   # float32 acc → float64, exact
+    out += 0.5
+    np.floor(out, out=out)
+    out += zero
+    np.clip(out, q_lo, q_hi, out=out)
+    return out
+
+
+def code_dtype(q_lo, q_hi):
+    """The smallest integer dtype holding codes in [q_lo, q_hi] (uint8 for 8-bit activations)."""
+    for dt in (np.uint8, np.int8, np.uint16, np.int16):
+        if np.iinfo(dt).min <= q_lo and q_hi <= np.iinfo(dt).max:
+            return dt
+    return np.int32
+
+
+# ---- steps -----------------------------------------------------------------------------------
+class QuantizeInput:
+    """float input → codes ``clip(round(x/Δ) + z, q_lo, q_hi)``; NCHW images become NHWC."""
+
+    kind = "quantize_input"
+
+    def __init__(self, delta, zero, q_lo, q_hi):
+        self.delta, self.zero = np.float32(delta), int(zero)
+        self.q_lo, self.q_hi = int(q_lo), int(q_hi)
+
+    def run(self, x):
+        q = x / self.delta
+        np.rint(q, out=q)
+        q += self.zero
+        np.clip(q, self.q_lo, self.q_hi, out=q)
+        q = q.astype(code_dtype(self.q_lo, self.q_hi))
+        return q.transpose(0, 2, 3, 1) if q.ndim == 4 else q
+
+    def arrays(self):
+        return {"delta": np.float32(self.delta), "zero": np.int64(self.zero),
+                "q_lo": np.int64(self.q_lo), "q_hi": np.int64(self.q_hi)}
+
+    @classmethod
+    def from_arrays(cls, a):
+        return cls(a["delta"], a["zero"], a["q_lo"], a["q_hi"])
+
+
+class IntReLU:
+    """ReLU on codes: ``max(q, z)``, z the code of the real number 0."""
+
+    kind = "relu"
+
+    def __init__(self, zero):
+        self.zero = int(zero)
+
+    def run(self, q):
+        return np.maximum(q, self.zero)
+
+    def arrays(self):
+        return {"zero": np.int64(self.zero)}
+
+    @classmethod
+    def from_arrays(cls, a):
+        return cls(a["zero"])
+
+
+class IntMaxPool:
+    """k×k max-pool of NHWC codes (exact: quantisation is monotone)."""
+
+    kind = "maxpool"
+
+    def __init__(self, kernel_size, stride):
+        self.kernel_size, self.stride = int(kernel_size), int(stride)
+
+    def run(self, q):
+        k, s = self.kernel_size, self.stride
+        n, h, w, c = q.shape
+        oh, ow = (h - k) // s + 1, (w - k) // s + 1
+        out = None
+        for i in range(k):
+            for j in range(k):
+                view = q[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s, :]
+                out = view.copy() if out is None else np.maximum(out, view, out=out)
+        return out
+
+    def arrays(self):
+        return {"kernel_size": np.int64(self.kernel_size), "stride": np.int64(self.stride)}
+
+    @classmethod
+    def from_arrays(cls, a):
+        return cls(a["kernel_size"], a["stride"])
+
+
+class IntFlatten:
+    """NHWC codes → (N, C·H·W) in the float model's (NCHW, C-order) feature order."""
+
+    kind = "flatten"
+
+    def run(self, q):
+        if q.ndim == 4:
+            q = q.transpose(0, 3, 1, 2)
+        return q.reshape(q.shape[0], -1)
+
+    def arrays(self):
+        return {}
+
+    @classmethod
+    def from_arrays(cls, a):
+        return cls()
+
+
+class IntLayer:
+    """An integer Linear or Conv2d: ``acc = Σ q_w (q_x − z_x) + q_b``, then requantise to the
+    next activation grid, or (last layer) return real logits ``Δ_w Δ_x · acc``.
+
+    Attributes: ``q_w`` (O, in) or (O, C, k, k) int codes; ``w_bits``; ``w_delta`` (O,) float32;
+    ``q_b`` (O,) int32; input grid ``in_delta, in_zero, in_lo, in_hi``; output ``m0, shift``
+    (O,) int64 and ``out_zero, out_lo, out_hi`` (requantising layer) or ``out_scale`` (O,)
+    float32 (logits layer); ``stride, padding`` for convolutions.
+    """
+
+    def __init__(self, kind, q_w, w_bits, w_delta, q_b, in_grid, out=None, stride=1, padding=0,
+                 gemm="auto"):
+        if kind not in ("linear", "conv2d"):
+            raise ValueError(f"IntLayer: kind must be 'linear' or 'conv2d', got {kind!r}")
+        if gemm not in GEMM_MODES:
+            raise ValueError(f"IntLayer: gemm must be one of {GEMM_MODES}, got {gemm!r}")
+        self.kind, self.w_bits = kind, int(w_bits)
+        self.q_w = np.asarray(q_w, np.int32)
+        o = self.q_w.shape[0]
+        self.w_delta = np.broadcast_to(np.asarray(w_delta, np.float32).reshape(-1), (o,)).copy()
+        self.q_b = np.asarray(q_b, np.int64).reshape(o)
+        self.in_delta, self.in_zero, self.in_lo, self.in_hi = in_grid
+        self.in_delta = np.float32(self.in_delta)
+        self.stride, self.padding = int(stride), int(padding)
+        if "m0" in out:
+            out = dict(out, m0=np.broadcast_to(np.asarray(out["m0"], np.int64), (o,)).copy(),
+                       shift=np.broadcast_to(np.asarray(out["shift"], np.int64), (o,)).copy())
+            for k in ("out_zero", "out_lo", "out_hi", "relu"):
+                out[k] = int(out[k])
+        self.out = out
+        # W as a matrix whose columns match im2col's (kh, kw, C) order
+        w_mat = self.q_w if kind == "linear" else self.q_w.transpose(0, 2, 3, 1).reshape(o, -1)
+        self.w_mat = np.ascontiguousarray(w_mat)
+        self.bound = self.accumulator_bound()
+        if self.bound >= INT32_LIMIT:
+            raise OverflowError(f"IntLayer: the accumulator bound {self.bound} does not fit in "
+                                f"int32; use fewer bits or a smaller input range")
+        self.gemm = gemm
+        self.exact_dtype = np.float32 if self.bound < EXACT_FLOAT32 else np.float64
+        self._w_t = self.w_mat.T.astype(self.exact_dtype)     # (in, O), kept for the fast path
+        self._b = self.q_b.astype(self.exact_dtype)
+
+    def accumulator_bound(self):
+        """B = max_o Σ_k |q_w[o,k]| · max|q_x − z_x| + max|q_b|: no partial sum exceeds it."""
+        x_max = max(abs(self.in_lo - self.in_zero), abs(self.in_hi - self.in_zero))
+        rows = np.abs(self.w_mat.astype(np.int64)).sum(axis=1)
+        return int(rows.max() * x_max + np.abs(self.q_b).max(initial=0))
+
+    def _columns(self, xc):
+        """(N, H, W, C) centred codes → im2col rows; (N, D) stays as it is."""
+        if self.kind == "linear":
+            return xc, None
+        k = self.q_w.shape[2]
+        cols, (oh, ow) = im2col(xc, k, self.stride, self.padding)
+        return cols, (xc.shape[0], oh, ow)
+
+    def accumulate(self, q):
+        """acc = Σ q_w (q_x − z_x) + q_b, shape (rows, O) (+ the conv output shape).
+
+        int64 (exact by construction) with ``gemm="int64"``; otherwise a BLAS product in
+        ``exact_dtype``, whose entries are exact integers because no partial sum exceeds
+        ``self.bound`` (see the module docstring)."""
+        if self.gemm == "int64":
+            cols, shape = self._columns(q.astype(np.int64) - self.in_zero)
+            return cols @ self.w_mat.T.astype(np.int64) + self.q_b, shape
+        xc = q.astype(self.exact_dtype)
+        if self.in_zero:
+            xc -= self.in_zero
+        cols, shape = self._columns(xc)
+        acc = cols @ self._w_t
+        acc += self._b
+        return acc, shape
+
+    def run(self, q):
+        acc, shape = self.accumulate(q)
+        o = self.out
+        if "out_scale" in o:
+            y = acc.astype(np.float32) * o["out_scale"]
+        else:
+            args = (o["m0"], o["shift"], o["out_zero"], o["out_lo"], o["out_hi"])
+            if acc.dtype == np.float32:           # |acc| < 2^24: exact float64 requantisation
+                y = requantize_exact_float(acc, *args)
+            else:
+                y = requantize(acc.astype(np.int64), *args)
+            y = y.astype(code_dtype(o["out_lo"], o["out_hi"]))
+        return y if shape is None else y.reshape(*shape, -1)
+
+    def arrays(self):
+        a = {"weight_packed": pack_bits(self.q_w, self.w_bits, signed=True),
+             "weight_shape": np.array(self.q_w.shape, np.int64),
+             "weight_bits": np.int64(self.w_bits), "weight_delta": self.w_delta,
+             "bias": self.q_b.astype(np.int32),
+             "in_delta": np.float32(self.in_delta), "in_zero": np.int64(self.in_zero),
+             "in_lo": np.int64(self.in_lo), "in_hi": np.int64(self.in_hi),
+             "stride": np.int64(self.stride), "padding": np.int64(self.padding)}
+        a.update({f"out.{k}": _compact(v) for k, v in self.out.items()})
+        a["weight_delta"] = _compact(self.w_delta)
+        return a
+
+    @classmethod
+    def from_arrays(cls, a, kind, gemm="auto"):
+        shape = tuple(int(s) for s in a["weight_shape"])
+        bits = int(a["weight_bits"])
+        q_w = unpack_bits(a["weight_packed"], bits, int(np.prod(shape)), signed=True).reshape(shape)
+        o = shape[0]
+        out = {k[4:]: (np.broadcast_to(v, (o,)).copy() if v.ndim else v[()])
+               for k, v in a.items() if k.startswith("out.")}
+        grid = (a["in_delta"], int(a["in_zero"]), int(a["in_lo"]), int(a["in_hi"]))
+        return cls(kind, q_w, bits, a["weight_delta"], a["bias"], grid, out,
+                   int(a["stride"]), int(a["padding"]), gemm)
+
+
+def _compact(v):
+    """A per-channel array whose entries are all equal (per-tensor Δ, M₀, n) is stored as (1,);
+    m0/shift fit in int32."""
+    v = np.asarray(v)
+    if v.dtype == np.int64 and v.ndim:
+        v = v.astype(np.int32)
+    if v.ndim == 1 and v.size > 1 and np.all(v == v[0]):
+        v = v[:1].copy()
+    return v
+
+
+STEP_TYPES = {c.kind: c for c in (QuantizeInput, IntReLU, IntMaxPool, IntFlatten)}
+
+
+class IntegerModel:
+    """A list of integer steps; ``forward(x_float32) -> logits`` quantises the input itself."""
+
+    def __init__(self, steps, float_bytes=None):
+        if not steps or not isinstance(steps[0], QuantizeInput):
+            raise ValueError("IntegerModel: the first step must quantise the input")
+        self.steps = list(steps)
+        self.float_bytes = float_bytes
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.floating):
+            raise TypeError(f"IntegerModel.forward: x must be a float array, got {x.dtype}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("IntegerModel.forward: x contains NaN or inf")
+        a = x.astype(np.float32, copy=False)
+        for step in self.steps:
+            a = step.run(a)
+        return a
+
+    __call__ = forward
+
+    def predict(self, x, batch_size=1000):
+        """Class indices, computed in batches."""
+        return np.concatenate([self.forward(x[i:i + batch_size]).argmax(1)
+                               for i in range(0, len(x), batch_size)])
+
+    # ---- plain-array form -------------------------------------------------------------------
+    def to_arrays(self):
+        """``{name: ndarray}``, numbers and short strings only (no objects, no pickle):
+        ``format``, ``num_steps``, ``steps.<i>.kind`` and each step's fields under
+        ``steps.<i>.<field>`` (see each step's ``arrays()``)."""
+        d = {"format": np.array(FORMAT), "num_steps": np.array(len(self.steps), np.int64)}
+        if self.float_bytes is not None:
+            d["float_bytes"] = np.array(self.float_bytes, np.int64)
+        for i, step in enumerate(self.steps):
+            d[f"steps.{i}.kind"] = np.array(step.kind)
+            for k, v in step.arrays().items():
+                d[f"steps.{i}.{k}"] = np.asarray(v)
+        return d
+
+    @classmethod
+    def from_arrays(cls, d, gemm="auto"):
+        """Rebuild from :meth:`to_arrays` output (e.g. ``io.load_npz``), validating as it goes."""
+        if "format" not in d or str(np.asarray(d["format"])) != FORMAT:
+            raise ValueError(f"IntegerModel.from_arrays: not a {FORMAT} dict "
+                             f"(format={d.get('format')!r})")
+        steps = []
+        for i in range(int(d["num_steps"])):
+            prefix = f"steps.{i}."
+            kind = str(np.asarray(d[prefix + "kind"]))
+            fields = {k[len(prefix):]: np.asarray(v) for k, v in d.items()
+                      if k.startswith(prefix) and k != prefix + "kind"}
+            if kind in ("linear", "conv2d"):
+                steps.append(IntLayer.from_arrays(fields, kind, gemm))
+            elif kind in STEP_TYPES:
+                steps.append(STEP_TYPES[kind].from_arrays(fields))
+            else:
+                raise ValueError(f"IntegerModel.from_arrays: step {i} has unknown kind {kind!r}")
+        fb = int(d["float_bytes"]) if "float_bytes" in d else None
+        return cls(steps, fb)
+
+    def nbytes(self):
+        """Bytes of every stored array (weights, biases, scales, metadata)."""
+        return int(sum(np.asarray(v).nbytes for v in self.to_arrays().values()))
+
+    def weight_bytes(self):
+        return int(sum(s.arrays()["weight_packed"].nbytes for s in self.steps
+                       if isinstance(s, IntLayer)))
+
+    def __repr__(self):
+        lines = [f"IntegerModel({self.nbytes()} bytes"]
+        for s in self.steps:
+            extra = ""
+            if isinstance(s, IntLayer):
+                extra = (f" {tuple(s.q_w.shape)} int{s.w_bits}, bound {s.bound} → "
+                         f"{np.dtype(s.exact_dtype).name if s.gemm == 'auto' else 'int64'}"
+                         f"{' + relu' if s.out.get('relu') else ''}")
+            lines.append(f"  {s.kind}{extra}")
+        return "\n".join(lines) + "\n)"
+
+
+# ---- conversion -------------------------------------------------------------------------------
+def _grid(q: ActivationQuantizer):
+    return (np.float32(q.delta[0]), int(q.zero_point()[0]), q.q_lo, q.q_hi)
+
+
+def _weight_quantizer(name, layer):
+    qs = [t for t in layer.weight_transforms if isinstance(t, WeightQuantizer)]
+    if len(qs) != 1 or layer.weight_transforms[-1] is not qs[0]:
+        raise ValueError(f"convert: layer '{name}' must have exactly one WeightQuantizer, last "
+                         f"in its weight transforms (got {layer.weight_transforms})")
+    return qs[0]
+
+
+def convert(model, gemm="auto"):
+    """Fake-quantised Sequential (after :func:`prepare` + calibration/training) → IntegerModel.
+
+    Supported children: the input ActivationQuantizer first, then Linear / Conv2d (each
+    optionally followed by its BiasQuantizer), ReLU, ActivationQuantizer, MaxPool2d, Flatten.
+    A Linear/Conv2d must be followed by an activation quantizer (optionally with a ReLU in
+    between), except the last one, which gives the logits.
+    Works for any shapes (e.g. after filter pruning) and any weight transforms before the
+    quantizer (e.g. a pruning mask).
+    """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"convert: expected a Sequential, got {type(model).__name__}")
+    children = list(model.named_children())
+    if not children or not isinstance(children[0][1], ActivationQuantizer):
+        raise ValueError("convert: the first child must be the input ActivationQuantizer "
+                         "(run quantize.prepare first)")
+    float_bytes = 4 * sum(p.data.size for n, p in model.named_parameters()
+                          if n.endswith(".weight") or n.endswith(".bias"))
+    first = children[0][1]
+    if not first.initialized:
+        raise ValueError("convert: the quantizers are not calibrated")
+    grid = _grid(first)
+    steps, consumed = [QuantizeInput(*grid)], {0}
+    for i, (name, m) in enumerate(children):
+        if i in consumed:
+            continue
+        if isinstance(m, (Linear, Conv2d)):
+            steps_i, grid = _convert_layer(children, i, grid, consumed, gemm)
+            steps.extend(steps_i)
+        elif isinstance(m, ReLU):
+            steps.append(IntReLU(grid[1]))
+        elif isinstance(m, MaxPool2d):
+            steps.append(IntMaxPool(m.kernel_size, m.stride))
+        elif isinstance(m, Flatten):
+            steps.append(IntFlatten())
+        elif isinstance(m, BiasQuantizer):
+            raise ValueError(f"convert: bias quantizer '{name}' must directly follow its layer")
+        elif isinstance(m, ActivationQuantizer):
+            raise ValueError(f"convert: activation quantizer '{name}' does not follow a "
+                             f"Linear/Conv2d (optionally through a ReLU); unsupported")
+        else:
+            raise ValueError(f"convert: child '{name}' is a {type(m).__name__}; the integer model "
+                             f"supports Linear, Conv2d, ReLU, MaxPool2d, Flatten and quantizers")
+    if not isinstance(steps[-1], IntLayer) or "out_scale" not in steps[-1].out:
+        raise ValueError("convert: the model must end with a Linear/Conv2d giving the logits")
+    return IntegerModel(steps, float_bytes)
+
+
+def _convert_layer(children, i, grid, consumed, gemm):
+    name, layer = children[i]
+    wq = _weight_quantizer(name, layer)
+    w = weight_before_quantizer(layer, wq)
+    q_w = wq.codes(w)
+    w_delta = wq.delta.astype(np.float32)                 # (1,) or (O,)
+    in_delta = grid[0]
+    acc_scale = (np.float64(in_delta) * w_delta.astype(np.float64)).reshape(-1)
+    bias = layer.bias.data if layer.bias is not None else np.zeros(q_w.shape[0], np.float32)
+    q_b = np.rint(bias / acc_scale)
+    if np.any(np.abs(q_b) >= INT32_LIMIT):
+        raise OverflowError(f"convert: bias of '{name}' does not fit in int32 at scale Δ_w·Δ_x")
+    kind = "linear" if isinstance(layer, Linear) else "conv2d"
+    extra = {} if kind == "linear" else {"stride": layer.stride, "padding": layer.padding}
+    # look ahead: [BiasQuantizer] [ReLU] ActivationQuantizer → requantise to that grid
+    j, relu = i + 1, False
+    if j < len(children) and isinstance(children[j][1], BiasQuantizer):
+        consumed.add(j)
+        j += 1
+    if j < len(children) and isinstance(children[j][1], ReLU):
+        j, relu = j + 1, True
+    if j < len(children) and isinstance(children[j][1], ActivationQuantizer):
+        aq = children[j][1]
+        out_grid = _grid(aq)
+        m0, shift = quantize_multiplier(acc_scale / np.float64(out_grid[0]))
+        o = q_w.shape[0]
+        # a ReLU between the layer and the quantizer is max(q, z_y): fused into the clip's lower
+        # bound (exact, because quantisation is monotone and z_y is the code of 0.0)
+        lo = max(out_grid[2], out_grid[1]) if relu else out_grid[2]
+        out = {"m0": np.broadcast_to(m0, (o,)).copy(), "shift": np.broadcast_to(shift, (o,)).copy(),
+               "out_delta": np.float32(out_grid[0]), "out_zero": int(out_grid[1]),
+               "out_lo": int(lo), "out_hi": int(out_grid[3]), "relu": int(relu)}
+        step = IntLayer(kind, q_w, wq.n_bits, w_delta, q_b, grid, out, gemm=gemm, **extra)
+        consumed.update(range(i + 1, j + 1))
+        return [step], out_grid
+    if j == len(children) and not relu:
+        out = {"out_scale": np.broadcast_to(acc_scale.astype(np.float32), (q_w.shape[0],)).copy()}
+        return [IntLayer(kind, q_w, wq.n_bits, w_delta, q_b, grid, out, gemm=gemm, **extra)], None
+    raise ValueError(f"convert: layer '{name}' must be followed by an ActivationQuantizer "
+                     f"(optionally after a ReLU) or be the last layer")

@@ -1,0 +1,168 @@
+"""The integer model: fixed-point requantisation, exactness of the fast path, agreement with the
+fake-quantised model, plain-array round trip, packed storage, unusual shapes and masks."""
+import copy
+
+import numpy as np
+import pytest
+
+from minicompress import models, nn, optim
+from minicompress.io import load_npz, save_npz_atomic
+from minicompress.quantize import (IntegerModel, calibrate, convert, prepare, quantize_multiplier,
+                                   requantize, train_quantized)
+from minicompress.quantize.integer import IntLayer, requantize_exact_float
+from minicompress.train import fit, predict
+
+
+def test_quantize_multiplier(rng):
+    m = np.exp(rng.uniform(np.log(1e-9), np.log(100.0), 200))
+    m0, n = quantize_multiplier(m)
+    assert np.all((m0 >= 2 ** 26) & (m0 < 2 ** 27))
+    np.testing.assert_allclose(m0 * 2.0 ** -n, m, rtol=2.0 ** -27)
+    # by hand: 0.75 = 0.75·2^0 → M₀ = 0.75·2^27, n = 27
+    m0, n = quantize_multiplier(0.75)
+    assert (int(m0), int(n)) == (3 * 2 ** 25, 27)
+    with pytest.raises(ValueError, match="M must"):
+        quantize_multiplier(0.0)
+
+
+def test_requantize_by_hand():
+    m0, n = quantize_multiplier(np.array([0.5, 0.5, 0.5, 0.3]))
+    acc = np.array([[5, -5, 600, 100]], np.int64)
+    # 2.5 → 3 (half up), −2.5 → −2 (half up), 300 clipped to 255, 30 (+ zero point 10)
+    out = requantize(acc, m0, n, np.array([0, 0, 0, 10]), -128, 255)
+    np.testing.assert_array_equal(out, [[3, -2, 255, 40]])
+
+
+def test_exact_float_requantize_equals_integer(rng):
+    """floor(acc·M + 0.5) in float64 is bit-identical to (acc·M₀ + 2^(n−1)) >> n for |acc| < 2^24,
+    including exact ties and extreme multipliers."""
+    m = np.concatenate([np.exp(rng.uniform(np.log(1e-12), np.log(1e3), 30)), [0.5, 0.25, 1.0]])
+    m0, n = quantize_multiplier(m)
+    acc = rng.integers(-2 ** 24 + 1, 2 ** 24, size=(4000, m.size))
+    acc[:10] = np.arange(-5, 5)[:, None] * (1 << 10)   # many exact .5 ties for M = 2^-k
+    ref = requantize(acc.astype(np.int64), m0, n, 3, -2 ** 40, 2 ** 40)
+    fast = requantize_exact_float(acc.astype(np.float32), m0, n, 3, -2 ** 40, 2 ** 40)
+    np.testing.assert_array_equal(fast, ref)
+
+
+def _digits_model(name, bits, rng, train=False):
+    from minicompress.data import load_dataset
+    (xtr, ytr), (xte, yte) = load_dataset("digits")
+    model = models.build(name, 8, rng=rng)
+    fit(model, optim.Adam(model.parameters(), lr=1e-3), (xtr, ytr), epochs=3, rng=rng,
+        progress=False)
+    prepare(model, bits, bits, example_input=xtr)
+    calibrate(model, xtr[:300])
+    if train:
+        train_quantized(model, (xtr, ytr), epochs=1, lr_quant=1e-2, lr_weights=1e-3, rng=rng)
+    return model, xte
+
+
+def _check_agreement(model, im, x):
+    fake = predict(model, x)
+    real = im.forward(x)
+    scale = np.abs(fake).max()
+    # the same integers up to float32 rounding of the fake model
+    np.testing.assert_allclose(real, fake, atol=1e-5 * scale)
+    top = real.max(1)
+    chosen = real[np.arange(len(x)), fake.argmax(1)]
+    assert np.all((real.argmax(1) == fake.argmax(1)) | (chosen == top))  # only exact ties differ
+
+
+@pytest.mark.parametrize("name,bits", [("lenet300", 8), ("lenet5", 4), ("lenet5", 2)])
+def test_integer_model_matches_fake(rng, name, bits):
+    model, x = _digits_model(name, bits, rng, train=bits == 4)
+    im = convert(model)
+    _check_agreement(model, im, x)
+    # the float32 BLAS fast path gives exactly NumPy's int64 product
+    np.testing.assert_array_equal(im.forward(x), convert(model, gemm="int64").forward(x))
+    assert all(s.exact_dtype == np.float32 for s in im.steps if isinstance(s, IntLayer))
+
+
+def test_plain_arrays_round_trip(rng, tmp_path):
+    model, x = _digits_model("lenet5", 4, rng)
+    im = convert(model)
+    arrays = im.to_arrays()
+    for k, v in arrays.items():
+        assert isinstance(v, np.ndarray) and v.dtype != object, k
+        assert np.issubdtype(v.dtype, np.number) or v.dtype.kind == "U", k
+    save_npz_atomic(tmp_path / "int.npz", arrays)
+    again = IntegerModel.from_arrays(load_npz(tmp_path / "int.npz"))
+    np.testing.assert_array_equal(again.forward(x), im.forward(x))
+    np.testing.assert_array_equal(again.predict(x), im.predict(x))
+    with pytest.raises(ValueError, match="format"):
+        IntegerModel.from_arrays({"num_steps": np.int64(0)})
+
+
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_packed_bytes(rng, bits):
+    model, _ = _digits_model("lenet300", bits, rng)
+    im = convert(model)
+    n_weights = sum(s.q_w.size for s in im.steps if isinstance(s, IntLayer))
+    packed = [s.arrays()["weight_packed"] for s in im.steps if isinstance(s, IntLayer)]
+    assert all(p.dtype == np.uint8 for p in packed)
+    assert im.weight_bytes() == sum(-(-s.q_w.size * bits // 8) for s in im.steps
+                                    if isinstance(s, IntLayer))
+    assert im.weight_bytes() <= n_weights * bits / 8 + len(packed)
+    n_bias = sum(s.q_b.size for s in im.steps if isinstance(s, IntLayer))
+    # everything else (int32 biases, steps, multipliers, metadata) is small
+    assert im.nbytes() - im.weight_bytes() < 4 * n_bias + 1500
+
+
+def test_odd_shapes_mask_and_stride(rng):
+    """A pruned-looking net: masked weights, odd channel counts, stride 2, padding, exact zeros."""
+    from minicompress.data import load_dataset
+    (xtr, ytr), (xte, _) = load_dataset("digits")
+
+    class Mask(nn.WeightTransform):
+        def __init__(self, m):
+            self.m = m
+
+        def forward(self, w):
+            return w * self.m
+
+        def backward(self, g):
+            return g * self.m
+
+    model = nn.Sequential(
+        conv1=nn.Conv2d(1, 3, 3, padding=1, rng=rng), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
+        conv2=nn.Conv2d(3, 5, 3, stride=2, padding=1, rng=rng), relu2=nn.ReLU(),
+        flatten=nn.Flatten(), fc1=nn.Linear(20, 7, rng=rng), relu3=nn.ReLU(),
+        fc2=nn.Linear(7, 10, bias=False, rng=rng))
+    model.fc1.add_weight_transform(Mask((rng.random((7, 20)) > 0.7).astype(np.float32)))
+    fit(model, optim.Adam(model.parameters(), lr=3e-3), (xtr, ytr), epochs=2, rng=rng,
+        progress=False)
+    prepare(model, 3, 4, per_channel=True, example_input=xtr)
+    calibrate(model, xtr[:200])
+    im = convert(model)
+    fc1 = [s for s in im.steps if isinstance(s, IntLayer)][2]
+    assert np.all(fc1.q_w[model.fc1.weight_transforms[0].m == 0] == 0)
+    _check_agreement(model, im, xte)
+
+
+def test_wide_accumulator_falls_back_exactly(rng):
+    """If the bound B ≥ 2^24 the float32 path would not be exact: the layer uses float64 and
+    still matches int64."""
+    q_w = rng.integers(-127, 128, size=(3, 2000))
+    layer = IntLayer("linear", q_w, 8, np.ones(3), np.zeros(3), (np.float32(1), 0, 0, 255),
+                     {"out_scale": np.ones(3, np.float32)})
+    assert layer.bound >= 2 ** 24 and layer.exact_dtype == np.float64
+    x = rng.integers(0, 256, size=(5, 2000))
+    np.testing.assert_array_equal(layer.run(x), (x @ q_w.T).astype(np.float32))
+
+
+def test_convert_errors(rng):
+    model = models.lenet300(8, rng=rng)
+    with pytest.raises(ValueError, match="prepare"):
+        convert(model)
+    avg = nn.Sequential(conv=nn.Conv2d(1, 2, 3, rng=rng), relu=nn.ReLU(), pool=nn.AvgPool2d(2),
+                        flatten=nn.Flatten(), fc=nn.Linear(18, 3, rng=rng))
+    x = rng.standard_normal((4, 1, 8, 8)).astype(np.float32)
+    prepare(avg, 8, 8, example_input=x)
+    calibrate(avg, x)
+    with pytest.raises(ValueError, match="AvgPool2d"):
+        convert(avg)
+    model, xd = _digits_model("lenet300", 8, rng)
+    im = convert(copy.deepcopy(model))
+    with pytest.raises(ValueError, match="NaN"):
+        im.forward(np.full((1, 1, 8, 8), np.nan, np.float32))
