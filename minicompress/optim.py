@@ -56,6 +56,9 @@ class Adam(Optimizer):
         self.eps = float(eps)
         self.state = {id(p): {"t": 0, "m": np.zeros_like(p.data), "v": np.zeros_like(p.data)}
                       for p in self.params}
+        # one scratch array per shape, reused by every step: the update below then allocates
+        # nothing (allocating and page-faulting fresh temporaries costs as much as the arithmetic)
+        self._scratch = {}
 
     def step(self):
         b1, b2 = self.betas
@@ -63,18 +66,22 @@ class Adam(Optimizer):
             s = self.state[id(p)]
             s["t"] += 1
             t, m, v, g = s["t"], s["m"], s["v"], p.grad
-            # in place (out=...) so that a step allocates only one temporary per parameter
-            np.multiply(m, b1, out=m)
-            m += (1.0 - b1) * g                          # m_t
-            np.multiply(v, b2, out=v)
-            v += (1.0 - b2) * np.square(g)               # v_t
+            tmp = self._scratch.setdefault((p.data.shape, p.data.dtype), np.empty_like(p.data))
+            m *= b1
+            np.multiply(g, 1.0 - b1, out=tmp)
+            m += tmp                                     # m_t = β₁ m_{t−1} + (1 − β₁) g_t
+            v *= b2
+            np.square(g, out=tmp)
+            tmp *= 1.0 - b2
+            v += tmp                                     # v_t = β₂ v_{t−1} + (1 − β₂) g_t²
             m_hat_scale = 1.0 / (1.0 - b1 ** t)          # m̂_t = m_t · m_hat_scale
             v_hat_scale = 1.0 / (1.0 - b2 ** t)          # v̂_t = v_t · v_hat_scale
-            denom = np.sqrt(v * v_hat_scale)             # √v̂_t
-            denom += self.eps                            # √v̂_t + ε
-            np.divide(m, denom, out=denom)
-            denom *= self.lr * m_hat_scale               # α · m̂_t / (√v̂_t + ε)
-            p.data -= denom
+            np.multiply(v, v_hat_scale, out=tmp)
+            np.sqrt(tmp, out=tmp)
+            tmp += self.eps                              # √v̂_t + ε
+            np.divide(m, tmp, out=tmp)
+            tmp *= self.lr * m_hat_scale                 # α · m̂_t / (√v̂_t + ε)
+            p.data -= tmp
 
 
 class SGD(Optimizer):

@@ -59,3 +59,52 @@ def test_cross_entropy_value_and_grad(rng):
 def test_cross_entropy_is_stable_for_huge_logits():
     loss, grad = nn.cross_entropy(np.array([[1000.0, 0.0], [0.0, -1000.0]]), np.array([0, 0]))
     assert loss == pytest.approx(0.0, abs=1e-12) and np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("name", ["lenet300", "lenet5", "teacher"])
+def test_backward_without_input_grad_gives_the_same_parameter_grads(rng, name):
+    """``Sequential.backward(g, input_grad=False)`` (used by train_step) skips ∂L/∂x of the first
+    layer but must leave every parameter gradient exactly as the full backward computes it."""
+    from minicompress.models import build
+    model = build(name, 8, rng=rng)
+    x = rng.standard_normal((3, 1, 8, 8)).astype(np.float32)
+    g = rng.standard_normal((3, 10)).astype(np.float32)
+    model.zero_grad()
+    model(x)
+    dx = model.backward(g)
+    assert dx.shape == x.shape
+    full = {k: p.grad.copy() for k, p in model.named_parameters()}
+    model.zero_grad()
+    model(x)
+    assert model.backward(g, input_grad=False) is None
+    for k, p in model.named_parameters():
+        np.testing.assert_array_equal(p.grad, full[k], err_msg=k)
+    # the flag is only for that call: the next full backward returns ∂L/∂x again
+    model(x)
+    np.testing.assert_allclose(model.backward(g), dx, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("h,w", [(7, 9), (5, 4)])
+def test_maxpool_odd_sizes_and_first_max_wins(rng, h, w):
+    """Non-overlapping windows on sizes that do not divide: the last row/column gets no gradient;
+    on ties the first position in row-major window order gets it all (PyTorch's rule)."""
+    pool = nn.MaxPool2d(2)
+    x = rng.permutation(2 * 3 * h * w).reshape(2, 3, h, w).astype(np.float64)
+    check_module_grads(pool, x, rng)
+    ties = np.zeros((1, 1, 2, 2))
+    pool(ties)
+    np.testing.assert_array_equal(pool.backward(np.ones((1, 1, 1, 1)))[0, 0], [[1, 0], [0, 0]])
+    ties = np.array([[[[0.0, 1.0], [1.0, 1.0]]]])
+    pool(ties)
+    np.testing.assert_array_equal(pool.backward(np.ones((1, 1, 1, 1)))[0, 0], [[0, 1], [0, 0]])
+
+
+def test_first_conv_of_one_channel_uses_transposed_im2col_and_matches_general_path(rng):
+    """The 1-channel fast path of im2col must equal the general (sliding-window) layout."""
+    from minicompress.nn.im2col import im2col
+    x = rng.standard_normal((2, 9, 7, 1))
+    fast, hw = im2col(x, 3, 2, 1)
+    x2 = np.concatenate([x, x], axis=3)  # two channels take the general path
+    general, hw2 = im2col(x2, 3, 2, 1)
+    assert hw == hw2
+    np.testing.assert_array_equal(fast, general[:, ::2])
