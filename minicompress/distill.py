@@ -312,8 +312,9 @@ def distill_step(student, optimizer, x, y, kd, *, idx=None, x_teacher=None, hint
     """One distillation step: zero grads, teacher outputs (looked up or computed), student
     forward, α·L_soft + (1 − α)·CE (+ hint), backward through student (and regressor), Adam.
 
-    ``x_teacher`` is the batch given to the teacher (the same images; needed for hints or when
-    there are no precomputed logits). Returns (loss, student logits).
+    ``hint`` is a :class:`HintLoss` or an :class:`AttentionTransferLoss` (or None); ``idx`` the
+    batch's positions in the training set (to look up precomputed logits); ``x_teacher`` the batch
+    given to the teacher if it differs from ``x``. Returns (loss, student logits).
     """
     optimizer.zero_grad()
     x_t = x if x_teacher is None else x_teacher
