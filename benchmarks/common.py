@@ -12,7 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# One BLAS thread unless the caller says otherwise. On this shared 2-core machine (several jobs at
+# once) OpenBLAS's spinning worker threads made a lenet300 training step ~30x slower with 2
+# threads than with 1 (202 ms vs 6.7 ms, benchmarks/speed.py, load average ~10). Must be set before
+# numpy is imported; ``OPENBLAS_NUM_THREADS=2 python benchmarks/...`` still overrides it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

@@ -13,7 +13,8 @@ fight for the cores: OpenBLAS workers keep spinning ~0.1 s after a call):
 
 The three run one after another in ``--rounds`` rounds; each process first takes untimed warm-up
 steps. Reported: the median ms/step over rounds and the median of the per-round ratios (the
-machine is shared, so single numbers vary by 10-40 %). Results → ``benchmarks/results/speed.json``.
+machine is shared, so single numbers vary by 10-40 %). Results → ``benchmarks/results/speed.json``
+(``speed_<n>thread.json`` for ``--threads n`` other than 2).
 Targets (issue "Foundation"): numpy/torch ≤ 1.0 (lenet300), ≤ 1.5 (lenet5), ≤ 1.25 (teacher).
 """
 import argparse
@@ -202,7 +203,7 @@ def main():
         rows[name] = row
     if not args.no_save:
         from common import save_result
-        save_result("speed", {"batch": BATCH, "threads": args.threads, "rounds": args.rounds,
+        save_result("speed" if args.threads == 2 else f"speed_{args.threads}thread", {"batch": BATCH, "threads": args.threads, "rounds": args.rounds,
                               "steps": args.steps, "blas": blas, "load_average": os.getloadavg(),
                               "nets": rows})
 

@@ -50,6 +50,8 @@ class Progress:
 
 def predict(model, x, batch_size=1000):
     """Logits for ``x``, computed in batches, model in eval mode."""
+    if not np.all(np.isfinite(x)):
+        raise FloatingPointError("predict: the input contains NaN or inf")
     was_training = model.training
     model.eval()
     out = [model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
