@@ -203,7 +203,10 @@ for t in range(150):
 fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
 ax[0].plot(trace_m); ax[0].set_title("m under the L1 term alone: pushed up"); ax[0].set_xlabel("Adam step")
 ax[1].plot(trace_w); ax[1].set_title("|W| where m < 1: pushed to 0"); ax[1].set_xlabel("Adam step")
-plt.tight_layout(); plt.show()
+plt.tight_layout()
+if not FAST:
+    fig.savefig(ROOT / "figures" / "prune_l1_term_alone.png", dpi=110)
+plt.show()
 print("all m went up:", bool(np.all(pm.data > 0.5)), "| all |W| went down:", bool(np.all(np.abs(pw.data) < np.abs(w0))))
 """)
 
@@ -258,7 +261,10 @@ hist = prune.learned_mask_prune(learned, (xtr, ytr), SP, EPOCHS, rng=np.random.d
 diff = sum(int((prune.masks(learned)[n].keep != mk.keep).sum()) for n, mk in prune.masks(mag).items())
 print(f"mask entries that differ from magnitude pruning: {diff}")
 plt.figure(figsize=(6, 3.5)); plt.plot(np.array(trace), marker="o")
-plt.xlabel("epoch"); plt.ylabel("|W| + s"); plt.title("fc2 mask scores near the cut, moved by Adam"); plt.show()
+plt.xlabel("epoch"); plt.ylabel("|W| + s"); plt.title("fc2 mask scores near the cut, moved by Adam")
+if not FAST:
+    plt.savefig(ROOT / "figures" / "prune_mask_scores_under_adam.png", dpi=110)
+plt.show()
 """)
 
 md(r"""
@@ -284,7 +290,10 @@ print(f"pruned/dense bytes: {rep_p['sparse_bytes'] / rep_d['dense_bytes']:.3f}, 
 fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
 ax[0].hist(dense.fc1.weight.data.ravel(), bins=100); ax[0].set_title("fc1 weights, dense")
 w = final.fc1.weight.data.ravel(); ax[1].hist(w[w != 0], bins=100, color="C1"); ax[1].set_title("fc1 non-zero weights after pruning")
-plt.tight_layout(); plt.show()
+plt.tight_layout()
+if not FAST:
+    fig.savefig(ROOT / "figures" / "prune_weight_histograms.png", dpi=110)
+plt.show()
 """)
 
 md(r"""

@@ -127,7 +127,10 @@ fig, axes = plt.subplots(1, 4, figsize=(14, 2.8))
 for ax, (s, v) in zip(axes, scores.items()):
     ax.bar(range(len(v)), v, color=["C3" if i in np.argsort(v)[:len(v) // 2] else "C0" for i in range(len(v))])
     ax.set_title(f"conv2 {s} (red: lowest half)"); ax.set_xlabel("filter")
-plt.tight_layout(); plt.show()
+plt.tight_layout()
+if not FAST:
+    fig.savefig(ROOT / "figures" / "prune_filter_scores.png", dpi=110)
+plt.show()
 """)
 
 md(r"""
