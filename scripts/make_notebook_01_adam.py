@@ -143,8 +143,9 @@ sum to $1-\beta_1^t$, not 1 — dividing by exactly that sum is the correction.
 
 Left: a noisy gradient with mean 1; $m_t$ creeps up from 0, $\hat m_t$ is on target from the first step.
 Right: the size of the step, in units of $\alpha$, with and without the correction. Without it, the first
-steps are $(1-\beta_1)/\sqrt{1-\beta_2} \approx 3.2$ times too large (for hundreds of steps, since $v$ is the slow
-one) — exactly when the weights are freshest, which is why Adam without correction can blow up early.
+step is already $(1-\beta_1)/\sqrt{1-\beta_2} \approx 3.2$ times too large, and the next ones grow to about 6 times
+as $m$ catches up while $v$ still lags (it needs ~1000 steps); they stay too large for hundreds of steps —
+exactly when the weights are freshest, which is why Adam without the correction can blow up early.
 """)
 
 code(r"""
