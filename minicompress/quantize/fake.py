@@ -227,38 +227,49 @@ class ActivationQuantizer(_StepSizeQuantizer, Module):
 
 
 class BiasQuantizer(Module):
-    """The integer model stores the bias as int32 at the accumulator's scale,
-    ``q_b = round(b / (Δ_w Δ_x))``; this module makes the fake-quantised model use the same
-    ``b̂ = Δ_w Δ_x · q_b`` by adding ``b̂ − b`` to the layer's output (channel axis 1).
+    """What the integer model does at the accumulator's scale s = Δ_w Δ_x, emulated after the
+    layer in the fake-quantised model (channel axis 1):
 
-    Without it, the rounding of b shifts some outputs across a rounding boundary of the next
-    quantizer, and at 2 bits (large Δ_w Δ_x) that changed ~1 % of the predictions. Backward is
-    the identity (STE: ∂b̂/∂b ≈ 1, and no gradient to Δ through the bias). It holds plain
-    references (a tuple, so they are not children and their Parameters are not counted twice).
+    * the bias is stored as int32, ``q_b = round(b / s)``: add ``b̂ − b`` with ``b̂ = s · q_b``;
+    * ``snap_output`` (the last layer, whose output is not re-quantised): the integer model's
+      logits are s · acc with acc an integer; the float32 sum has a rounding noise ≪ s, which we
+      remove with ``y ← s · round(y / s)``. Then two classes whose integer logits tie exactly
+      also tie here and ``argmax`` picks the same one.
+
+    Without the bias term the rounding of b shifts some outputs across a rounding boundary of the
+    next quantizer (at 2 bits that changed ~1 % of predictions). Backward is the identity (STE:
+    ∂b̂/∂b ≈ 1; no gradient to Δ through these small corrections). The layer and quantizers are
+    held in a tuple, so they are not children and their Parameters are not counted twice.
     """
 
-    def __init__(self, layer, weight_quantizer, input_quantizer):
+    def __init__(self, layer, weight_quantizer, input_quantizer, snap_output=False):
         self._refs = (layer, weight_quantizer, input_quantizer)
+        self.snap_output = bool(snap_output)
         self.enabled = True
 
     def accumulator_scale(self):
-        """Δ_w Δ_x, shape (O,) (per-tensor Δ_w broadcast)."""
+        """s = Δ_w Δ_x, shape (O,) (per-tensor Δ_w broadcast)."""
         layer, wq, aq = self._refs
         s = (wq.delta.astype(np.float64) * np.float64(aq.delta[0])).astype(np.float32)
         return np.broadcast_to(s, (layer.weight.shape[0],))
 
     def active(self):
         layer, wq, aq = self._refs
-        return (self.enabled and layer.bias is not None and wq.enabled and wq.initialized
-                and aq.enabled and aq.initialized and not aq.observing)
+        return (self.enabled and wq.enabled and wq.initialized and aq.enabled and aq.initialized
+                and not aq.observing)
 
     def forward(self, y):
         if not self.active():
             return y
-        b = self._refs[0].bias.data
-        s = self.accumulator_scale().astype(b.dtype)
-        correction = s * np.rint(b / s) - b
-        return y + correction.reshape((1, -1) + (1,) * (y.ndim - 2)).astype(y.dtype)
+        shape = (1, -1) + (1,) * (y.ndim - 2)
+        s = self.accumulator_scale().astype(y.dtype).reshape(shape)
+        bias = self._refs[0].bias
+        if bias is not None:
+            b = bias.data.astype(y.dtype).reshape(shape)
+            y = y + (s * np.rint(b / s) - b)
+        if self.snap_output:
+            y = s * np.rint(y / s)
+        return y
 
     def backward(self, grad_out):
         return grad_out

@@ -97,7 +97,8 @@ def requantize_exact_float(acc, m0, shift, zero, q_lo, q_hi):
     out = acc * np.ldexp(m0.astype(np.float64), -shift)   # float32 acc → float64, exact
     out += 0.5
     np.floor(out, out=out)
-    out += zero
+    if np.any(zero):                                      # skip a pass when z = 0 (after ReLU)
+        out += zero
     np.clip(out, q_lo, q_hi, out=out)
     return out
 
@@ -241,13 +242,24 @@ class IntLayer:
         self.gemm = gemm
         self.exact_dtype = np.float32 if self.bound < EXACT_FLOAT32 else np.float64
         self._w_t = self.w_mat.T.astype(self.exact_dtype)     # (in, O), kept for the fast path
-        self._b = self.q_b.astype(self.exact_dtype)
+        # Σ q_w (q_x − z_x) = Σ q_w q_x − z_x Σ q_w: for a Linear the second term joins the bias
+        # (one pass less over the input). Not for a Conv2d: its zero padding must be the real 0.
+        self._fold_zero = kind == "linear" and self.in_zero != 0
+        folded = self.q_b - (self.in_zero * self.w_mat.astype(np.int64).sum(axis=1)
+                             if self._fold_zero else 0)
+        self._b = folded.astype(self.exact_dtype)
 
     def accumulator_bound(self):
         """B = max_o Σ_k |q_w[o,k]| · max|q_x − z_x| + max|q_b|: no partial sum exceeds it."""
         x_max = max(abs(self.in_lo - self.in_zero), abs(self.in_hi - self.in_zero))
         rows = np.abs(self.w_mat.astype(np.int64)).sum(axis=1)
-        return int(rows.max() * x_max + np.abs(self.q_b).max(initial=0))
+        bound = int(rows.max() * x_max + np.abs(self.q_b).max(initial=0))
+        if self.kind == "linear" and self.in_zero:
+            # folded form Σ q_w q_x + (q_b − z_x Σ q_w): bound its partial sums as well
+            x_abs = max(abs(self.in_lo), abs(self.in_hi))
+            folded = np.abs(self.q_b - self.in_zero * self.w_mat.astype(np.int64).sum(axis=1))
+            bound = max(bound, int(rows.max() * x_abs + folded.max(initial=0)))
+        return bound
 
     def _columns(self, xc):
         """(N, H, W, C) centred codes → im2col rows; (N, D) stays as it is."""
@@ -267,7 +279,7 @@ class IntLayer:
             cols, shape = self._columns(q.astype(np.int64) - self.in_zero)
             return cols @ self.w_mat.T.astype(np.int64) + self.q_b, shape
         xc = q.astype(self.exact_dtype)
-        if self.in_zero:
+        if self.in_zero and not self._fold_zero:
             xc -= self.in_zero
         cols, shape = self._columns(xc)
         acc = cols @ self._w_t

@@ -35,8 +35,9 @@ def prepare(model, weight_bits=8, act_bits=8, *, per_channel=False, input_kind="
       pruning mask stays first: ``W_eff = quant(W ⊙ m)``;
     * after every ReLU an unsigned :class:`ActivationQuantizer` (``act_bits``) named
       ``<relu>_quant``;
-    * after every Linear / Conv2d with a bias, a :class:`BiasQuantizer` named ``<layer>_bias_quant``
-      so that the fake model adds the int32-rounded bias the integer model will store;
+    * after every Linear / Conv2d with a bias (and after the last one), a :class:`BiasQuantizer`
+      named ``<layer>_bias_quant``, so that the fake model uses the int32-rounded bias the
+      integer model stores (and, for the last layer, its exact logits);
     * before the first child an input quantizer ``quant_input`` (``input_bits``, default 8 as
       usual in practice): ``unsigned`` if the input is non-negative, ``asymmetric`` (learned
       offset) if not. ``input_kind="auto"`` decides from ``example_input``.
@@ -58,14 +59,17 @@ def prepare(model, weight_bits=8, act_bits=8, *, per_channel=False, input_kind="
                                   grad_scale=grad_scale, learn_delta=learn_delta,
                                   learn_offset=learn_offset, rng=rng)
     model.insert_before(model.names()[0], INPUT_NAME, current)
+    weighted = [n for n, m in model.named_children() if isinstance(m, WeightedLayer)]
     for name, module in list(model.named_children()):
         if isinstance(module, WeightedLayer):
             wq = module.add_weight_transform(WeightQuantizer(
                 weight_bits, per_channel=per_channel, out_channels=module.weight.shape[0],
                 narrow_range=narrow_range, grad_scale=grad_scale, learn_delta=learn_delta))
-            if module.bias is not None:
-                # the bias the integer model will store: Δ_w Δ_x · round(b / (Δ_w Δ_x))
-                model.insert_after(name, f"{name}_bias_quant", BiasQuantizer(module, wq, current))
+            last = name == weighted[-1]
+            if module.bias is not None or last:
+                # the int32 bias the integer model will store (and, last layer, its exact logits)
+                model.insert_after(name, f"{name}_bias_quant",
+                                   BiasQuantizer(module, wq, current, snap_output=last))
         elif isinstance(module, ReLU):
             current = ActivationQuantizer(act_bits, "unsigned", grad_scale=grad_scale,
                                           learn_delta=learn_delta, rng=rng)
