@@ -48,9 +48,11 @@ class Conv2d(WeightedLayer):
         w_eff = self.effective_weight()
         # W (O, C, k, k) → (O, k·k·C), matching the (kh, kw, C) column order of im2col
         w_mat = w_eff.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)
-        y = cols @ w_mat.T
+        y = cols @ w_mat.T                                  # (N·OH·OW, O) = NHWC output
         if self.bias is not None:
-            y += self.bias.data
+            # added one image row (OW·O contiguous floats) at a time, not one pixel (O floats)
+            # at a time: numpy's inner loop is then long, ~2x faster for small O
+            y.reshape(n * oh, ow * self.out_channels)[...] += np.tile(self.bias.data, ow)
         self._cache = (cols, w_mat, x_nhwc.shape, (oh, ow))
         return y.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2)
 
@@ -58,7 +60,9 @@ class Conv2d(WeightedLayer):
         cols, w_mat, x_shape, (oh, ow) = self._cache
         o, c, k = self.out_channels, self.in_channels, self.kernel_size
         g = grad_out.transpose(0, 2, 3, 1).reshape(-1, o)  # (N·OH·OW, O)
-        grad_w_mat = g.T @ cols
+        # ∂L/∂W_mat = gᵀ·cols, computed as (colsᵀ·g)ᵀ: for the 1-channel layer colsᵀ is the
+        # contiguous array im2col built, and BLAS is ~1.6x faster on it than on its transpose
+        grad_w_mat = (cols.T @ g).T
         self._accumulate_weight_grad(grad_w_mat.reshape(o, k, k, c).transpose(0, 3, 1, 2))
         if self.bias is not None:
             # Σ over all N·OH·OW rows, as a matrix-vector product: for a tall, narrow g BLAS does

@@ -91,8 +91,10 @@ class MaxPool2d(_Pool2d):
         kind, shape, (oh, ow), winner, row_winner = self._cache
         k = self.kernel_size
         g = grad_out.transpose(0, 2, 3, 1)
-        # zeros, not empty: rows/columns that no window covers get no gradient
-        dx = np.zeros(shape, dtype=grad_out.dtype)
+        covered = kind == "windows" and shape[1] == oh * k and shape[2] == ow * k
+        # when the windows tile the input exactly, the loop below writes every element of dx, so
+        # it need not be zeroed first (for the teacher's first pool, a 13 MB memset saved)
+        dx = (np.empty if covered else np.zeros)(shape, dtype=grad_out.dtype)
         if kind == "windows":
             dwin = self._windows(dx, oh, ow)
             for i in range(k):
