@@ -13,7 +13,9 @@ fight for the cores: OpenBLAS workers keep spinning ~0.1 s after a call):
 
 The three run one after another in ``--rounds`` rounds; each process first takes untimed warm-up
 steps. Reported: the median ms/step over rounds and the median of the per-round ratios (the
-machine is shared, so single numbers vary by 10-40 %). Results → ``benchmarks/results/speed.json``
+machine is shared, so single numbers vary by 10-40 %), and the same for CPU time per step, which
+does not count the time other jobs on the machine held the core (a fairer measure under load
+with ``--threads 1``; with 2 threads it adds both threads' time, so use the wall clock there). Results → ``benchmarks/results/speed.json``
 (``speed_<n>thread.json`` for ``--threads n`` other than 2).
 Targets (issue "Foundation"): numpy/torch ≤ 1.0 (lenet300), ≤ 1.5 (lenet5), ≤ 1.25 (teacher).
 """
@@ -43,14 +45,19 @@ def _data(seed=0):
 
 
 def _time_steps(step, steps, warmup):
+    """Median wall-clock ms per step, and median CPU ms per step (all threads of the process).
+
+    On a shared machine the wall clock also counts the time other jobs held the core; the CPU
+    time does not. With one thread per side, CPU time is the fairer comparison under load."""
     for _ in range(warmup):
         step()
-    times = []
+    wall, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)) * 1000
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return float(np.median(wall)) * 1000, float(np.median(cpu)) * 1000
 
 
 def blas_info():
@@ -132,9 +139,9 @@ def worker(kind, name, steps, threads):
         step = gemm_step(name)
     else:
         step = torch_step(name, threads)
-    ms = _time_steps(step, steps, warmup=max(5, steps // 5))
+    ms, cpu_ms = _time_steps(step, steps, warmup=max(5, steps // 5))
     extra = {"blas": blas_info()} if kind != "torch" else {}
-    print(json.dumps({"ms": ms, **extra}))
+    print(json.dumps({"ms": ms, "cpu_ms": cpu_ms, **extra}))
 
 
 def run_worker(kind, name, steps, threads):
@@ -168,12 +175,14 @@ def main():
         kinds = ["numpy", "gemm"]
         print("torch not installed: timing NumPy and its GEMM floor only")
     runs = {name: {k: [] for k in kinds} for name in args.models}
+    cpu = {name: {k: [] for k in kinds} for name in args.models}
     blas = None
     for r in range(args.rounds):
         for name in args.models:
             for kind in kinds:
                 res = run_worker(kind, name, args.steps, args.threads)
                 runs[name][kind].append(res["ms"])
+                cpu[name][kind].append(res["cpu_ms"])
                 blas = res.get("blas", blas)
         print(f"round {r + 1}/{args.rounds}: " + "  ".join(
             f"{n} " + "/".join(f"{runs[n][k][-1]:.1f}" for k in kinds) for n in args.models), flush=True)
@@ -198,8 +207,15 @@ def main():
         else:
             line += f"{'-':>9s} {row['gemm']:8.2f} {'-':>9s} {'-':>7s} "
         line += f"{row['numpy_over_gemm']:8.2f}"
+        c = cpu[name]
+        row["cpu_ms"] = {k: float(np.median(v)) for k, v in c.items()}
+        if "torch" in c:
+            row["cpu_numpy_over_torch"] = float(np.median(np.array(c["numpy"]) / np.array(c["torch"])))
+            line += f"   | CPU ms numpy {row['cpu_ms']['numpy']:.2f} torch {row['cpu_ms']['torch']:.2f} "
+            line += f"ratio {row['cpu_numpy_over_torch']:.2f}"
         print(line)
         row["rounds"] = r
+        row["cpu_rounds"] = c
         rows[name] = row
     if not args.no_save:
         from common import save_result
