@@ -65,7 +65,7 @@ def time_forward(fn, x, repeats=5, batch=1000):
     return float(np.median(times))
 
 
-def integer_report(fake, xte, yte, float_model):
+def integer_report(fake, xte, yte, float_model, time_repeats=5):
     im = convert(fake)
     fake_logits = predict(fake, xte)
     int_logits = np.concatenate([im.forward(xte[i:i + 1000]) for i in range(0, len(xte), 1000)])
@@ -73,21 +73,23 @@ def integer_report(fake, xte, yte, float_model):
     # an image whose integer logits tie exactly at the top may be broken either way by float noise
     tie = int_logits[np.arange(len(xte)), fake_pred] == int_logits.max(1)
     float_bytes = im.float_bytes
-    t_float = time_forward(lambda b: float_model.forward(b), xte)
-    t_int = time_forward(im.forward, xte)
-    return {
+    timing = {}
+    if time_repeats:
+        t_float = time_forward(lambda b: float_model.forward(b), xte, time_repeats)
+        t_int = time_forward(im.forward, xte, time_repeats)
+        timing = {"float_forward_s": t_float, "int_forward_s": t_int, "time_ratio": t_int / t_float}
+    return {**timing,
         "int_accuracy": float((int_pred == yte).mean()),
         "agreement": float((int_pred == fake_pred).mean()),
         "agreement_ties_counted": float(((int_pred == fake_pred) | tie).mean()),
         "max_abs_logit_diff": float(np.abs(int_logits - fake_logits).max()),
         "stored_bytes": im.nbytes(), "weight_bytes": im.weight_bytes(), "float32_bytes": float_bytes,
         "bytes_ratio": im.nbytes() / float_bytes,
-        "float_forward_s": t_float, "int_forward_s": t_int, "time_ratio": t_int / t_float,
         "gemm": [np.dtype(s.exact_dtype).name for s in im.steps if hasattr(s, "exact_dtype")],
     }
 
 
-def run_row(name, spec, bits, dense, data, rng_seed, fast):
+def run_row(name, spec, bits, dense, data, rng_seed, fast, time_repeats=5):
     (xtr, ytr), (xte, yte) = data
     model = copy.deepcopy(dense)
     prepare(model, bits, bits, per_channel=spec.get("per_channel", False), input_kind="asymmetric",
@@ -106,11 +108,11 @@ def run_row(name, spec, bits, dense, data, rng_seed, fast):
     row["accuracy"] = evaluate(model, xte, yte)["accuracy"]
     row["train_seconds"] = time.perf_counter() - t0
     row["history"] = history
-    row.update(integer_report(model, xte, yte, dense))
+    row.update(integer_report(model, xte, yte, dense, time_repeats))
     print(f"{name:24s} {bits}-bit  calibrated {row['calibrated_accuracy']:.4f}  final "
           f"{row['accuracy']:.4f}  int {row['int_accuracy']:.4f}  agree {row['agreement']:.4f} "
           f"({row['agreement_ties_counted']:.4f})  bytes {row['bytes_ratio']:.4f}  time x"
-          f"{row['time_ratio']:.2f}  ({row['train_seconds']:.0f}s)", flush=True)
+          f"{row.get('time_ratio', float('nan')):.2f}  ({row['train_seconds']:.0f}s)", flush=True)
     return row
 
 
@@ -120,6 +122,9 @@ def main():
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--fast", action="store_true", help="1 epoch of training, 10k train images")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--time-repeats", type=int, default=5,
+                    help="timed forward passes per row (0: skip; quant_speed.py measures speed "
+                         "properly, interleaved)")
     args = ap.parse_args()
     data = fashion()
     (xtr, ytr), (xte, yte) = data
@@ -133,7 +138,8 @@ def main():
     for name in args.rows.split(","):
         spec = ROWS[name]
         for bits in spec["bits"]:
-            result["rows"].append(run_row(name, spec, bits, dense, data, 0, args.fast))
+            result["rows"].append(run_row(name, spec, bits, dense, data, 0, args.fast,
+                                          args.time_repeats))
             save_result(out, result)
 
 
