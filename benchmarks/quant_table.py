@@ -31,7 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import dense_model, fashion, save_result  # noqa: E402
 
-from minicompress import models  # noqa: E402
 from minicompress.quantize import calibrate, convert, prepare, train_quantized  # noqa: E402
 from minicompress.train import evaluate, predict  # noqa: E402
 

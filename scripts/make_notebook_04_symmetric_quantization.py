@@ -188,17 +188,26 @@ nb.md(r"""
 ## Steps 4–5: Adam learns $\Delta$ against the task loss
 
 We quantise every weight and activation of the trained network to 2 bits (ternary weights $\{-1,0,1\}\cdot\Delta$,
-activations $\{0,1,2,3\}\cdot\Delta$), calibrate with min–max, and then let Adam change only the steps
-(the weights stay frozen: post-training quantisation with a learned $\Delta$). The Parameters are $\log\Delta$; the
-gradient reaching them is LSQ's (notebook 05). The loss falls and each layer's $\Delta$ moves away from its
-min–max value — mostly *down*: clipping the few large values is a price worth paying for a finer grid.
+activations $\{0,1,2,3\}\cdot\Delta$). With the document's min–max $\Delta$ the network is dead on Fashion-MNIST:
+$\Delta_w = r_{\max}$, so every weight smaller than $r_{\max}/2$ — nearly all of them — rounds to 0, and no
+gradient can bring it back. Where to *start* matters, so we start from the MSE-optimal $\Delta$ of each tensor
+(observers above) and then let Adam change only the steps (the weights stay frozen: post-training quantisation with a
+learned $\Delta$). The Parameters are $\log\Delta$; the gradient reaching them is LSQ's (notebook 05). The task
+loss falls and each $\Delta$ moves away from its starting value.
 """)
 
 nb.code(r"""
-model = Q.prepare(copy.deepcopy(dense), 2, 2, example_input=xtr)
 calib = xtr[np.random.default_rng(0).choice(len(xtr), min(1000, len(xtr)), replace=False)]
-Q.calibrate(model, calib)
-print("2-bit PTQ (min–max): test accuracy", evaluate(model, xte, yte)["accuracy"])
+minmax = Q.prepare(copy.deepcopy(dense), 2, 2, example_input=xtr)
+Q.calibrate(minmax, calib)
+zero_frac = (minmax.fc1.effective_weight() == 0).mean()
+print(f"2-bit, min–max Δ: test accuracy {evaluate(minmax, xte, yte)['accuracy']:.4f}, "
+      f"{100 * zero_frac:.1f} % of fc1's weights round to 0")
+model = Q.prepare(copy.deepcopy(dense), 2, 2, example_input=xtr)
+Q.calibrate(model, calib, method="mse", weight_method="mse")
+zero_frac = (model.fc1.effective_weight() == 0).mean()
+print(f"2-bit, MSE-optimal Δ: test accuracy {evaluate(model, xte, yte)['accuracy']:.4f}, "
+      f"{100 * zero_frac:.1f} % of fc1's weights round to 0")
 wq, aq = Q.quantizers(model)
 tracked = [(f"{n}.Δ_w", q) for n, _, q in wq] + [(n + ".Δ", q) for n, q in aq if n != "quant_input"]
 trajectory, losses = {k: [q.delta[0]] for k, q in tracked}, []
@@ -229,8 +238,8 @@ for k, q in tracked:
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
 for k, tr in trajectory.items():
     axes[0].plot(np.array(tr) / tr[0], label=k)
-axes[0].set_xlabel("Adam step"); axes[0].set_ylabel("Δ / Δ_min–max"); axes[0].legend(fontsize=7)
-axes[0].set_title("Δ under Adam (relative to its min–max start)")
+axes[0].set_xlabel("Adam step"); axes[0].set_ylabel("Δ / Δ_start"); axes[0].legend(fontsize=7)
+axes[0].set_title("Δ under Adam (relative to its MSE-optimal start)")
 axes[1].plot(*zip(*loss_curve), "o-")
 axes[1].set_xlabel("Adam step"); axes[1].set_ylabel("loss on 1000 training images")
 axes[1].set_title("task loss, 2-bit, weights frozen")

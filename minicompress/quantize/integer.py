@@ -14,7 +14,9 @@ Everything real can be pulled out of the sum, leaving integers only::
 with M₀ an integer in [2^26, 2^27): the requantisation is one integer multiply, one add and
 one shift (round half up). (Jacob et al. use a 31-bit M₀; 27 bits keep acc·M₀ below 2^51, so the
 same integers can also be computed exactly with float64 hardware, which NumPy does faster than
-int64 — see :func:`requantize_exact_float`. M's relative precision is still 2^(−27).) The last layer returns real logits Δ_w Δ_x · acc instead.
+int64 — see :func:`requantize_exact_float`. M's relative precision is still 2^(−27).)
+The last layer returns real logits Δ_w Δ_x · acc instead.
+
 ReLU on codes is ``max(q, z_y)`` (z_y is the code of 0.0) — after a layer it is fused into the
 requantisation's clip (lower bound z_y) — and max-pooling codes is exact, because quantisation
 is monotone.
