@@ -43,7 +43,8 @@ def test_sequential_lenet5_small(rng):
     from minicompress.models import lenet5
     model = to_float64(lenet5(8, rng=rng))
     x = rng.standard_normal((2, 1, 8, 8))
-    check_module_grads(model, x, rng, atol=1e-5)
+    # 40 random entries of the input and of each parameter (all ~20k would take a minute)
+    check_module_grads(model, x, rng, atol=1e-5, sample=40)
 
 
 def test_cross_entropy_value_and_grad(rng):
