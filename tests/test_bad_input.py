@@ -115,6 +115,14 @@ def test_non_finite_input_batch(rng):
         train_step(model, optim.Adam(model.parameters()), x, np.array([0, 1]))
 
 
+def test_non_finite_input_to_evaluate(rng):
+    from minicompress.train import evaluate
+    x = np.zeros((3, 1, 8, 8), np.float32)
+    x[2, 0, 0, 0] = np.inf
+    with pytest.raises(FloatingPointError, match="predict: the input contains NaN or inf"):
+        evaluate(models.student(8, rng=rng), x, np.zeros(3, int))
+
+
 def test_cross_entropy_bad_targets():
     with pytest.raises(ValueError, match=r"targets must lie in \[0, 3\)"):
         nn.cross_entropy(np.zeros((2, 3)), np.array([0, 3]))
