@@ -217,10 +217,17 @@ def main():
         row["rounds"] = r
         row["cpu_rounds"] = c
         rows[name] = row
+    load = os.getloadavg()[0]
+    warning = None
+    if load > (os.cpu_count() or 1):
+        warning = (f"load average {load:.1f} on {os.cpu_count()} cores: other jobs share the CPU, "
+                   f"wall-clock ratios are unreliable (with several BLAS threads badly so)")
+        print("WARNING:", warning)
     if not args.no_save:
         from common import save_result
         save_result("speed" if args.threads == 2 else f"speed_{args.threads}thread", {"batch": BATCH, "threads": args.threads, "rounds": args.rounds,
                               "steps": args.steps, "blas": blas, "load_average": os.getloadavg(),
+                              "warning": warning,
                               "nets": rows})
 
 
