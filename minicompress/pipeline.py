@@ -17,6 +17,7 @@ records accuracy, parameters, non-zeros, MACs, bytes and latency; any stage can 
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -86,6 +87,16 @@ class PipelineRun:
         kd = DistillationLoss(s["temperature"], s["alpha"], teacher_logits=self.teacher_logits())
         return lambda logits, idx: kd.loss_fn(idx)(logits, y[idx])
 
+    def take_subject(self):
+        """The model the stage may change. When the teacher itself is being compressed (no
+        'distill' stage) it is copied first: the teacher must stay the frozen, dense source of
+        the soft targets."""
+        if self.subject is self.teacher:
+            self.subject = copy.deepcopy(self.teacher)
+            for p in self.subject.parameters():
+                p.requires_grad = True
+        return self.subject
+
     def teacher_logits(self):
         if self.z_teacher is None:
             self.z_teacher = teacher_logits(self.teacher, self.x_train)
@@ -141,7 +152,7 @@ def stage_distill(r: PipelineRun):
 def stage_prune(r: PipelineRun):
     """§3.1: Adam-learned mask at exactly ``sparsity``, the distillation loss as task loss."""
     p, t0 = r.recipe["prune"], time.perf_counter()
-    learned_mask_prune(r.subject, (r.x_train, r.index), p["sparsity"], int(p["epochs"]), rng=r.rng,
+    learned_mask_prune(r.take_subject(), (r.x_train, r.index), p["sparsity"], int(p["epochs"]), rng=r.rng,
                        loss_fn=r.task_loss("prune"), lr=p["lr"], batch_size=r.batch_size,
                        progress=r.progress)
     acc = r.evaluate()
@@ -152,7 +163,7 @@ def stage_prune(r: PipelineRun):
 def stage_quantize(r: PipelineRun):
     """§3.2: fake quantizers, Δ calibrated then learned by Adam with the weights (QAT)."""
     q, t0 = r.recipe["quantize"], time.perf_counter()
-    prepare(r.subject, q["weight_bits"], q["activation_bits"], per_channel=q["per_channel"],
+    prepare(r.take_subject(), q["weight_bits"], q["activation_bits"], per_channel=q["per_channel"],
             input_kind="auto", example_input=r.x_train[:1000],
             rng=np.random.default_rng(r.seed + 2))
     calibrate(r.subject, r.x_train[:1000])

@@ -195,3 +195,21 @@ def test_same_seed_same_artifact_bytes(tiny_run, tmp_path):
     run(TINY, out=tmp_path / "b.npz", progress=False)
     assert hashlib.sha256((d / "a.npz").read_bytes()).digest() == \
         hashlib.sha256((tmp_path / "b.npz").read_bytes()).digest()
+
+
+def test_compressing_the_teacher_itself_keeps_the_teacher_intact(digits):
+    recipe = {"seed": 1, "dataset": "digits", "batch_size": 64,
+              "teacher": {"model": "student", "epochs": 2}, "distill": None,
+              "prune": {"sparsity": 0.5, "epochs": 1, "lr": 1e-3}, "quantize": None, "export": None}
+    from minicompress.pipeline import PipelineRun, stage_prune, stage_teacher
+    r = PipelineRun(recipe, progress=False, data=digits)
+    stage_teacher(r)
+    before = {k: v.copy() for k, v in r.teacher.state_dict().items()}
+    stage_prune(r)
+    assert r.subject is not r.teacher
+    for k, v in r.teacher.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])  # the teacher is untouched
+    assert all(p.requires_grad for n, p in r.subject.named_parameters()
+               if n.endswith((".weight", ".bias")))
+    w = r.subject.fc1.effective_weight()
+    assert (w == 0).sum() > 0 and not np.array_equal(w, before["fc1.weight"])  # the copy trained
