@@ -67,6 +67,7 @@ def main():
     ap.add_argument("--schedule", choices=["const", "cosine"], default="cosine")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--arms", default="alone,kd,kd+hint,kd+at")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--out", default="distill_cnn", help="results/<out>.json")
@@ -88,7 +89,7 @@ def main():
         z_t = D.teacher_logits(teacher, xtr, cache="teacher_fashion_e10_s0_train")
     runs = []
     partial = RESULTS / f"{args.out}.partial.json"
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for arm in arms:
             beta = args.beta_hint if arm == "kd+hint" else args.beta_at
             t0 = time.perf_counter()

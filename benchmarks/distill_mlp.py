@@ -58,6 +58,7 @@ def main():
                     help="α used on the temperature sweep")
     ap.add_argument("--T-for-alpha", type=int, default=4, help="T used on the α sweep")
     ap.add_argument("--extra", default="2:0.25,2:0.75", help="more T:α pairs, comma-separated")
+    ap.add_argument("--only-extra", action="store_true", help="only the --extra pairs")
     ap.add_argument("--full-grid", action="store_true", help="every (T, α) pair, not just the cross")
     ap.add_argument("--schedules", default="const-1e-3,cosine-3e-3")
     ap.add_argument("--teacher", default="teacher", help="cached dense model used as the teacher")
@@ -96,8 +97,11 @@ def main():
     else:   # the cross: T sweep at one α, α sweep at one T (plus the T = 4, α = 0.9)
         configs = [(T, args.alpha_for_T) for T in temps] + \
                   [(args.T_for_alpha, a) for a in alphas] + [(4, 0.9)]
-    configs += [(int(T), float(a)) for T, a in (pair.split(":") for pair in args.extra.split(",") if pair)]
+    configs += [(float(T) if float(T) != int(float(T)) else int(T), float(a))
+                for T, a in (pair.split(":") for pair in args.extra.split(",") if pair)]
     configs = list(dict.fromkeys(configs)) + [(1, 0.0)]   # α = 0: the student alone
+    if args.only_extra:
+        configs = [c for c in configs if c[1] > 0 and f"{c[0]}:{c[1]}" in args.extra.split(",")]
     if args.alone_only:
         configs = [(1, 0.0)]
     elif args.skip_alone:
@@ -131,7 +135,9 @@ def main():
     summary = {}
     for schedule in schedules:
         alone, alone_sd, alone_accs = mean_acc(schedule, 1, 0.0)
-        table = {f"T={T},alpha={a}": mean_acc(schedule, T, a)[0] for T, a in configs if a > 0}
+        # only configurations run with every seed compete for "best" (no winner by a lucky seed)
+        table = {f"T={T},alpha={a}": mean_acc(schedule, T, a)[0] for T, a in configs
+                 if a > 0 and len(mean_acc(schedule, T, a)[2]) == len(seeds)}
         if not table or not any(r["alpha"] == 0 for r in runs if r["schedule"] == schedule):
             print(f"[{schedule}] {alone:.4f} (partial run: no summary)" if not table else
                   f"[{schedule}] no α = 0 runs: no summary")
