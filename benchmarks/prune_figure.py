@@ -60,7 +60,7 @@ def main():
                     label="PyTorch global L1 (run here)")
         issue = [(xi, 100 * a) for xi, a in zip(x, ISSUE_TABLE[net]) if a is not None]
         ax.plot(*zip(*issue), "k*", ms=10, label="issue's reference table")
-        ax.axhline(100 * res["dense_accuracy"], color="k", lw=0.8, label="dense start")
+        ax.axhline(100 * res["dense_accuracy"], color="k", lw=0.8, ls=(0, (1, 3)), label="dense start")
         ax.set_title(f"{net} on Fashion-MNIST (solid: lr 1e-3, dashed: lr 1e-4)")
         ax.set_xlabel("global sparsity (%)")
         ax.set_ylabel("test accuracy (%)")

@@ -47,7 +47,12 @@ def main():
     ap.add_argument("--init-score", default="l1")
     ap.add_argument("--batch", type=int, default=256, help="batch size of the latency measurement")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--latency-only", action="store_true",
+                    help="only re-measure latency: dense net vs a net of the shrunk shapes")
+    ap.add_argument("--rounds", type=int, default=15)
     args = ap.parse_args()
+    if args.latency_only:
+        return latency_only(args)
     data = fashion()
     (xtr, ytr), (xte, yte) = data
     dense = dense_model(args.net, data=data)
@@ -71,7 +76,7 @@ def main():
     small_acc = evaluate(small, xte, yte)["accuracy"]
     shape = (1, 28, 28)
     x = xte[:args.batch]
-    lat_dense, lat_small = interleaved_latency([dense, small], x)
+    lat_dense, lat_small = interleaved_latency([dense, small], x, rounds=args.rounds)
     mac_dense, mac_small = metrics.macs(dense, shape)[0], metrics.macs(small, shape)[0]
     mac_ratio, lat_ratio = mac_small / mac_dense, lat_small / lat_dense
     layers = {n: list(m.weight.data.shape) for n, m in small.named_children() if hasattr(m, "weight")}
@@ -95,6 +100,30 @@ def main():
     for k, v in res.items():
         print(f"{k}: {v}")
     save_result(f"prune_filters_{args.net}", res)
+
+
+def latency_only(args):
+    """Forward latency of the dense net and of a net with the shrunk *shapes* (which filters are
+    kept does not change the cost of dense matmuls), without training. Saved separately as
+    ``prune_filters_latency_<net>.json`` so the trained run's numbers are never overwritten."""
+    from minicompress import models
+    dense = models.build(args.net, 28, rng=np.random.default_rng(args.seed))
+    small = dense
+    for name, k in (item.split("=") for item in args.keep.split(",")):
+        small = prune.remove_filters(small, name, np.arange(int(k)))
+    x = np.random.default_rng(1).standard_normal((args.batch, 1, 28, 28)).astype(np.float32)
+    lat_dense, lat_small = interleaved_latency([dense, small], x, rounds=args.rounds)
+    mac_ratio = metrics.macs(small, (1, 28, 28))[0] / metrics.macs(dense, (1, 28, 28))[0]
+    res = {"net": args.net, "keep": args.keep, "latency_batch": args.batch, "rounds": args.rounds,
+           "dense_latency_s": lat_dense, "pruned_latency_s": lat_small,
+           "latency_ratio": lat_small / lat_dense, "mac_ratio": mac_ratio,
+           "latency_over_mac_ratio": lat_small / lat_dense / mac_ratio,
+           "load_average_1min": float(open("/proc/loadavg").read().split()[0]),
+           "command": f"OPENBLAS_NUM_THREADS=1 python benchmarks/prune_filters.py --net {args.net} "
+                      f"--keep {args.keep} --latency-only --rounds {args.rounds}"}
+    for k, v in res.items():
+        print(f"{k}: {v}")
+    save_result(f"prune_filters_latency_{args.net}", res)
 
 
 if __name__ == "__main__":
