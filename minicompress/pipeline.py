@@ -152,9 +152,9 @@ def stage_distill(r: PipelineRun):
 def stage_prune(r: PipelineRun):
     """§3.1: Adam-learned mask at exactly ``sparsity``, the distillation loss as task loss."""
     p, t0 = r.recipe["prune"], time.perf_counter()
-    learned_mask_prune(r.take_subject(), (r.x_train, r.index), p["sparsity"], int(p["epochs"]), rng=r.rng,
-                       loss_fn=r.task_loss("prune"), lr=p["lr"], batch_size=r.batch_size,
-                       progress=r.progress)
+    learned_mask_prune(r.take_subject(), (r.x_train, r.index), p["sparsity"], int(p["epochs"]),
+                       rng=r.rng, loss_fn=r.task_loss("prune"), lr=p["lr"],
+                       score_lr=p["score_lr"], batch_size=r.batch_size, progress=r.progress)
     acc = r.evaluate()
     r.log(f"[prune] sparsity {p['sparsity']:.3f}, test accuracy {acc:.4f}")
     return r.record("prune", acc, time.perf_counter() - t0)

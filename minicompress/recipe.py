@@ -25,7 +25,7 @@ DEFAULTS = {
     "teacher": {"skip": False, "model": "teacher", "epochs": 10, "lr": 1e-3, "checkpoint": None},
     "distill": {"skip": False, "model": "student", "hidden": 64, "epochs": 10, "lr": 1e-3,
                 "temperature": 4.0, "alpha": 0.9, "lr_schedule": "constant"},
-    "prune": {"skip": False, "sparsity": 0.9, "epochs": 4, "lr": 1e-4, "method": "learned",
+    "prune": {"skip": False, "sparsity": 0.9, "epochs": 4, "lr": 1e-4, "score_lr": 1e-4,
               "temperature": 4.0, "alpha": 0.9},
     "quantize": {"skip": False, "weight_bits": 4, "activation_bits": 8, "epochs": 2, "lr": 1e-4,
                  "lr_delta": 1e-3,
