@@ -12,6 +12,8 @@ Rows:
                     (§3.2.1 steps 4–5): 1 epoch, lr 2e-3 on log Δ, from an MSE-calibrated start
   qat-fixed         weights trained 3 epochs at lr 1e-4 through min–max Δ's that stay fixed
   qat-learned       weights (lr 1e-4) and log Δ (lr 1e-3) trained together, 3 epochs: our LSQ
+  *-fullrange       2-bit weights on the full two's-complement grid {−2, −1, 0, 1}·Δ instead of
+                    the document's symmetric {−1, 0, 1}·Δ
   *-perchannel      the same with one Δ per output channel for the weights
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/quant_table.py lenet5 [--rows ptq,qat-learned] [--fast]
@@ -44,6 +46,9 @@ ROWS = {
                         train=dict(epochs=3, lr_weights=1e-4, lr_quant=1e-3)),
     "qat-learned-fullrange": dict(bits=[2], method="mse", narrow_range=False,
                                   train=dict(epochs=3, lr_weights=1e-4, lr_quant=1e-3)),
+    "qat-learned-fullrange-perchannel": dict(bits=[2], method="mse", narrow_range=False,
+                                             per_channel=True,
+                                             train=dict(epochs=3, lr_weights=1e-4, lr_quant=1e-3)),
     "ptq-minmax-perchannel": dict(bits=[8, 4, 2], method="minmax", per_channel=True, train=None),
     "qat-learned-perchannel": dict(bits=[4, 2], method="mse", per_channel=True,
                                    train=dict(epochs=3, lr_weights=1e-4, lr_quant=1e-3)),

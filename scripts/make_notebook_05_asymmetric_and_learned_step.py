@@ -261,7 +261,8 @@ for name, (fl, rows) in results.items():
 nb.md(r"""
 ## Step 5: the integer model, one neuron traced
 
-`convert` produces an `IntegerModel`. Take the 4-bit LeNet-300-100 and follow neuron 0 of `fc2` on one test image:
+`convert` produces an `IntegerModel`. Take the 4-bit LeNet-300-100 and follow one neuron of `fc2` (the most active
+one) on one test image:
 its 300 inputs arrive as 4-bit unsigned codes $q_x$ (the grid of `relu1_quant`), its weights are 4-bit signed codes
 $q_w$, and everything real has been folded into one integer multiplier:
 
@@ -282,20 +283,22 @@ for step in im.steps:                       # run the integer model up to the in
         layer = step
         break
     codes = step.run(codes)
-q_x, q_w, q_b = codes[0].astype(np.int64), layer.q_w[0].astype(np.int64), int(layer.q_b[0])
+j = int(layer.run(codes)[0].argmax())         # the most active neuron of fc2 for this image
+print("neuron", j)
+q_x, q_w, q_b = codes[0].astype(np.int64), layer.q_w[j].astype(np.int64), int(layer.q_b[j])
 acc = int(q_w @ (q_x - layer.in_zero)) + q_b
-m0, s = int(layer.out["m0"][0]), int(layer.out["shift"][0])
+m0, s = int(layer.out["m0"][j]), int(layer.out["shift"][j])
 q_y = min(max(((acc * m0 + (1 << (s - 1))) >> s) + layer.out["out_zero"], layer.out["out_lo"]),
           layer.out["out_hi"])
 print(f"q_x (first 12 of 300): {q_x[:12]}   z_x = {layer.in_zero}")
 print(f"q_w (first 12 of 300): {q_w[:12]}")
 print(f"Σ q_w (q_x − z_x) = {acc - q_b},  q_b = round(b / (Δ_w Δ_x)) = {q_b},  acc = {acc}")
-M = float(layer.w_delta[0]) * float(layer.in_delta) / float(layer.out["out_delta"])
+M = float(layer.w_delta[j]) * float(layer.in_delta) / float(layer.out["out_delta"])
 print(f"M = Δ_w Δ_x / Δ_y = {M:.8f} = M₀·2^−s with M₀ = {m0}, s = {s}  (M₀·2^−s = {m0 * 2.0 ** -s:.8f})")
 print(f"q_y = clip(((acc·M₀ + 2^(s−1)) >> s) + z_y) = {q_y}")
-assert q_y == layer.run(codes)[0, 0]
+assert q_y == layer.run(codes)[0, j]
 m4.eval(); m4(x1, capture=("relu2_quant",))
-fake = m4.features["relu2_quant"][0, 0]
+fake = m4.features["relu2_quant"][0, j]
 print(f"fake-quantised model: x̂ = {fake:.6f} = Δ_y · {fake / m4['relu2_quant'].delta[0]:.4f}")
 """)
 
