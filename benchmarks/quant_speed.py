@@ -40,11 +40,12 @@ def run_all(fn, x, batch=1000):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--models", default="lenet300,lenet5")
     args = ap.parse_args()
     (xtr, _), (xte, _) = fashion()
     calib = xtr[np.random.default_rng(0).choice(len(xtr), 1000, replace=False)]
     rows = []
-    for name in ("lenet300", "lenet5"):
+    for name in args.models.split(","):
         dense = dense_model(name)
         dense.eval()
         for bits in (8, 4, 2):
@@ -72,7 +73,8 @@ def main():
                   f"{row['int_s'] * 1e3:.0f} ms, wall ratio {row['ratio_median']:.2f} "
                   f"[{row['ratio_q25']:.2f}, {row['ratio_q75']:.2f}], CPU-time ratio "
                   f"{row['cpu_ratio_median']:.2f}  {row['gemm']}", flush=True)
-    save_result("quant_speed", {"rows": rows, "rounds": args.rounds,
+    save_result("quant_speed" if args.models == "lenet300,lenet5" else
+                f"quant_speed_{args.models.replace(',', '_')}", {"rows": rows, "rounds": args.rounds,
                                 "note": "10 000 test images, batch 1000, OPENBLAS_NUM_THREADS as "
                                         "set by the caller; median of per-round ratios"})
 

@@ -43,6 +43,11 @@ def test_exact_float_requantize_equals_integer(rng):
     ref = requantize(acc.astype(np.int64), m0, n, 3, -2 ** 40, 2 ** 40)
     fast = requantize_exact_float(acc.astype(np.float32), m0, n, 3, -2 ** 40, 2 ** 40)
     np.testing.assert_array_equal(fast, ref)
+    # the unsigned shortcut (z = 0, q_lo ≥ 0: clip, then a truncating cast) gives the same codes
+    ref = requantize(acc.astype(np.int64), m0, n, 0, 0, 65535)
+    fast = requantize_exact_float(acc.astype(np.float32), m0, n, 0, 0, 65535, out_dtype=np.uint16)
+    assert fast.dtype == np.uint16
+    np.testing.assert_array_equal(fast, ref)
 
 
 def _digits_model(name, bits, rng, train=False):

@@ -88,21 +88,28 @@ def requantize(acc, m0, shift, zero, q_lo, q_hi):
     return out
 
 
-def requantize_exact_float(acc, m0, shift, zero, q_lo, q_hi):
+def requantize_exact_float(acc, m0, shift, zero, q_lo, q_hi, out_dtype=None):
     """The same integers as :func:`requantize`, computed with float64 hardware (faster here).
 
     Valid when |acc| < 2^24 and M₀ < 2^27: M = M₀ · 2^(−n) is exact in float64, the product
     acc · M = (acc · M₀) · 2^(−n) has a numerator below 2^51, so it is exact, and so is + 0.5
     (if n ≥ 53 the value is in (0.25, 0.75) and floor gives 0 either way). floor(acc·M + 0.5)
     is therefore exactly (acc·M₀ + 2^(n−1)) >> n.
+
+    ``out_dtype`` (an integer dtype holding [q_lo, q_hi]) returns the codes in that dtype. With
+    z = 0 and q_lo ≥ 0 the floor pass is skipped: clip(floor(y)) = floor(clip(y)) for integer
+    bounds, and the cast truncates a non-negative number, which *is* floor.
     """
     out = acc * np.ldexp(m0.astype(np.float64), -shift)   # float32 acc → float64, exact
     out += 0.5
+    if out_dtype is not None and q_lo >= 0 and not np.any(zero):
+        np.clip(out, q_lo, q_hi, out=out)
+        return out.astype(out_dtype)
     np.floor(out, out=out)
     if np.any(zero):                                      # skip a pass when z = 0 (after ReLU)
         out += zero
     np.clip(out, q_lo, q_hi, out=out)
-    return out
+    return out if out_dtype is None else out.astype(out_dtype)
 
 
 def code_dtype(q_lo, q_hi):
@@ -126,9 +133,12 @@ class QuantizeInput:
     def run(self, x):
         q = x / self.delta
         np.rint(q, out=q)
-        q += self.zero
-        np.clip(q, self.q_lo, self.q_hi, out=q)
-        q = q.astype(code_dtype(self.q_lo, self.q_hi))
+        # clip(round(v) + z, q_lo, q_hi) = clip(round(v), q_lo − z, q_hi − z) + z: the + z and the
+        # cast to the integer dtype happen in one pass (the values are integers already)
+        np.clip(q, self.q_lo - self.zero, self.q_hi - self.zero, out=q)
+        codes = np.empty(q.shape, code_dtype(self.q_lo, self.q_hi))
+        np.add(q, self.zero, out=codes, casting="unsafe")
+        q = codes
         return q.transpose(0, 2, 3, 1) if q.ndim == 4 else q
 
     def arrays(self):
@@ -295,11 +305,11 @@ class IntLayer:
             y = acc.astype(np.float32) * o["out_scale"]
         else:
             args = (o["m0"], o["shift"], o["out_zero"], o["out_lo"], o["out_hi"])
+            dtype = code_dtype(o["out_lo"], o["out_hi"])
             if acc.dtype == np.float32:           # |acc| < 2^24: exact float64 requantisation
-                y = requantize_exact_float(acc, *args)
+                y = requantize_exact_float(acc, *args, out_dtype=dtype)
             else:
-                y = requantize(acc.astype(np.int64), *args)
-            y = y.astype(code_dtype(o["out_lo"], o["out_hi"]))
+                y = requantize(acc.astype(np.int64), *args).astype(dtype)
         return y if shape is None else y.reshape(*shape, -1)
 
     def arrays(self):
