@@ -203,8 +203,11 @@ md(r"""
 
 `benchmarks/prune_filters.py` prunes LeNet-5 and the teacher CNN to at most half their MACs and measures accuracy and
 forward latency (median of interleaved rounds, batch 256, one BLAS thread). Latency does not fall as fast as MACs:
-the first convolution's im2col copy and the pooling layers cost time that does not shrink with fewer output filters,
-which is why the issue allows a factor 1.3 between the two ratios.
+an im2col copy scales with a convolution's *input* channels, not with its filters (the first conv of LeNet-5 has one
+input channel and copies 25 shifted images however many filters it keeps), and ReLU and pooling are memory-bound
+passes that MACs do not count. The issue asks for a latency ratio within 1.3× of the MAC ratio; on this (heavily
+shared) machine we measured 1.4–1.7× for both nets — a **miss**, reported as such. The accuracy (≤ 1 point) and MAC
+(≤ 50 %) targets are met.
 """)
 
 code(r"""
