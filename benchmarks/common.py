@@ -53,10 +53,26 @@ def dense_model(name, *, epochs=10, seed=0, data=None, progress=True):
     return model
 
 
+def _git_commit():
+    """The commit the numbers were measured on ('+dirty' when the tree had local changes)."""
+    import subprocess
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, text=True,
+                              capture_output=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               text=True, capture_output=True, check=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
 def save_result(name, payload):
     """Write ``benchmarks/results/<name>.json`` (the numbers quoted in the README)."""
     RESULTS.mkdir(exist_ok=True)
-    payload = dict(payload, machine={"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")})
+    payload = dict(payload, machine={"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+                                     "commit": _git_commit(),
+                                     "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")})
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {path}")
