@@ -327,8 +327,8 @@ md(r"""
 nets (lenet300: 89.3 / 88.7 / 88.3 %, lenet5: 89.8 / 89.2 / 86.7 % against 88.1 / 86.3 / 78.5 and 88.6 / 84.7 / 68.5).
 Most of that margin comes from two choices the reference did not make: Adam's learning rate 1e-3 instead of 1e-4,
 and sparsity that ramps up batch by batch instead of jumping at each step. Magnitude pruning given the same lr 1e-3
-is level with the learned mask at 90 % and behind it by 0.3–0.4 point at 95 % and 1.1–1.5 points at 98 %: that
-difference is what learning the mask buys here. Our magnitude pruning at lr 1e-4 reproduces the PyTorch run made on
+is level with the learned mask at 90 %, within ±0.4 point at 95 % (0.3 ahead on lenet300, 0.4 behind on lenet5)
+and behind it by 1.1–1.5 points at 98 %: what learning the mask buys here shows at the highest sparsity. Our magnitude pruning at lr 1e-4 reproduces the PyTorch run made on
 this machine (lenet300 at 90/95/98 %: 88.3/86.9/81.8 vs 88.3/86.8/81.4), a check of the whole score → select →
 fine-tune path. The gradient-magnitude score is the worst: it keeps weights whose gradient is large *now*, which is
 not the same as weights the network needs. The control (no pruning, same 10 epochs) reaches 90.1 % (lenet300) and
