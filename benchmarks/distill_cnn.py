@@ -99,13 +99,14 @@ def main():
                          "seconds": time.perf_counter() - t0})
             print(f"{arm:8s} seed={seed} acc={acc:.4f} ({runs[-1]['seconds']:.0f}s)", flush=True)
             partial.write_text(json.dumps(runs))
+    trained = list(arms)   # arms trained by this invocation win over merged runs of the same arm
     for path in filter(None, (args.merge or "").split(",")):
         old = json.loads(Path(path).read_text())
         if (old["schedule"], old["lr"], old["epochs"]) != (args.schedule, args.lr, args.epochs):
             raise ValueError(f"--merge {path}: different schedule/lr/epochs")
         if any(r["arm"] != "alone" for r in old["runs"]) and (old["T"], old["alpha"]) != (args.T, args.alpha):
             raise ValueError(f"--merge {path}: different T/alpha")
-        runs = [r for r in old["runs"] if r["arm"] not in arms] + runs
+        runs = runs + [r for r in old["runs"] if r["arm"] not in trained]
         arms = list(dict.fromkeys([r["arm"] for r in runs]))
         teacher_acc = teacher_acc if teacher_acc is not None else old.get("teacher_test_accuracy")
     table = {}
