@@ -40,9 +40,15 @@ def tensor(blob, ref):
         return np.frombuffer(data, np.dtype(ref["dtype"])).reshape(shape)
     if ref["encoding"] == "packed":
         return unpack(data, ref["bits"], n).reshape(shape)
-    mask = np.unpackbits(np.frombuffer(data[:ref["mask_bytes"]], np.uint8))[:n].astype(bool)
+    if ref["encoding"] == "sparse":                 # bitmask, then the non-zero codes
+        split = ref["mask_bytes"]
+        where = np.flatnonzero(np.unpackbits(np.frombuffer(data[:split], np.uint8))[:n])
+    else:                                           # "sparse_gaps": gap bytes, then the codes
+        split = ref["index_bytes"]
+        gaps = np.frombuffer(data[:split], np.uint8).astype(np.int64)
+        where = (np.cumsum(np.where(gaps == 255, 255, gaps + 1)) - 1)[gaps != 255]
     out = np.zeros(n, np.int64)
-    out[mask] = unpack(data[ref["mask_bytes"]:], ref["bits"], ref["nnz"])
+    out[where] = unpack(data[split:], ref["bits"], ref["nnz"])
     return out.reshape(shape)
 
 

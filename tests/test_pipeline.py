@@ -4,6 +4,7 @@ import io
 import json
 import sys
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 from minicompress import models
 from minicompress.__main__ import main
 from minicompress.artifact import (ArtifactError, BlobWriter, decode_codes, encode_codes,
-                                   read_artifact, read_tensor, write_artifact)
+                                   gap_bytes, positions_from_gaps, read_artifact, read_tensor,
+                                   write_artifact)
 from minicompress.pipeline import run
 from minicompress.quantize import calibrate, convert, prepare
 from minicompress.recipe import RecipeError, validate
@@ -70,9 +72,37 @@ def test_codes_roundtrip_and_pick_the_smaller_encoding(rng, bits, density):
     q[rng.random(q.shape) > density] = 0
     data, entry = encode_codes(q, bits)
     np.testing.assert_array_equal(decode_codes(data, entry), q)
-    dense = -(-q.size * bits // 8)
-    assert len(data) == min(dense, -(-q.size // 8) + -(-int((q != 0).sum()) * bits // 8))
-    assert entry["encoding"] == ("sparse" if len(data) < dense else "packed")
+    nnz = int((q != 0).sum())
+    values = -(-nnz * bits // 8)
+    expected = {"packed": -(-q.size * bits // 8), "sparse": -(-q.size // 8) + values,
+                "sparse_gaps": len(gap_bytes(np.flatnonzero(q))) + values}
+    assert len(data) == expected[entry["encoding"]]
+    # the choice is by deflated size: no other encoding deflates smaller
+    others = [encode_codes_as(q, bits, e) for e in expected if e != entry["encoding"]]
+    assert all(len(zlib.compress(data, 9)) <= len(zlib.compress(o, 9)) for o in others)
+
+
+def encode_codes_as(q, bits, encoding):
+    from minicompress.quantize.bitpack import pack_bits
+    flat = q.ravel()
+    values = pack_bits(flat[flat != 0], bits).tobytes()
+    return {"packed": pack_bits(flat, bits).tobytes(),
+            "sparse": np.packbits(flat != 0).tobytes() + values,
+            "sparse_gaps": gap_bytes(np.flatnonzero(flat)) + values}[encoding]
+
+
+@pytest.mark.parametrize("positions", [[], [0], [254, 255, 509, 510], [3, 70000]])
+def test_gap_bytes_roundtrip(positions):
+    np.testing.assert_array_equal(positions_from_gaps(gap_bytes(positions)), positions)
+    assert len(gap_bytes([0, 1, 2])) == 3 and gap_bytes([300]) == bytes([255, 45])
+
+
+def test_sparse_gaps_is_chosen_at_high_sparsity(rng):
+    q = np.zeros((300, 784), np.int64)
+    q.ravel()[rng.choice(q.size, 2000, replace=False)] = 3
+    data, entry = encode_codes(q, 4)
+    assert entry["encoding"] == "sparse_gaps"
+    np.testing.assert_array_equal(decode_codes(data, entry), q)
 
 
 def _small_artifact(path, rng):
@@ -213,3 +243,12 @@ def test_compressing_the_teacher_itself_keeps_the_teacher_intact(digits):
                if n.endswith((".weight", ".bias")))
     w = r.subject.fc1.effective_weight()
     assert (w == 0).sum() > 0 and not np.array_equal(w, before["fc1.weight"])  # the copy trained
+
+
+def test_standalone_reader_matches_pruned_pipeline_artifact(tiny_run, digits):
+    d, _ = tiny_run
+    _, (xte, _) = digits
+    header, blob = standalone.read(d / "a.npz")
+    assert {s["weight"]["encoding"] for s in header["steps"] if "weight" in s} - {"packed"}
+    np.testing.assert_array_equal(standalone.run(header, blob, xte),
+                                  load_integer_model(d / "a.npz").forward(xte))
