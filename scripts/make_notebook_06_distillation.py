@@ -347,7 +347,7 @@ md(r"""
 **What the CNN runs say.** The CNN student tells the same story as the MLP. With T = 4, α = 0.5, distilling the
 logits costs lenet5 about half a point against training it alone. Adding the FitNets hint (through the 1×1
 regressor) does not help on average: it is ahead of logits-only on one seed and behind on the other two. Attention
-transfer is lower still. None of them reaches the student alone. At T = 1 (3 seeds) the distilled lenet5 is ahead
+transfer ends level with logits-only. None of them reaches the student alone. At T = 1 (3 seeds) the distilled lenet5 is ahead
 of lenet5 alone by less than a tenth of a point, which is smaller than the seed-to-seed spread: nominally a win, in
 practice a tie. So the issue's second target ("a distilled lenet5 beats lenet5 alone") is met only in that weak
 sense, under the same 10-epoch budget. The hint loss itself does its job (it falls steadily, above); what it
