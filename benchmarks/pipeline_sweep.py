@@ -5,7 +5,8 @@
 The teacher is the cached 10-epoch dense teacher (``benchmarks/train_dense.py``), so the recipes
 here set ``teacher.checkpoint`` to it. Each recipe's report goes to
 ``benchmarks/results/pipeline_<name>.json``; the table of all reports in ``results/`` to
-``benchmarks/results/pipeline_sweep.json``, and the figure to ``figures/pipeline_pareto.png``.
+``benchmarks/results/pipeline_sweep.json``, and the figure to ``figures/pipeline_pareto.png``
+(``--stage-chart`` also draws each recipe's stage table).
 
 Targets (issue "combined pipeline"): an artifact ≤ 10.7 KB (≥ 100× smaller than float32
 lenet300, 1,066,440 bytes) whose integer model scores ≥ 88.7 %; a point ≥ 91.0 % at ≤ 40 KB.
@@ -27,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("recipes", nargs="*", help="recipe JSON files to run (none: just replot)")
 parser.add_argument("--artifacts", default=str(cache_dir() / "artifacts"))
+parser.add_argument("--stage-chart", action="store_true",
+                    help="also draw figures/pipeline_stages_<recipe>.png for each recipe run")
 args = parser.parse_args()
 
 data = fashion()
@@ -44,8 +47,9 @@ for path in args.recipes:
     print(f"\n== {name} ({result['wall_seconds']:.0f} s)\n" + pipeline.format_table(result["stages"]),
           flush=True)
     save_result(f"pipeline_{name}", result)
-    stage_chart(result["stages"], ROOT / "figures" / f"pipeline_stages_{name}.png",
-                title=f"{name}: bytes and accuracy per stage (Fashion-MNIST)")
+    if args.stage_chart:
+        stage_chart(result["stages"], ROOT / "figures" / f"pipeline_stages_{name}.png",
+                    title=f"{name}: bytes and accuracy per stage (Fashion-MNIST)")
 
 reports = sorted(RESULTS.glob("pipeline_fashion*.json"))
 rows = []
