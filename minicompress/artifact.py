@@ -33,14 +33,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .io import atomic_write
 from .quantize.bitpack import pack_bits, unpack_bits
 
 FORMAT_NAME = "minicompress-integer-model"
@@ -191,23 +190,13 @@ def write_artifact(path, header: dict, blob: bytes) -> Path:
         "checksum.npy": np.frombuffer(checksum(header_bytes, blob), np.uint8),
         "header.npy": np.frombuffer(header_bytes, np.uint8),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w") as z:
-            for name in _MEMBERS:
-                info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
-                info.compress_type = zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                z.writestr(info, _npy_bytes(members[name]), compresslevel=9)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; an artifact is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    with atomic_write(path) as f, zipfile.ZipFile(f, "w") as z:
+        for name in _MEMBERS:
+            info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            z.writestr(info, _npy_bytes(members[name]), compresslevel=9)
+    return Path(path)
 
 
 def read_artifact(path) -> tuple[dict, bytes]:

@@ -46,10 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import batches, cache_dir
+from .data import cache_dir
 from .io import load_npz, save_npz_atomic
 from .nn import Module, Sequential, cross_entropy, log_softmax, softmax
-from .train import Progress, evaluate, predict
+from .train import fit, predict
 
 __all__ = [
     "AttentionTransferLoss", "DistillationLoss", "HintLoss", "cosine_lr", "distillation_loss",
@@ -370,9 +370,9 @@ def fit_distill(student, optimizer, train_data, kd, *, epochs, batch_size=128, r
                 eval_data=None, on_step=None, on_epoch=None, progress=True, desc="distill"):
     """Train ``student`` on ``train_data = (x, y)`` with the distillation loss ``kd``.
 
-    The same loop as :func:`minicompress.train.fit`, except that each batch carries its indices
-    into the training set, so precomputed teacher logits (``kd.teacher_logits``, aligned with
-    ``x``) are looked up instead of recomputed. Returns the per-epoch history.
+    :func:`minicompress.train.fit` with ``pass_index=True``: each batch carries its indices into
+    the training set, so precomputed teacher logits (``kd.teacher_logits``, aligned with ``x``)
+    are looked up instead of recomputed. Returns the per-epoch history.
     """
     x, y = train_data
     if kd.teacher_logits is not None and len(kd.teacher_logits) != len(x):
@@ -382,31 +382,11 @@ def fit_distill(student, optimizer, train_data, kd, *, epochs, batch_size=128, r
         raise ValueError(f"fit_distill: epochs must be an integer ≥ 0, got {epochs!r}")
     if kd.teacher is not None:
         freeze(kd.teacher)
-    index = np.arange(len(x))
-    history, global_step = [], 0
-    steps_per_epoch = -(-len(x) // batch_size)
-    for epoch in range(1, epochs + 1):
-        student.train()
-        bar = Progress(steps_per_epoch, f"{desc} epoch {epoch}/{epochs}", enabled=progress)
-        total_loss, correct, seen = 0.0, 0, 0
-        # batching the index array gives each batch's positions in the training set
-        for xb, idx in batches(x, index, batch_size, rng=rng):
-            yb = y[idx]
-            use_idx = idx if kd.teacher_logits is not None else None
-            loss, logits = distill_step(student, optimizer, xb, yb, kd, idx=use_idx, hint=hint)
-            global_step += 1
-            total_loss += float(loss) * len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
-            seen += len(yb)
-            if on_step is not None:
-                on_step(global_step)
-            bar.update(loss=total_loss / seen, acc=correct / seen)
-        record = {"epoch": epoch, "train_loss": total_loss / seen, "train_accuracy": correct / seen}
-        if eval_data is not None:
-            ev = evaluate(student, *eval_data)
-            record.update(test_loss=ev["loss"], test_accuracy=ev["accuracy"])
-        bar.close()
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(epoch, record)
-    return history
+
+    def step_fn(xb, yb, idx):
+        use_idx = idx if kd.teacher_logits is not None else None
+        return distill_step(student, optimizer, xb, yb, kd, idx=use_idx, hint=hint)
+
+    return fit(student, optimizer, (x, y), epochs=epochs, batch_size=batch_size, rng=rng,
+               step_fn=step_fn, pass_index=True, eval_data=eval_data, on_step=on_step,
+               on_epoch=on_epoch, progress=progress, desc=desc)

@@ -9,6 +9,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig, path):
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def stage_chart(rows, path, title="stage table"):
     """Bytes (log scale, bars) and accuracy (line) per pipeline stage, like Deep Compression's
     stage table."""
@@ -24,12 +33,7 @@ def stage_chart(rows, path, title="stage table"):
     ax2.plot(stages, [100 * r["accuracy"] for r in rows], "o-", color="#C44E52")
     ax2.set_ylabel("test accuracy (%)", color="#C44E52")
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def pareto_front(points):
@@ -63,9 +67,4 @@ def pareto_chart(points, labels, path, title="accuracy vs bytes", anchors=()):
     ax.set_title(title)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -3,30 +3,40 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 
-def save_npz_atomic(path, arrays: dict, compressed: bool = False):
-    """Write ``arrays`` to ``path`` via a temporary file + rename, so a crash or Ctrl-C never
-    leaves a half-written file under the final name."""
+@contextmanager
+def atomic_write(path):
+    """Open ``path`` for writing through a temporary file that is renamed into place only when the
+    block succeeds, so a crash or Ctrl-C never leaves a half-written file under the final name.
+    Files are made readable by everyone (0644), like an ordinary ``open``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for k, v in arrays.items():
-        if np.asarray(v).dtype == object:
-            raise TypeError(f"save_npz_atomic: '{k}' is an object array; only numeric/str arrays "
-                            f"are saved (files are read without pickle)")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
     try:
         with os.fdopen(fd, "wb") as f:
-            (np.savez_compressed if compressed else np.savez)(f, **arrays)
+            yield f
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    return path
+
+
+def save_npz_atomic(path, arrays: dict, compressed: bool = False):
+    """Write ``arrays`` to an ``.npz`` at ``path`` atomically (see :func:`atomic_write`)."""
+    for k, v in arrays.items():
+        if np.asarray(v).dtype == object:
+            raise TypeError(f"save_npz_atomic: '{k}' is an object array; only numeric/str arrays "
+                            f"are saved (files are read without pickle)")
+    with atomic_write(path) as f:
+        (np.savez_compressed if compressed else np.savez)(f, **arrays)
+    return Path(path)
 
 
 def load_npz(path) -> dict:

@@ -173,21 +173,30 @@ def dense_bytes(model):
 
 
 # ---- time -----------------------------------------------------------------------------------
+def median_seconds(fn, x, repeats=20, warmup=3):
+    """Median wall-clock seconds of ``fn(x)`` over ``repeats`` calls, after ``warmup`` untimed ones."""
+    if repeats < 1:
+        raise ValueError(f"median_seconds: repeats must be ≥ 1, got {repeats!r}")
+    for _ in range(warmup):
+        fn(x)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def latency(model, x, repeats=20, warmup=3):
     """Median wall-clock seconds of ``model(x)`` in eval mode (``warmup`` untimed calls first)."""
     if repeats < 1:
         raise ValueError(f"latency: repeats must be ≥ 1, got {repeats!r}")
     was_training = model.training
     model.eval()
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        model(x)
-        times.append(time.perf_counter() - t0)
-    model.train(was_training)
-    return float(np.median(times))
+    try:
+        return median_seconds(model, x, repeats, warmup)
+    finally:
+        model.train(was_training)
 
 
 def report(model, input_shape, x=None, repeats=20):

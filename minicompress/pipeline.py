@@ -178,16 +178,6 @@ def stage_quantize(r: PipelineRun):
                     bytes_=integer_model_size(r.integer, r.meta()))
 
 
-def _median_time(fn, x, repeats=10):
-    fn(x)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def stage_export(r: PipelineRun, out="model.npz"):
     """Write the integer model to one artifact and score what is *in the file*."""
     if r.integer is None:
@@ -201,7 +191,7 @@ def stage_export(r: PipelineRun, out="model.npz"):
     r.artifact = {"path": str(path), "bytes": int(nbytes), "accuracy": acc}
     r.log(f"[export] {path}: {nbytes} bytes, integer-model test accuracy {acc:.4f}")
     return r.record("export", acc, time.perf_counter() - t0, bytes_=nbytes,
-                    latency_s=_median_time(reloaded.forward, r.x_test[:LATENCY_BATCH]))
+                    latency_s=metrics.median_seconds(reloaded.forward, r.x_test[:LATENCY_BATCH], 10, 1))
 
 
 STAGE_FUNCTIONS = {"teacher": stage_teacher, "distill": stage_distill, "prune": stage_prune,

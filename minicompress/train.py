@@ -88,10 +88,13 @@ def train_step(model, optimizer, x, y, loss_fn=cross_entropy):
 
 
 def fit(model, optimizer, train_data, *, epochs, batch_size=128, rng, loss_fn=cross_entropy,
-        step_fn=None, eval_data=None, on_step=None, on_epoch=None, progress=True, desc="train"):
+        step_fn=None, pass_index=False, eval_data=None, on_step=None, on_epoch=None,
+        progress=True, desc="train"):
     """Train ``model`` for ``epochs`` passes over ``train_data = (x, y)``.
 
     ``step_fn(x, y) -> (loss, logits)`` replaces :func:`train_step` (distillation, pruning);
+    with ``pass_index=True`` it is called ``step_fn(x, y, idx)``, ``idx`` the batch's positions
+    in the training set (to look up per-image targets such as precomputed teacher logits);
     ``on_step(global_step)`` runs after each step (pruning schedules); ``on_epoch(epoch, record)``
     after each epoch. Returns the history: a list of per-epoch dicts (train loss/accuracy and,
     with ``eval_data``, test loss/accuracy).
@@ -100,14 +103,19 @@ def fit(model, optimizer, train_data, *, epochs, batch_size=128, rng, loss_fn=cr
         raise ValueError(f"fit: epochs must be an integer ≥ 0, got {epochs!r}")
     x, y = train_data
     step_fn = step_fn or (lambda xb, yb: train_step(model, optimizer, xb, yb, loss_fn))
+    if len(x) != len(y):
+        raise ValueError(f"fit: x has {len(x)} items but y has {len(y)}")
+    index = np.arange(len(x))
     history, global_step = [], 0
     steps_per_epoch = -(-len(x) // batch_size)
     for epoch in range(1, epochs + 1):
         model.train()
         bar = Progress(steps_per_epoch, f"{desc} epoch {epoch}/{epochs}", enabled=progress)
         total_loss, correct, seen = 0.0, 0, 0
-        for xb, yb in batches(x, y, batch_size, rng=rng):
-            loss, logits = step_fn(xb, yb)
+        # batching the positions gives each batch's indices (same shuffle as batching y)
+        for xb, idx in batches(x, index, batch_size, rng=rng):
+            yb = y[idx]
+            loss, logits = step_fn(xb, yb, idx) if pass_index else step_fn(xb, yb)
             if not np.isfinite(loss):
                 raise FloatingPointError(f"training stopped at epoch {epoch}: the loss became {loss}")
             global_step += 1

@@ -5,24 +5,14 @@
 """
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from notebook_builder import NotebookBuilder  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "notebooks" / "01_adam_and_backprop.ipynb"
-
-cells = []
-
-
-def md(text):
-    cells.append(nbformat.v4.new_markdown_cell(text.strip("\n")))
-
-
-def code(text):
-    cells.append(nbformat.v4.new_code_cell(text.strip("\n")))
+NB = NotebookBuilder("notebooks/01_adam_and_backprop.ipynb")
+md, code = NB.md, NB.code
 
 
 md(r"""
@@ -342,15 +332,5 @@ shown above to hold on an axis-aligned problem and on LeNet-300-100, and to weak
 """)
 
 
-def main():
-    nb = nbformat.v4.new_notebook()
-    nb.cells = cells
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    NotebookClient(nb, timeout=1200, kernel_name="python3",
-                   resources={"metadata": {"path": str(OUT.parent)}}).execute()
-    nbformat.write(nb, OUT)
-    print(f"wrote {OUT} ({'fast' if os.environ.get('MINICOMPRESS_FAST') == '1' else 'full'} mode)")
-
-
 if __name__ == "__main__":
-    main()
+    NB.build()

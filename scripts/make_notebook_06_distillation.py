@@ -5,25 +5,14 @@
 """
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-import nbformat
-from nbclient import NotebookClient
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from notebook_builder import NotebookBuilder  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "notebooks" / "06_distillation.ipynb"
-
-cells = []
-
-
-def md(text):
-    cells.append(nbformat.v4.new_markdown_cell(text.strip("\n")))
-
-
-def code(text):
-    cells.append(nbformat.v4.new_code_cell(text.strip("\n")))
+NB = NotebookBuilder("notebooks/06_distillation.ipynb")
+md, code = NB.md, NB.code
 
 
 md(r"""
@@ -373,17 +362,5 @@ md(r"""
 """)
 
 
-def main():
-    nb = nbformat.v4.new_notebook()
-    nb.cells = cells
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    client = NotebookClient(nb, timeout=1800, kernel_name="python3",
-                            resources={"metadata": {"path": str(ROOT / "notebooks")}})
-    client.execute()
-    OUT.parent.mkdir(exist_ok=True)
-    nbformat.write(nb, OUT)
-    print(f"wrote {OUT} ({'fast' if os.environ.get('MINICOMPRESS_FAST') == '1' else 'full'} mode)")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    NB.build()
