@@ -89,7 +89,7 @@ def cmd_info(args):
         w = step.get("weight")
         if w:
             n = int(np.prod(w["shape"]))
-            nz = int(w.get("nnz", n)) if w["encoding"] == "sparse" else None
+            nz = int(w["nnz"]) if "nnz" in w else None
             total_w += n
             total_nz += nz if nz is not None else n
             line += (f" weight {tuple(w['shape'])} int{w['bits']} {w['encoding']}"

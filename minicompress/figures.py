@@ -52,10 +52,11 @@ def pareto_chart(points, labels, path, title="accuracy vs bytes", anchors=()):
     (bytes, accuracy, label) reference points drawn as stars."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
     xs, ys = [p[0] / 1024 for p in points], [100 * p[1] for p in points]
-    ax.scatter(xs, ys, color="#4C72B0", zorder=3)
-    for x, y, lab in zip(xs, ys, labels):
-        ax.annotate(lab, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.scatter(xs, ys, color="#4C72B0", zorder=3, label="configurations tried")
     front = pareto_front(points)
+    for i in front:  # only the front is labelled, so the labels stay readable
+        ax.annotate(labels[i], (xs[i], ys[i]), fontsize=7, xytext=(-4, 4), ha="right",
+                    textcoords="offset points")
     ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="#C44E52",
             label="Pareto front", zorder=2)
     for b, a, lab in anchors:
