@@ -33,6 +33,7 @@ DEFAULTS = {
     "export": {"skip": False},
 }
 
+LR_SCHEDULES = ("constant", "cosine")
 TOP_LEVEL = ("seed", "dataset", "batch_size") + STAGES
 DATASETS = ("digits", "fashion-mnist", "mnist")
 
@@ -97,6 +98,10 @@ def validate(recipe: dict) -> dict:
     for key in ("weight_bits", "activation_bits"):
         if not q["skip"] and not (isinstance(q[key], int) and 2 <= q[key] <= 16):
             raise RecipeError(f"recipe: 'quantize.{key}' must be an integer in [2, 16], got {q[key]!r}")
+    d = out["distill"]
+    if not d["skip"] and d["lr_schedule"] not in LR_SCHEDULES:
+        raise RecipeError(f"recipe: 'distill.lr_schedule' must be one of {list(LR_SCHEDULES)}, "
+                          f"got {d['lr_schedule']!r}")
     for stage in ("distill", "prune", "quantize"):
         s = out[stage]
         if s["skip"]:

@@ -45,6 +45,7 @@ def test_recipe_fills_defaults_and_skips_null():
     ({"quantize": {"weight_bits": 1}}, ["weight_bits", "[2, 16]"]),
     ({"prune": {"sparsity": 1.0}}, ["sparsity", "[0, 1)"]),
     ({"distill": {"alpha": 1.5}}, ["alpha"]),
+    ({"distill": {"lr_schedule": "cosin"}}, ["lr_schedule", "cosin", "constant", "cosine"]),
     ({"dataset": "cifar"}, ["cifar", "digits"]),
     ({"quantize": None}, ["export", "quantize"]),
 ])
