@@ -6,8 +6,13 @@ For each net it measures, each in its own fresh process (their thread pools woul
 fight for the cores: OpenBLAS workers keep spinning ~0.1 s after a call):
 
 * ``numpy``  — our step (``minicompress.train.train_step``), OpenBLAS on ``--threads`` threads;
+* ``parallel`` — (``--threads`` > 1 only) our step with the batch split across ``--threads``
+  Python threads, one BLAS thread each (``minicompress.parallel.DataParallelStep``, what
+  ``fit(..., workers=2)`` runs). The headline NumPy time of a net is the faster of the two, and
+  the table says which one it was;
 * ``torch``  — the same net and step in PyTorch on ``--threads`` threads (when torch is installed);
-* ``gemm``   — only the matrix products of our step, same shapes, same BLAS: the "GEMM floor".
+* ``gemm``   — only the matrix products of our (full-batch) step, same shapes, BLAS on
+  ``--threads`` threads: the "GEMM floor".
   step / GEMM says where the time goes: ~1 means all BLAS, 2 means as much again in copies,
   im2col/col2im, pooling, ReLU masks and Adam.
 
@@ -71,12 +76,16 @@ def blas_info():
     return [{k: info.get(k) for k in keys} for info in threadpool_info() if info.get("user_api") == "blas"]
 
 
-def numpy_step(name):
+def numpy_step(name, workers=1):
     from minicompress import models, optim
+    from minicompress.parallel import DataParallelStep
     from minicompress.train import train_step
     x, y = _data()
     model = models.build(name, 28, rng=np.random.default_rng(0))
     opt = optim.Adam(model.parameters(), lr=1e-3)
+    if workers > 1:
+        step = DataParallelStep(model, opt, workers=workers)
+        return lambda: step(x, y)
     return lambda: train_step(model, opt, x, y)
 
 
@@ -135,6 +144,8 @@ def torch_step(name, threads):
 def worker(kind, name, steps, threads):
     if kind == "numpy":
         step = numpy_step(name)
+    elif kind == "parallel":
+        step = numpy_step(name, workers=threads)
     elif kind == "gemm":
         step = gemm_step(name)
     else:
@@ -147,8 +158,10 @@ def worker(kind, name, steps, threads):
 def run_worker(kind, name, steps, threads):
     env = dict(os.environ)
     # numpy's BLAS on `threads` threads; torch gets the same via torch.set_num_threads
-    env.update(OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads))
+    # (the data-parallel step runs `threads` Python threads with one BLAS thread each)
+    blas_threads = 1 if kind == "parallel" else threads
+    env.update(OPENBLAS_NUM_THREADS=str(blas_threads), OMP_NUM_THREADS=str(blas_threads),
+               MKL_NUM_THREADS=str(blas_threads))
     out = subprocess.run([sys.executable, __file__, "--worker", kind, "--model", name,
                           "--steps", str(steps), "--threads", str(threads)],
                          env=env, capture_output=True, text=True, check=True)
@@ -162,7 +175,7 @@ def main():
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-save", action="store_true")
-    parser.add_argument("--worker", choices=["numpy", "torch", "gemm"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["numpy", "parallel", "torch", "gemm"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -174,16 +187,19 @@ def main():
     except ImportError:
         kinds = ["numpy", "gemm"]
         print("torch not installed: timing NumPy and its GEMM floor only")
+    if args.threads > 1:
+        kinds.insert(1, "parallel")
     runs = {name: {k: [] for k in kinds} for name in args.models}
     cpu = {name: {k: [] for k in kinds} for name in args.models}
-    blas = None
+    blas = {}  # per kind: the data-parallel step runs BLAS on 1 thread, the others on --threads
     for r in range(args.rounds):
         for name in args.models:
             for kind in kinds:
                 res = run_worker(kind, name, args.steps, args.threads)
                 runs[name][kind].append(res["ms"])
                 cpu[name][kind].append(res["cpu_ms"])
-                blas = res.get("blas", blas)
+                if "blas" in res:
+                    blas[kind] = res["blas"]
         print(f"round {r + 1}/{args.rounds}: " + "  ".join(
             f"{n} " + "/".join(f"{runs[n][k][-1]:.1f}" for k in kinds) for n in args.models), flush=True)
 
@@ -194,8 +210,18 @@ def main():
           f"{'target':>7s} {'np/gemm':>8s}")
     rows = {}
     for name in args.models:
-        r = runs[name]
+        r = dict(runs[name])
         row = {k: float(np.median(v)) for k, v in r.items()}
+        # headline: the faster of the one-thread step and the data-parallel step
+        row["numpy_way"] = "numpy"
+        if "parallel" in r:
+            row["numpy_one_step"] = row["numpy"]
+            if row["parallel"] < row["numpy"]:
+                row["numpy_way"] = "parallel"
+                r["numpy"], row["numpy"] = r["parallel"], row["parallel"]
+            row["parallel_over_torch"] = (float(np.median(np.array(r["parallel"]) /
+                                                          np.array(r["torch"])))
+                                          if "torch" in r else None)
         row["numpy_over_gemm"] = float(np.median(np.array(r["numpy"]) / np.array(r["gemm"])))
         line = f"{name:9s} {row['numpy']:9.2f} "
         if "torch" in r:
@@ -207,7 +233,12 @@ def main():
         else:
             line += f"{'-':>9s} {row['gemm']:8.2f} {'-':>9s} {'-':>7s} "
         line += f"{row['numpy_over_gemm']:8.2f}"
-        c = cpu[name]
+        if "parallel" in r:
+            line += f"  ({'data-parallel' if row['numpy_way'] == 'parallel' else 'one step, BLAS threaded'}"
+            line += f"; one step with BLAS threads {row['numpy_one_step']:.2f} ms, data-parallel {row['parallel']:.2f} ms)"
+        c = dict(cpu[name])
+        if row["numpy_way"] == "parallel":
+            c["numpy"] = c["parallel"]
         row["cpu_ms"] = {k: float(np.median(v)) for k, v in c.items()}
         if "torch" in c:
             row["cpu_numpy_over_torch"] = float(np.median(np.array(c["numpy"]) / np.array(c["torch"])))
