@@ -279,6 +279,64 @@ for name in ("distill_accuracy_vs_T.png", "distill_accuracy_vs_alpha.png"):
 """)
 
 md(r"""
+### 5b. Soft targets from a teacher that has not seen the image
+
+The diagnosis above can be checked in two lines: how sure is the teacher on the images it was trained on, and on
+images it has never seen?
+""")
+
+code(r"""
+def top_probability(z):
+    return D.softmax_with_temperature(z, 1.0).max(axis=1)
+
+z_test = D.teacher_logits(teacher, xte)
+for name, z, y in (("training images (seen)", z_train, ytr), ("test images (unseen)", z_test, yte)):
+    print(f"{name:24s} accuracy {np.mean(z.argmax(1) == y):.4f}   "
+          f"median top probability {np.median(top_probability(z)):.5f}")
+""")
+
+md(r"""
+The median is the same on both: the teacher is sure of itself everywhere, on images it has seen and on images it
+has not, so its soft targets at T = 1 are close to one-hot in either case. What differs is *where it is wrong*: on
+the training set it almost never is (it has memorised the labels), so there its soft targets add nothing to the
+labels; on new images it is wrong on 7.9 %, and those errors and near-misses are the "dark knowledge" a student
+could learn from. One remedy that keeps the 10-epoch student budget: **out-of-fold soft targets**
+(`D.out_of_fold_logits`). Split the training set in two halves, train a teacher of the same architecture on each
+half, and give every image the logits of the teacher that did *not* train on it. The two teachers together cost one
+teacher's worth of epochs.
+
+`benchmarks/distill_oof.py` compares, with the same cosine schedule for every arm and 3 seeds: the student alone,
+soft targets of the full teacher, out-of-fold soft targets, and out-of-fold soft targets plus a hint from the
+student's 64 hidden units to the teacher's 256 (through a `Linear(64, 256)` regressor).
+""")
+
+code(r"""
+res_path = ROOT / "benchmarks" / "results" / "distill_oof.json"
+if res_path.exists():
+    res = json.loads(res_path.read_text())
+    for who, c in res["soft_target_confidence"].items():
+        print(f"{who:8s} soft targets on the training set: right on {100 * c['train_accuracy']:.2f} %, "
+              f"median top probability {c['median_top_probability']:.5f}")
+    print(f"\n  {'arm':40s} {'mean %':>7s} {'vs alone':>9s}   seeds")
+    for arm, row in res["table"].items():
+        print(f"  {arm:40s} {100 * row['mean']:7.2f} {100 * row['gain_over_alone']:+9.2f}   "
+              + " ".join(f"{100 * a:.2f}" for a in row["accs"]))
+else:
+    print("run benchmarks/distill_oof.py to produce the comparison")
+""")
+
+md(r"""
+**What it says.** The out-of-fold teachers behave on the training images as a teacher behaves on new images —
+wrong on 8.5 % of them instead of 2 %, and still very sure of themselves (median top probability 0.9995) — but the
+student does not profit: every arm ends within ±0.3 point of the student alone, the best (out-of-fold soft targets plus the
+hint) +0.12 point, about the seed-to-seed spread. An earlier exploratory run with differently seeded fold teachers
+had shown +0.24; it did not survive this rerun, so we do not claim it. Our conclusion: for a 64-unit MLP trained
+10 epochs, the teacher has little to give that the labels do not — the student alone reaches 88.66 % here, and in
+one exploratory run trained for 30 epochs instead of 10 only 88.95 % (seed 0), so there is hardly any room left between what it learns alone and what a network
+of its size can hold. **The issue's +0.5 point target is missed, and we leave it missed.**
+""")
+
+md(r"""
 ## 6. Hints: matching a feature map through a learned regressor (FitNets)
 
 Logits are only the last 10 numbers of the teacher. FitNets also asks a middle layer of the student (the *guided*

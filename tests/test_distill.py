@@ -351,3 +351,59 @@ def test_hint_step_with_precomputed_logits_runs_teacher_prefix_only(digits_teach
     f = D.teacher_features(teacher, xtr[:5], "pool1")
     teacher(xtr[:5], capture=("pool1",))
     np.testing.assert_array_equal(f, teacher.features["pool1"])
+
+
+# ---- out-of-fold soft targets ---------------------------------------------------------------
+def _digits_subset(n=120):
+    from minicompress.data import load_digits
+    (x, y), _ = load_digits()
+    return x[:n], y[:n]
+
+
+@pytest.mark.parametrize("folds", [2, 3])
+def test_out_of_fold_logits_come_from_a_teacher_that_never_saw_the_image(folds):
+    x, y = _digits_subset()
+    seen_by = {}
+
+    def make(fold):
+        m = models.student(8, rng=np.random.default_rng(fold))
+        m.fold = fold
+        return m
+
+    def train(model, xp, yp):
+        # remember which images (by content) each fold's teacher was trained on
+        seen_by[model.fold] = {xi.tobytes() for xi in xp}
+        fit(model, optim.Adam(model.parameters(), lr=1e-2), (xp, yp), epochs=2, batch_size=32,
+            rng=np.random.default_rng(0), progress=False)
+
+    teachers = {}
+
+    def make_and_keep(fold):
+        teachers[fold] = make(fold)
+        return teachers[fold]
+
+    z = D.out_of_fold_logits(make_and_keep, (x, y), train, folds=folds, rng=np.random.default_rng(1))
+    assert z.shape == (len(x), 10) and z.dtype == np.float32 and np.all(np.isfinite(z))
+    assert len(seen_by) == folds
+    for n in range(len(x)):
+        # exactly the teachers that did not see image n; its logits are the one that did not
+        blind = [f for f in range(folds) if x[n].tobytes() not in seen_by[f]]
+        assert len(blind) == 1
+        np.testing.assert_allclose(z[n], teachers[blind[0]](x[n:n + 1])[0], rtol=1e-5, atol=1e-5)
+    # every fold trained on (folds − 1)/folds of the data
+    sizes = sorted(len(v) for v in seen_by.values())
+    assert sizes[0] >= len(x) * (folds - 1) // folds - 1
+
+
+@pytest.mark.parametrize("folds", [1, 0, 1.5, True, 10_000])
+def test_out_of_fold_logits_bad_folds(folds):
+    x, y = _digits_subset(20)
+    with pytest.raises(ValueError, match="folds"):
+        D.out_of_fold_logits(lambda f: None, (x, y), lambda *a: None, folds=folds,
+                             rng=np.random.default_rng(0))
+
+
+def test_out_of_fold_logits_needs_a_generator():
+    x, y = _digits_subset(20)
+    with pytest.raises(TypeError, match="rng"):
+        D.out_of_fold_logits(lambda f: None, (x, y), lambda *a: None, rng=0)
