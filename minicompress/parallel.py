@@ -119,6 +119,10 @@ class DataParallelStep:
         self.optimizer.zero_grad()
         for r in self.replicas[1:]:
             r.zero_grad()
+            # follow the model's train/eval mode, module by module (a replica copied the flags
+            # when it was made; model.train()/eval() since then set them on the model only)
+            for m, twin in zip(self.model.modules(), r.modules()):
+                twin.training = m.training
         # shards of (almost) equal size; a batch smaller than the number of workers uses fewer
         bounds = np.linspace(0, len(x), min(self.workers, len(x)) + 1).astype(int)
         shards = list(zip(bounds[:-1], bounds[1:]))

@@ -111,3 +111,15 @@ def test_nan_input_is_refused():
     with DataParallelStep(model, optim.Adam(model.parameters())) as step, \
             pytest.raises(FloatingPointError, match="NaN"):
         step(x, y)
+
+
+def test_replicas_follow_the_models_train_eval_mode():
+    x, y = _batch(n=8)
+    model = models.lenet5(rng=np.random.default_rng(0))
+    with DataParallelStep(model, optim.Adam(model.parameters()), workers=2) as step:
+        model.eval()
+        step(x, y)
+        assert all(not m.training for r in step.replicas for m in r.modules())
+        model.train()
+        step(x, y)
+        assert all(m.training for r in step.replicas for m in r.modules())
