@@ -109,3 +109,18 @@ def test_first_conv_of_one_channel_uses_transposed_im2col_and_matches_general_pa
     general, hw2 = im2col(x2, 3, 2, 1)
     assert hw == hw2
     np.testing.assert_array_equal(fast, general[:, ::2])
+
+
+@pytest.mark.parametrize("kkc,o", [(25, 6), (288, 64)])  # per-image path and one-matmul path
+@pytest.mark.parametrize("one_channel", [False, True])
+def test_conv_weight_gradient_is_g_transpose_cols(kkc, o, one_channel):
+    from minicompress.nn.conv import weight_gradient
+    r = np.random.default_rng(0)
+    n, p = 5, 12
+    if one_channel:   # im2col's 1-channel layout: cols is a transposed view of a contiguous array
+        cols = r.standard_normal((kkc, n * p)).astype(np.float32).T
+    else:
+        cols = r.standard_normal((n * p, kkc)).astype(np.float32)
+    g = r.standard_normal((n * p, o)).astype(np.float32)
+    expected = g.astype(np.float64).T @ cols.astype(np.float64)
+    np.testing.assert_allclose(weight_gradient(cols, g, n), expected, rtol=1e-4, atol=1e-4)
