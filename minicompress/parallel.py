@@ -112,6 +112,9 @@ class DataParallelStep:
         return [first] + [f.result() for f in futures]
 
     def __call__(self, x, y):
+        if len(x) == 0 or len(x) != len(y):
+            raise ValueError(f"DataParallelStep: need a non-empty batch with one label per image, "
+                             f"got {len(x)} images and {len(y)} labels")
         if not np.all(np.isfinite(x)):
             raise FloatingPointError("DataParallelStep: the input batch contains NaN or inf")
         if self._limits is None and self.workers > 1:

@@ -123,3 +123,12 @@ def test_replicas_follow_the_models_train_eval_mode():
         model.train()
         step(x, y)
         assert all(m.training for r in step.replicas for m in r.modules())
+
+
+@pytest.mark.parametrize("n_x,n_y", [(0, 0), (4, 3)])
+def test_empty_or_mismatched_batch_is_refused(n_x, n_y):
+    model = models.student(rng=np.random.default_rng(0))
+    x, _ = _batch(n=max(n_x, 1))
+    with DataParallelStep(model, optim.Adam(model.parameters())) as step, \
+            pytest.raises(ValueError, match="labels"):
+        step(x[:n_x], np.zeros(n_y, dtype=np.int64))
