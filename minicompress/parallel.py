@@ -28,7 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .nn import Module, Parameter, Sequential, cross_entropy
+from .nn import Module, Parameter, cross_entropy
+from .train import backward_from_logits, check_batch, check_logits, check_loss
 
 
 def replicate(module: Module, _memo=None) -> Module:
@@ -95,16 +96,6 @@ class DataParallelStep:
         """Rebuild the replicas from the model (after a change of structure)."""
         self.replicas = [self.model] + [replicate(self.model) for _ in range(self.workers - 1)]
 
-    def _forward(self, replica, x):
-        return replica(x)
-
-    @staticmethod
-    def _backward(replica, grad):
-        if isinstance(replica, Sequential):
-            replica.backward(grad, input_grad=False)  # ∂L/∂x of the images is never needed
-        else:
-            replica.backward(grad)
-
     def _run(self, fn, args_per_replica):
         """fn(*args) for every replica: the first on this thread, the others on the pool."""
         futures = [self._pool.submit(fn, *args) for args in args_per_replica[1:]]
@@ -115,8 +106,7 @@ class DataParallelStep:
         if len(x) == 0 or len(x) != len(y):
             raise ValueError(f"DataParallelStep: need a non-empty batch with one label per image, "
                              f"got {len(x)} images and {len(y)} labels")
-        if not np.all(np.isfinite(x)):
-            raise FloatingPointError("DataParallelStep: the input batch contains NaN or inf")
+        check_batch(x, "DataParallelStep")
         if self._limits is None and self.workers > 1:
             self._limits = _blas_single_thread()  # held until close(): one thread = one core
         self.optimizer.zero_grad()
@@ -130,16 +120,12 @@ class DataParallelStep:
         bounds = np.linspace(0, len(x), min(self.workers, len(x)) + 1).astype(int)
         shards = list(zip(bounds[:-1], bounds[1:]))
         replicas = self.replicas[:len(shards)]
-        parts = self._run(self._forward, [(r, x[a:b]) for r, (a, b) in zip(replicas, shards)])
+        parts = self._run(lambda r, xs: r(xs), [(r, x[a:b]) for r, (a, b) in zip(replicas, shards)])
         logits = np.concatenate(parts)
-        if not np.all(np.isfinite(logits)):
-            raise FloatingPointError("training stopped: the network output contains NaN or inf "
-                                     "(the weights diverged?); try a smaller learning rate")
+        check_logits(logits)
         loss, grad = self.loss_fn(logits, y)  # the full-batch loss: ∂L/∂z already carries 1/N
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"training stopped: the loss became {loss} (diverged); "
-                                     f"try a smaller learning rate")
-        self._run(self._backward, [(r, grad[a:b]) for r, (a, b) in zip(replicas, shards)])
+        check_loss(loss)
+        self._run(backward_from_logits, [(r, grad[a:b]) for r, (a, b) in zip(replicas, shards)])
         # the shards' gradients add up to the full batch's (see the module docstring)
         own = self.model.parameters()
         for r in replicas[1:]:

@@ -19,7 +19,6 @@ import numpy as np
 
 from .data import batches
 from .nn import Sequential, cross_entropy
-from .parallel import DataParallelStep
 
 
 class Progress:
@@ -67,23 +66,40 @@ def evaluate(model, x, y, batch_size=1000, loss_fn=cross_entropy):
     return {"loss": float(loss), "accuracy": float((logits.argmax(1) == y).mean())}
 
 
-def train_step(model, optimizer, x, y, loss_fn=cross_entropy):
-    """One step: zero grads, forward, loss, backward, Adam. Returns (loss, logits)."""
+def check_batch(x, where):
     if not np.all(np.isfinite(x)):
-        raise FloatingPointError("train_step: the input batch contains NaN or inf")
-    optimizer.zero_grad()
-    logits = model(x)
+        raise FloatingPointError(f"{where}: the input batch contains NaN or inf")
+
+
+def check_logits(logits):
     if not np.all(np.isfinite(logits)):
         raise FloatingPointError("training stopped: the network output contains NaN or inf "
                                  "(the weights diverged?); try a smaller learning rate")
-    loss, grad = loss_fn(logits, y)
+
+
+def check_loss(loss):
     if not np.isfinite(loss):
         raise FloatingPointError(f"training stopped: the loss became {loss} (diverged); "
                                  f"try a smaller learning rate")
+
+
+def backward_from_logits(model, grad):
+    """``model.backward(∂L/∂z)``; a Sequential skips ∂L/∂x of the images, never needed here."""
     if isinstance(model, Sequential):
-        model.backward(grad, input_grad=False)  # ∂L/∂x of the images is never needed here
+        model.backward(grad, input_grad=False)
     else:
         model.backward(grad)
+
+
+def train_step(model, optimizer, x, y, loss_fn=cross_entropy):
+    """One step: zero grads, forward, loss, backward, Adam. Returns (loss, logits)."""
+    check_batch(x, "train_step")
+    optimizer.zero_grad()
+    logits = model(x)
+    check_logits(logits)
+    loss, grad = loss_fn(logits, y)
+    check_loss(loss)
+    backward_from_logits(model, grad)
     optimizer.step()
     return loss, logits
 
@@ -110,6 +126,7 @@ def fit(model, optimizer, train_data, *, epochs, batch_size=128, rng, loss_fn=cr
         if step_fn is not None:
             raise ValueError("fit: workers > 1 applies to the default training step; a custom "
                              "step_fn must do its own splitting (see DataParallelStep)")
+        from .parallel import DataParallelStep  # here: parallel.py builds on this module
         with DataParallelStep(model, optimizer, workers=workers, loss_fn=loss_fn) as step:
             return fit(model, optimizer, train_data, epochs=epochs, batch_size=batch_size,
                        rng=rng, step_fn=step, eval_data=eval_data, on_step=on_step,
