@@ -81,8 +81,7 @@ def main():
     teacher = D.freeze(dense_model("teacher", data=data, progress=False))
     z_teacher = D.teacher_logits(teacher, xtr, cache="teacher_fashion_e10_s0_train")
     z_oof = oof_logits(xtr, ytr)
-    p_top = lambda z: np.median(np.max(np.exp(z - z.max(1, keepdims=True)) /  # noqa: E731
-                                       np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True), 1))
+    p_top = lambda z: np.median(D.softmax_with_temperature(z, 1.0).max(axis=1))  # noqa: E731
     confidence = {"teacher": {"train_accuracy": float(np.mean(z_teacher.argmax(1) == ytr)),
                               "median_top_probability": float(p_top(z_teacher))},
                   "oof": {"train_accuracy": float(np.mean(z_oof.argmax(1) == ytr)),

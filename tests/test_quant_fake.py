@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gradcheck import numerical_grad
-from minicompress import models, nn, optim
+from minicompress import models, nn, optim, prune
 from minicompress.quantize import (ActivationQuantizer, WeightQuantizer, calibrate, prepare,
                                    quantizer_parameters, quantizers, train_quantized)
 from minicompress.train import evaluate, fit
@@ -130,24 +130,11 @@ def test_delta_positive_by_construction():
         ActivationQuantizer(17)
 
 
-class _Mask(nn.WeightTransform):
-    """A minimal fixed pruning mask, W ⊙ m (the pruning package has the real one)."""
-
-    def __init__(self, mask):
-        self.mask = mask
-
-    def forward(self, w):
-        return w * self.mask
-
-    def backward(self, g):
-        return g * self.mask
-
-
 def test_composes_with_mask(rng):
     """W_eff = quant(W ⊙ m): pruned weights stay exactly 0, and the chain rule runs through both."""
     layer = nn.Linear(6, 4, rng=rng)
     mask = (rng.random((4, 6)) > 0.5).astype(np.float32)
-    layer.add_weight_transform(_Mask(mask))
+    prune.attach_mask(layer).set(mask)
     wq = layer.add_weight_transform(WeightQuantizer(3, grad_scale=False))
     wq.set_delta(0.05)
     w_eff = layer.effective_weight()
