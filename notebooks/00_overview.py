@@ -46,11 +46,10 @@
 # formula, which we complete from Hinton et al. 2015 (notebook 06).
 
 # %%
-import json, sys
+import json, tempfile
 from pathlib import Path
 from IPython.display import Image, display
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-sys.path.insert(0, str(ROOT))
 import minicompress
 print("minicompress", minicompress.__version__)
 print(sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")))
@@ -65,7 +64,8 @@ print(sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")))
 from minicompress import pipeline
 from minicompress.recipe import load_recipe, DEMO_RECIPE
 recipe = load_recipe(DEMO_RECIPE)
-result = pipeline.run(recipe, out=Path("/tmp/minicompress_nb00.npz"), progress=False)
+with tempfile.TemporaryDirectory() as tmp:          # the artifact file is not kept
+    result = pipeline.run(recipe, out=Path(tmp) / "demo.npz", progress=False)
 print(pipeline.format_table(result["stages"]))
 
 # %% [markdown]

@@ -30,13 +30,12 @@
 # `torch.optim.Adam`), `tests/test_layers_gradcheck.py`.
 
 # %%
-import os, sys, time
+import os, time
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-sys.path.insert(0, str(ROOT))
 from minicompress import models, nn, optim
 from minicompress.nn import Parameter
 from minicompress.data import load_dataset
@@ -45,10 +44,11 @@ from minicompress.train import fit, evaluate
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
 print("fast mode (8x8 digits, few epochs)" if FAST else "full mode (Fashion-MNIST)")
 
+FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # a folder to also save each figure in; unset: figures are only shown
+
 def save(fig, name):
-    # figures in figures/ are the full-mode ones; a fast run only shows them
-    if not FAST:
-        fig.savefig(ROOT / "figures" / name, dpi=110, bbox_inches="tight")
+    if FIGURES:
+        fig.savefig(Path(FIGURES) / name, dpi=110, bbox_inches="tight")
 
 
 # %% [markdown]

@@ -40,17 +40,21 @@
 #   the change of the loss when the weight is removed.
 
 # %%
-import os, sys, json, copy
+import os, json, copy, runpy
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-sys.path.insert(0, str(ROOT))
 from minicompress import models, optim, prune, metrics, nn
 from minicompress.data import load_dataset
 from minicompress.train import fit, evaluate
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
+FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # a folder to also save each figure in; unset: figures are only shown
+
+def save(fig, name):
+    if FIGURES:
+        fig.savefig(Path(FIGURES) / name, dpi=110, bbox_inches="tight")
 np.set_printoptions(precision=3, suppress=True, linewidth=110)
 print("fast mode (digits, few epochs)" if FAST else "full mode (Fashion-MNIST)")
 
@@ -108,8 +112,8 @@ if FAST:
     fit(net, optim.Adam(net.parameters(), 1e-3), (xtr, ytr), epochs=10, rng=np.random.default_rng(1), progress=False)
     input_shape, EPOCHS = (1, 8, 8), 6
 else:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import dense_model, fashion
+    common = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))   # the cached dense reference nets
+    dense_model, fashion = common["dense_model"], common["fashion"]
     (xtr, ytr), (xte, yte) = fashion()
     net = dense_model("lenet300", progress=False)
     input_shape, EPOCHS = (1, 28, 28), 6
@@ -179,8 +183,7 @@ fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
 ax[0].plot(trace_m); ax[0].set_title("m under the L1 term alone: pushed up"); ax[0].set_xlabel("Adam step")
 ax[1].plot(trace_w); ax[1].set_title("|W| where m < 1: pushed to 0"); ax[1].set_xlabel("Adam step")
 plt.tight_layout()
-if not FAST:
-    fig.savefig(ROOT / "figures" / "prune_l1_term_alone.png", dpi=110)
+save(fig, "prune_l1_term_alone.png")
 plt.show()
 print("all m went up:", bool(np.all(pm.data > 0.5)), "| all |W| went down:", bool(np.all(np.abs(pw.data) < np.abs(w0))))
 
@@ -233,8 +236,7 @@ diff = sum(int((prune.masks(learned)[n].keep != mk.keep).sum()) for n, mk in pru
 print(f"mask entries that differ from magnitude pruning: {diff}")
 plt.figure(figsize=(6, 3.5)); plt.plot(np.array(trace), marker="o")
 plt.xlabel("epoch"); plt.ylabel("|W| + s"); plt.title("fc2 mask scores near the cut, moved by Adam")
-if not FAST:
-    plt.savefig(ROOT / "figures" / "prune_mask_scores_under_adam.png", dpi=110)
+save(plt.gcf(), "prune_mask_scores_under_adam.png")
 plt.show()
 
 # %% [markdown]
@@ -260,8 +262,7 @@ fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
 ax[0].hist(dense.fc1.weight.data.ravel(), bins=100); ax[0].set_title("fc1 weights, dense")
 w = final.fc1.weight.data.ravel(); ax[1].hist(w[w != 0], bins=100, color="C1"); ax[1].set_title("fc1 non-zero weights after pruning")
 plt.tight_layout()
-if not FAST:
-    fig.savefig(ROOT / "figures" / "prune_weight_histograms.png", dpi=110)
+save(fig, "prune_weight_histograms.png")
 plt.show()
 
 # %% [markdown]

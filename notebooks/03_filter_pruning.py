@@ -43,17 +43,21 @@
 #   filters, reached with a cubic schedule; Adam learns scores that decide which filters stay.
 
 # %%
-import os, sys, json, copy
+import os, json, copy, runpy
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-sys.path.insert(0, str(ROOT))
 from minicompress import models, optim, prune, metrics, nn
 from minicompress.data import load_dataset
 from minicompress.train import fit, evaluate
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
+FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # a folder to also save each figure in; unset: figures are only shown
+
+def save(fig, name):
+    if FIGURES:
+        fig.savefig(Path(FIGURES) / name, dpi=110, bbox_inches="tight")
 np.set_printoptions(precision=3, suppress=True, linewidth=110)
 if FAST:
     (xtr, ytr), (xte, yte) = load_dataset("digits")
@@ -61,8 +65,8 @@ if FAST:
     fit(net, optim.Adam(net.parameters(), 1e-3), (xtr, ytr), epochs=15, rng=np.random.default_rng(1), progress=False)
     size, EPOCHS = 8, 6
 else:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import dense_model, fashion
+    common = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))   # the cached dense reference nets
+    dense_model, fashion = common["dense_model"], common["fashion"]
     (xtr, ytr), (xte, yte) = fashion()
     net = dense_model("lenet5", progress=False)
     size, EPOCHS = 28, 3
@@ -110,8 +114,7 @@ for ax, (s, v) in zip(axes, scores.items()):
     ax.bar(range(len(v)), v, color=["C3" if i in np.argsort(v)[:len(v) // 2] else "C0" for i in range(len(v))])
     ax.set_title(f"conv2 {s} (red: lowest half)"); ax.set_xlabel("filter")
 plt.tight_layout()
-if not FAST:
-    fig.savefig(ROOT / "figures" / "prune_filter_scores.png", dpi=110)
+save(fig, "prune_filter_scores.png")
 plt.show()
 
 # %% [markdown]

@@ -46,12 +46,11 @@
 #   every weight layer and every ReLU output, and the (normalised) input at 8 bits.
 
 # %%
-import os, sys, json, copy
+import os, json, copy, runpy
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-sys.path.insert(0, str(ROOT))
 from minicompress import models, optim
 from minicompress.data import load_dataset
 from minicompress.train import fit, evaluate
@@ -59,6 +58,11 @@ from minicompress import quantize as Q
 from minicompress.quantize.functional import symmetric_delta
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
+FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # a folder to also save each figure in; unset: figures are only shown
+
+def save(fig, name):
+    if FIGURES:
+        fig.savefig(Path(FIGURES) / name, dpi=110, bbox_inches="tight")
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 print("fast mode (digits)" if FAST else "full mode (Fashion-MNIST)")
 
@@ -108,8 +112,7 @@ if FAST:
     dense = models.lenet300(8, rng=rng)
     fit(dense, optim.Adam(dense.parameters(), lr=1e-3), (xtr, ytr), epochs=10, rng=rng, progress=False)
 else:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import dense_model
+    dense_model = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))["dense_model"]  # cached dense nets
     (xtr, ytr), (xte, yte) = load_dataset("fashion-mnist")
     dense = dense_model("lenet300", progress=False)
 print("float test accuracy:", evaluate(dense, xte, yte)["accuracy"])
@@ -127,8 +130,7 @@ for ax, method in zip(axes, ("minmax", "mse")):
     ax.set_title(f"fc1 weights, 4-bit grid from {method}: Δ = {d:.4f}")
     ax.set_xlabel("weight value"); ax.set_ylabel("count (log)")
 plt.tight_layout()
-if not FAST:
-    plt.savefig(ROOT / "figures" / "quant_weight_histogram_grid.png", dpi=110)
+save(plt.gcf(), "quant_weight_histogram_grid.png")
 plt.show()
 
 # %% [markdown]
@@ -155,8 +157,7 @@ for method, e in errors.items():
 plt.xlabel("bits n"); plt.ylabel("MSE of fc1 weights"); plt.legend(); plt.grid(alpha=0.3)
 plt.title("quantisation error vs bits")
 plt.tight_layout()
-if not FAST:
-    plt.savefig(ROOT / "figures" / "quant_error_vs_bits.png", dpi=110)
+save(plt.gcf(), "quant_error_vs_bits.png")
 plt.show()
 for method, e in errors.items():
     print(f"{method:10s}", "  ".join(f"{v:.2e}" for v in e))
@@ -231,8 +232,7 @@ axes[1].plot(*zip(*loss_curve), "o-")
 axes[1].set_xlabel("Adam step"); axes[1].set_ylabel("loss on 1000 training images")
 axes[1].set_title("task loss, 2-bit, weights frozen")
 plt.tight_layout()
-if not FAST:
-    plt.savefig(ROOT / "figures" / "quant_delta_trajectory.png", dpi=110)
+save(plt.gcf(), "quant_delta_trajectory.png")
 plt.show()
 
 # %% [markdown]

@@ -46,18 +46,22 @@
 #   say which. We use LSQ (Esser et al. 2020) for $\Delta$ and LSQ+ (Bhalgat et al. 2020) for the offset, below.
 
 # %%
-import os, sys, json, copy
+import os, json, copy, runpy
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-sys.path.insert(0, str(ROOT))
 from minicompress import models, optim
 from minicompress.data import load_dataset
 from minicompress.train import fit, evaluate, predict
 from minicompress import quantize as Q
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
+FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # a folder to also save each figure in; unset: figures are only shown
+
+def save(fig, name):
+    if FIGURES:
+        fig.savefig(Path(FIGURES) / name, dpi=110, bbox_inches="tight")
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 print("fast mode (digits)" if FAST else "full mode (Fashion-MNIST)")
 
@@ -101,8 +105,7 @@ if FAST:
         fit(dense[name], optim.Adam(dense[name].parameters(), lr=1e-3), (xtr, ytr), epochs=10, rng=rng,
             progress=False)
 else:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import dense_model
+    dense_model = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))["dense_model"]  # cached dense nets
     (xtr, ytr), (xte, yte) = load_dataset("fashion-mnist")
     dense = {name: dense_model(name, progress=False) for name in ("lenet300", "lenet5")}
 net = dense["lenet300"]
@@ -155,8 +158,7 @@ axes[2].plot(xs, grads_delta); axes[2].set_title("∂x̂/∂Δ (LSQ)")
 for ax in axes:
     ax.set_xlabel("x"); ax.grid(alpha=0.3)
 plt.tight_layout()
-if not FAST:
-    plt.savefig(ROOT / "figures" / "quant_lsq_gradient.png", dpi=110)
+save(plt.gcf(), "quant_lsq_gradient.png")
 plt.show()
 
 # %% [markdown]
@@ -240,8 +242,7 @@ for ax, (name, (fl, rows)) in zip(axes, results.items()):
     ax.grid(alpha=0.3)
 axes[0].legend(fontsize=8)
 plt.tight_layout()
-if not FAST:
-    plt.savefig(ROOT / "figures" / "quant_accuracy_vs_bits.png", dpi=110)
+save(plt.gcf(), "quant_accuracy_vs_bits.png")
 plt.show()
 for name, (fl, rows) in results.items():
     print(name, "float", fl)

@@ -39,18 +39,16 @@
 # Everything below is in `minicompress/distill.py`; the tests are `tests/test_distill.py`.
 
 # %%
-import os, sys, json
+import os, json, runpy
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-sys.path.insert(0, str(ROOT))
 from minicompress import models, optim
 from minicompress import distill as D
 from minicompress.data import load_dataset
 from minicompress.train import fit, evaluate
 from minicompress.nn import Conv2d, softmax
-from tests.gradcheck import numerical_grad
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
 print("fast mode (digits, few epochs)" if FAST else "full mode (Fashion-MNIST)")
@@ -95,6 +93,17 @@ p_s = np.exp(z_s / T) / np.exp(z_s / T).sum()
 p_t = np.exp(z_t / T) / np.exp(z_t / T).sum()
 loss_by_hand = T**2 * np.sum(p_t * np.log(p_t / p_s))
 grad_by_hand = T * (p_s - p_t) / 1
+
+def numerical_grad(f, x, eps=1e-6):
+    """∂f/∂x by central differences, (f(x+ε) − f(x−ε)) / 2ε, one entry of x at a time (f() reads x)."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(*x.shape):
+        old = x[i]
+        x[i] = old + eps; f_plus = f()
+        x[i] = old - eps; f_minus = f()
+        x[i] = old
+        g[i] = (f_plus - f_minus) / (2 * eps)
+    return g
 
 loss, grad = D.soft_target_loss(z_s, z_t, T)
 numeric = numerical_grad(lambda: D.soft_target_loss(z_s, z_t, T)[0], z_s)
@@ -156,8 +165,7 @@ if FAST:
         rng=np.random.default_rng(1), progress=False)
     z_train = D.teacher_logits(D.freeze(teacher), xtr)
 else:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from common import dense_model
+    dense_model = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))["dense_model"]  # cached dense nets
     (xtr, ytr), (xte, yte) = load_dataset("fashion-mnist")
     size, epochs = 28, 10
     teacher = D.freeze(dense_model("teacher", data=((xtr, ytr), (xte, yte)), progress=False))

@@ -41,17 +41,23 @@
 # otherwise it is Fashion-MNIST with the recipe `recipes/fashion_10kb.json`.
 
 # %%
-import os, sys, json
+import os, json, runpy, tempfile
+from types import SimpleNamespace
 from pathlib import Path
 import numpy as np
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
-sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / "scripts"))
 from minicompress import pipeline, prune, quantize
 from minicompress.recipe import validate, RecipeError, load_recipe, DEMO_RECIPE
 from minicompress.data import cache_dir
 from minicompress.figures import stage_chart
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
+FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # a folder to also save each figure in; unset: figures are only shown
+
+def save(fig, name):
+    if FIGURES:
+        fig.savefig(Path(FIGURES) / name, dpi=110, bbox_inches="tight")
+
 if FAST:
     recipe = load_recipe(DEMO_RECIPE)
     recipe["teacher"]["epochs"], recipe["distill"]["epochs"] = 5, 10
@@ -116,7 +122,7 @@ kept_per_pixel = (fc1.effective_weight() != 0).sum(0).reshape(run.input_size, ru
 fig, ax = plt.subplots(figsize=(3.6, 3.2))
 im = ax.imshow(kept_per_pixel, cmap="viridis"); plt.colorbar(im, ax=ax)
 ax.set_title("fc1: surviving weights per input pixel"); ax.axis("off")
-fig.savefig(ROOT / "figures" / "pipeline_fc1_mask.png", dpi=110, bbox_inches="tight"); plt.show()
+save(fig, "pipeline_fc1_mask.png"); plt.show()
 print({name: f"{1 - (m.effective_weight() != 0).mean():.1%}" for name, m in
        [("fc1", run.subject.fc1), ("fc2", run.subject.fc2)]})
 
@@ -150,7 +156,8 @@ for name, q in acts:
 out = Path(os.environ.get("TMPDIR", "/tmp")) / "minicompress_nb07.npz"
 row = pipeline.stage_export(run, out)
 print(pipeline.format_table(run.rows))
-import run_artifact_standalone as standalone
+# the reader uses NumPy only and is a script, not part of the library: load it from its file
+standalone = SimpleNamespace(**runpy.run_path(str(ROOT / "scripts" / "run_artifact_standalone.py")))
 header, blob = standalone.read(out)
 same = np.array_equal(standalone.run(header, blob, run.x_test[:500]), run.integer.forward(run.x_test[:500]))
 print("independent reader gives identical logits:", same)
@@ -166,7 +173,7 @@ for step in header["steps"]:
 
 # %%
 name = "digits" if FAST else "fashion"
-path = stage_chart(run.rows, ROOT / "figures" / f"pipeline_stages_notebook_{name}.png",
+path = stage_chart(run.rows, Path(FIGURES or tempfile.mkdtemp()) / f"pipeline_stages_notebook_{name}.png",
                    title=f"stages on {recipe['dataset']}")
 from IPython.display import Image, display
 display(Image(str(path)))
