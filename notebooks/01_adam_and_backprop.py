@@ -44,7 +44,7 @@ from minicompress.train import fit, evaluate
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
 print("fast mode (8x8 digits, few epochs)" if FAST else "full mode (Fashion-MNIST)")
 
-FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # a folder to also save each figure in; unset: figures are only shown
+FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # if set, a folder to also save the figures in
 
 def save(fig, name):
     if FIGURES:

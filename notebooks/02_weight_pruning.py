@@ -50,11 +50,12 @@ from minicompress.data import load_dataset
 from minicompress.train import fit, evaluate
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
-FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # a folder to also save each figure in; unset: figures are only shown
+FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # if set, a folder to also save the figures in
 
 def save(fig, name):
     if FIGURES:
         fig.savefig(Path(FIGURES) / name, dpi=110, bbox_inches="tight")
+
 np.set_printoptions(precision=3, suppress=True, linewidth=110)
 print("fast mode (digits, few epochs)" if FAST else "full mode (Fashion-MNIST)")
 

@@ -58,11 +58,12 @@ from minicompress import quantize as Q
 from minicompress.quantize.functional import symmetric_delta
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
-FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # a folder to also save each figure in; unset: figures are only shown
+FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # if set, a folder to also save the figures in
 
 def save(fig, name):
     if FIGURES:
         fig.savefig(Path(FIGURES) / name, dpi=110, bbox_inches="tight")
+
 np.set_printoptions(precision=4, suppress=True, linewidth=110)
 print("fast mode (digits)" if FAST else "full mode (Fashion-MNIST)")
 

@@ -52,7 +52,7 @@ from minicompress.recipe import validate, RecipeError, load_recipe, DEMO_RECIPE
 from minicompress.data import cache_dir
 from minicompress.figures import stage_chart
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
-FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # a folder to also save each figure in; unset: figures are only shown
+FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # if set, a folder to also save the figures in
 
 def save(fig, name):
     if FIGURES:

@@ -131,7 +131,7 @@ def execute(nb, *, fast, cwd=NOTEBOOKS, figures=None, timeout=TIMEOUT):
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
     with kernel_environment(fast, figures):
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=False,
                                 resources={"metadata": {"path": str(cwd)}})
         try:
             client.execute()
