@@ -75,7 +75,10 @@ def differences(py, ipynb=None):
     ipynb = Path(ipynb) if ipynb else Path(py).with_suffix(".ipynb")
     if not ipynb.exists():
         return [f"{ipynb.name} does not exist"]
-    want, have = cells(read_source(py)), cells(nbformat.read(ipynb, as_version=4))
+    try:
+        want, have = cells(read_source(py)), cells(nbformat.read(ipynb, as_version=4))
+    except ValueError as e:
+        raise ValueError(f"cannot read {ipynb.name} or {Path(py).name}: {e}") from None
     found = []
     for i, (w, h) in enumerate(zip(want, have)):
         if w[0] != h[0]:
@@ -194,8 +197,20 @@ def write_notebook(nb, path):
 
 
 def previous(path):
+    """The .ipynb at ``path`` as it is now (None if there is none)."""
     import nbformat
-    return nbformat.read(path, as_version=4) if Path(path).exists() else None
+    if not Path(path).exists():
+        return None
+    try:
+        return nbformat.read(path, as_version=4)
+    except ValueError as e:
+        raise ValueError(f"cannot read {Path(path).name}: {e}") from None
+
+
+def shown(path):
+    """``path`` relative to the repository when it is inside it (for messages)."""
+    path = Path(path)
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
 def build(py, *, fast, figures=None, timeout=TIMEOUT):
@@ -252,6 +267,13 @@ def main(argv=None):
     if args.figures and not Path(args.figures).is_dir():
         sys.exit(f"build_notebooks: --figures {args.figures!r} is not an existing folder")
 
+    try:
+        return run(args, chosen)
+    except (OSError, ValueError) as e:  # an unreadable or malformed .py/.ipynb
+        sys.exit(f"build_notebooks: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+
+
+def run(args, chosen):
     if args.check:
         problems = [f"{py.name}: {d}" for py in chosen for d in differences(py)]
         for line in problems:
@@ -266,7 +288,7 @@ def main(argv=None):
         if args.sync:
             ipynb, changed = sync(py)
             note = f"; changed code cells, now without outputs (a build fills them): {changed}" if changed else ""
-            print(f"synced {ipynb.relative_to(ROOT)}{note}", flush=True)
+            print(f"synced {shown(ipynb)}{note}", flush=True)
             continue
         t0 = time.perf_counter()
         try:
@@ -274,7 +296,7 @@ def main(argv=None):
         except NotebookFailed as e:
             sys.exit(f"build_notebooks: {py.name}: {e} (the .ipynb was not changed)")
         mode_name = "fast" if args.fast else "full"
-        print(f"built {ipynb.relative_to(ROOT)} ({mode_name} mode, {time.perf_counter() - t0:.0f} s)", flush=True)
+        print(f"built {shown(ipynb)} ({mode_name} mode, {time.perf_counter() - t0:.0f} s)", flush=True)
     return 0
 
 

@@ -141,3 +141,17 @@ def test_notebook_runs_in_fast_mode_and_writes_nothing_into_the_repository(py):
     assert not errors, f"{py.name}: error outputs {[(e['ename'], e['evalue']) for e in errors]}"
     changed = changed_files(before, repository_files())
     assert not changed, f"running {py.name} changed files of the repository: {changed}"
+
+
+def test_a_malformed_ipynb_is_a_one_line_error_naming_it(tmp_path, monkeypatch):
+    py = _pair(tmp_path, CELLS)
+    py.with_suffix(".ipynb").write_text("{ not json")
+    monkeypatch.setattr(build, "NOTEBOOKS", tmp_path)
+    with pytest.raises(SystemExit) as e:
+        build.main(["--check"])
+    message = str(e.value)
+    assert "cannot read 01_demo.ipynb" in message and "\n" not in message
+    with pytest.raises(SystemExit) as e:
+        build.main(["--sync"])
+    assert "cannot read 01_demo.ipynb" in str(e.value) and "\n" not in str(e.value)
+    assert py.with_suffix(".ipynb").read_text() == "{ not json"          # left as it was
