@@ -97,7 +97,7 @@ def encode_codes(codes, bits: int) -> tuple[bytes, dict]:
     return min(candidates, key=lambda c: (_deflated(c[0]), len(c[0])))
 
 
-MAX_TENSOR_ELEMENTS = 2 ** 24   # 16.7 M codes per tensor (the teacher's largest has 0.8 M)
+MAX_TENSOR_ELEMENTS = 2 ** 22   # 4.2 M codes per tensor (the teacher's largest has 0.8 M)
 MAX_DIM = 2 ** 24
 RAW_DTYPES = ("<i4", "<i8", "<f4")
 ENTRY_KEYS = {"raw": {"encoding", "offset", "nbytes", "dtype", "shape"},
@@ -282,7 +282,7 @@ def write_artifact(path, header: dict, blob: bytes) -> Path:
 # far above every model minicompress builds (the largest, the Fashion-MNIST teacher, has a
 # 0.3 MB blob and a 4 KB header) and keep a hostile file from asking for gigabytes.
 MAX_HEADER_BYTES = 16 * 2 ** 20
-MAX_BLOB_BYTES = 64 * 2 ** 20
+MAX_BLOB_BYTES = 32 * 2 ** 20
 _NPY_PREAMBLE = 4096              # an .npy header is at most this long for a 1-D uint8 array
 
 
