@@ -27,7 +27,7 @@ import numpy as np
 from . import metrics, models, optim
 from .data import load_dataset, standardization
 from .distill import DistillationLoss, cosine_lr, fit_distill, teacher_logits
-from .io import load_model
+from .io import atomic_write, load_model
 from .nn import cross_entropy
 from .prune import learned_mask_prune
 from .quantize import calibrate, convert, prepare, train_quantized
@@ -220,11 +220,8 @@ def run(recipe, *, out="model.npz", report=None, progress=True, data=None):
         raise ValueError("pipeline: nothing to compress — the 'teacher' stage is skipped")
     result = r.result()
     if report:
-        rp = Path(report)
-        rp.parent.mkdir(parents=True, exist_ok=True)
-        tmp = rp.with_name(rp.name + ".part")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(rp)
+        with atomic_write(report) as f:    # durable, and no temporary file left on failure
+            f.write((json.dumps(result, indent=2) + "\n").encode())
     return result
 
 

@@ -21,7 +21,7 @@ from minicompress.artifact import (MAX_BLOB_BYTES, ArtifactError, read_artifact,
                                    write_artifact)
 from minicompress.data import standardization
 from minicompress.quantize import calibrate, convert, prepare
-from minicompress.serialize import (MAX_STEPS, decode_integer_model, input_spec,
+from minicompress.serialize import (MAX_STEPS, input_spec,
                                     load_integer_model, save_integer_model)
 
 
