@@ -28,7 +28,7 @@ from .quantize.integer import (FORMAT, INT32_LIMIT, M0_BITS, IntegerModel, IntFl
 
 # ---- limits (docs/FORMAT.md, "Limits") ----------------------------------------------------------
 MAX_STEPS = 10_000
-MAX_MODEL_ELEMENTS = 2 ** 22          # all tensors' elements together (the teacher: 0.85 M)
+MAX_MODEL_ELEMENTS = 2 ** 22          # all tensors' elements together (the teacher: 0.83 M)
 MAX_SAMPLE_ELEMENTS = 2 ** 20         # largest per-image activation or im2col block (teacher: 56 k)
 MAX_KERNEL = 64
 CODE_MIN, CODE_MAX = -2 ** 15, 2 ** 16 - 1     # activation codes of at most 16 bits

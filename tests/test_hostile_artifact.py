@@ -275,6 +275,13 @@ def _npy(array):
     return buf.getvalue()
 
 
+def _members_raw(hb, blob=b""):
+    import hashlib
+    return {"blob.npy": _npy(np.frombuffer(blob, np.uint8)),
+            "checksum.npy": _npy(np.frombuffer(hashlib.sha256(hb + blob).digest(), np.uint8)),
+            "header.npy": _npy(np.frombuffer(hb, np.uint8))}
+
+
 def _members(header, blob, digest=None):
     import hashlib
     hb = json.dumps(header).encode()
@@ -291,6 +298,7 @@ def _members(header, blob, digest=None):
      "checksum"),
     ("header-not-object", lambda m: _members([1, 2], b""), "JSON object"),
     ("header-nan", lambda m: _members({"a": float("nan")}, b""), "not valid JSON"),
+    ("header-duplicate-key", lambda m: _members_raw(b'{"a":1,"a":2}'), "duplicate key"),
     ("header-deep", lambda m: {**_members({}, b""), "header.npy": None}, "not valid JSON"),
 ])
 def test_hostile_container_is_rejected(valid, tmp_path, name, members, message):
