@@ -438,7 +438,14 @@ def load_integer_model(path, gemm="auto") -> IntegerModel:
 
 
 def read_header(path) -> dict:
-    return read_artifact(path)[0]
+    """The header of a valid artifact (the whole file is validated first, so a caller such as
+    ``info`` can trust every field)."""
+    header, blob = read_artifact(path)
+    try:
+        decode_integer_model(header, blob)
+    except ArtifactError as e:
+        raise ArtifactError(f"{path}: {e}") from None
+    return header
 
 
 def integer_model_size(im: IntegerModel, meta=None) -> int:

@@ -21,7 +21,7 @@ from minicompress.artifact import (MAX_BLOB_BYTES, ArtifactError, read_artifact,
                                    write_artifact)
 from minicompress.data import standardization
 from minicompress.quantize import calibrate, convert, prepare
-from minicompress.serialize import (MAX_STEPS, input_spec,
+from minicompress.serialize import (MAX_STEPS, input_spec, read_header,
                                     load_integer_model, save_integer_model)
 
 
@@ -251,6 +251,8 @@ def test_hostile_header_is_rejected_naming_the_field(valid, tmp_path, name, chan
         load_integer_model(bad)
     assert isinstance(err.value, ArtifactError)
     assert "\n" not in str(err.value) and str(bad) in str(err.value)
+    with pytest.raises(ArtifactError, match=field):       # `info` reads the header: same checks
+        read_header(bad)
 
 
 def test_the_unmodified_file_loads_and_runs(valid):
