@@ -109,11 +109,12 @@ ENTRY_KEYS = {"raw": {"encoding", "offset", "nbytes", "dtype", "shape"},
 def json_int(value, what, lo, hi) -> int:
     """A JSON integer in [lo, hi] (not a bool, not a float such as 3.0), else ArtifactError."""
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ArtifactError(f"{what} must be an integer in [{lo}, {hi}], got {_show(value)}")
+        raise ArtifactError(f"{what} must be an integer in [{lo}, {hi}], got {show(value)}")
     return value
 
 
-def _show(value) -> str:
+def show(value) -> str:
+    """A JSON value for an error message, cut to 60 characters."""
     text = json.dumps(value) if isinstance(value, (int, float, str, list, dict, type(None))) \
         else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -123,7 +124,7 @@ def entry_shape(entry: dict, what="shape") -> tuple:
     """The declared shape, each dimension in [1, MAX_DIM], at most MAX_TENSOR_ELEMENTS in all."""
     shape = entry.get("shape")
     if not isinstance(shape, list) or not 1 <= len(shape) <= 4:
-        raise ArtifactError(f"{what} must be a list of 1 to 4 integers, got {_show(shape)}")
+        raise ArtifactError(f"{what} must be a list of 1 to 4 integers, got {show(shape)}")
     dims = tuple(json_int(d, what, 1, MAX_DIM) for d in shape)
     count = 1
     for d in dims:
@@ -139,10 +140,10 @@ def check_entry(entry, blob_size: int) -> dict:
     offset and byte count, shape and element count, and that the byte count is exactly what the
     encoding needs for that shape. Returns the entry; raises ArtifactError naming the key."""
     if not isinstance(entry, dict):
-        raise ArtifactError(f"must be a tensor reference (a JSON object), got {_show(entry)}")
+        raise ArtifactError(f"must be a tensor reference (a JSON object), got {show(entry)}")
     encoding = entry.get("encoding")
     if encoding not in ENTRY_KEYS:
-        raise ArtifactError(f"encoding must be one of {sorted(ENTRY_KEYS)}, got {_show(encoding)}")
+        raise ArtifactError(f"encoding must be one of {sorted(ENTRY_KEYS)}, got {show(encoding)}")
     if set(entry) != ENTRY_KEYS[encoding]:
         raise ArtifactError(f"a {encoding} tensor has exactly the keys {sorted(ENTRY_KEYS[encoding])}, "
                             f"got {sorted(entry)}")
@@ -152,7 +153,7 @@ def check_entry(entry, blob_size: int) -> dict:
     count = int(np.prod(shape))
     if encoding == "raw":
         if entry["dtype"] not in RAW_DTYPES:
-            raise ArtifactError(f"dtype must be one of {list(RAW_DTYPES)}, got {_show(entry['dtype'])}")
+            raise ArtifactError(f"dtype must be one of {list(RAW_DTYPES)}, got {show(entry['dtype'])}")
         need = np.dtype(entry["dtype"]).itemsize * count
     else:
         bits = json_int(entry["bits"], "bits", 1, 16)

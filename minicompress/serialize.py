@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifact import (ArtifactError, BlobWriter, _show, check_entry, entry_shape, json_int,
+from .artifact import (ArtifactError, BlobWriter, show, check_entry, entry_shape, json_int,
                        read_artifact, read_tensor, write_artifact)
 from .quantize.integer import (FORMAT, INT32_LIMIT, M0_BITS, IntegerModel, IntFlatten, IntLayer,
                                IntMaxPool, IntReLU, QuantizeInput, _compact, step_shape)
@@ -120,7 +120,7 @@ class StepReader:
     def int(self, name, lo, hi):
         v = self.step[name]
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-            raise self.fail(name, f"must be an integer in [{lo}, {hi}], got {_show(v)}")
+            raise self.fail(name, f"must be an integer in [{lo}, {hi}], got {show(v)}")
         return v
 
     def float32(self, name, lo=0.0, hi=FLOAT32_MAX):
@@ -129,7 +129,7 @@ class StepReader:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
             and lo < v <= hi and float(np.float32(v)) == v
         if not ok:
-            raise self.fail(name, f"must be a float32 number in ({lo:g}, {hi:g}], got {_show(v)}")
+            raise self.fail(name, f"must be a float32 number in ({lo:g}, {hi:g}], got {show(v)}")
         return np.float32(v)
 
     def tensor(self, name, dtypes=None, shapes=None, total=None):
@@ -169,11 +169,11 @@ class ElementBudget:
 
 def _check_keys(i, step):
     if not isinstance(step, dict):
-        raise ArtifactError(f"steps[{i}] must be a JSON object, got {_show(step)}")
+        raise ArtifactError(f"steps[{i}] must be a JSON object, got {show(step)}")
     kind = step.get("kind")
     if kind not in STEP_KEYS:
         raise ArtifactError(f"steps[{i}] field 'kind': must be one of {sorted(STEP_KEYS)}, "
-                            f"got {_show(kind)}")
+                            f"got {show(kind)}")
     if STEP_KEYS[kind] is None:
         out = REQUANT_KEYS if "out.m0" in step else LOGITS_KEYS
         allowed = LAYER_KEYS | out
@@ -189,13 +189,11 @@ def _check_keys(i, step):
 
 
 class Grid:
-    """What the reader knows about the codes flowing between steps: the grid (Δ, z, q_lo, q_hi)
-    they were quantised on, the narrower range [lo, hi] they can actually take (after a ReLU),
-    and the per-image shape."""
+    """What the reader knows about the codes flowing between steps: the step Δ and zero point z
+    of their grid, the range [lo, hi] they can take (narrowed by a ReLU), the per-image shape."""
 
-    def __init__(self, delta, zero, q_lo, q_hi, shape):
-        self.delta, self.zero, self.q_lo, self.q_hi = delta, zero, q_lo, q_hi
-        self.lo, self.hi, self.shape = q_lo, q_hi, tuple(shape)
+    def __init__(self, delta, zero, lo, hi, shape):
+        self.delta, self.zero, self.lo, self.hi, self.shape = delta, zero, lo, hi, tuple(shape)
 
 
 def _read_quantize_input(r: StepReader, shape):
@@ -231,14 +229,8 @@ def _read_flatten(r: StepReader, g: Grid):
     return step
 
 
-def _read_layer(r: StepReader, g: Grid, last: bool, budget, gemm):
-    kind, st = r.step["kind"], r.step
-    logits = "out.out_scale" in st
-    if logits != last:
-        raise r.fail("out.out_scale" if logits else "out.m0",
-                     "only the last step returns logits (out.out_scale); every other layer "
-                     "requantises (out.m0, out.shift, ...)")
-    # the input grid must be the grid of the codes that arrive
+def _read_in_grid(r: StepReader, g: Grid):
+    """(in_delta, in_zero, in_lo, in_hi): they must describe the codes that actually arrive."""
     in_lo = r.int("in_lo", CODE_MIN, CODE_MAX)
     in_hi = r.int("in_hi", in_lo, CODE_MAX)
     if not in_lo <= g.lo <= g.hi <= in_hi:
@@ -252,75 +244,101 @@ def _read_layer(r: StepReader, g: Grid, last: bool, budget, gemm):
     if in_delta != g.delta:
         raise r.fail("in_delta", f"must be the step {float(g.delta)!r} of the codes it receives, "
                                  f"got {float(in_delta)!r}")
+    return in_delta, in_zero, in_lo, in_hi
+
+
+def _read_geometry(r: StepReader, g: Grid):
+    """(weight shape, weight bits, stride, padding), checked against the incoming shape —
+    from the header alone, before any weight is decoded."""
     bits = r.int("weight_bits", 2, 16)
-    entry = st["weight"]
+    entry = r.step["weight"]
     if not isinstance(entry, dict) or entry.get("encoding") not in ("packed", "sparse", "sparse_gaps"):
         raise r.fail("weight", "must be a packed, sparse or sparse_gaps tensor reference")
     if entry.get("bits") != bits:
-        raise r.fail("weight", f"bits must equal weight_bits = {bits}, got {_show(entry.get('bits'))}")
+        raise r.fail("weight", f"bits must equal weight_bits = {bits}, got {show(entry.get('bits'))}")
     try:
         w_shape = entry_shape(entry)
     except ArtifactError as e:
         raise r.fail("weight", str(e)) from None
-    if kind == "linear":
+    if r.step["kind"] == "linear":
         if len(g.shape) != 1 or len(w_shape) != 2 or w_shape[1] != g.shape[0]:
             raise r.fail("weight", f"a linear layer receiving {list(g.shape)} needs shape "
                                    f"[O, {int(np.prod(g.shape))}] (flatten an image first), "
                                    f"got {list(w_shape)}")
-        stride, padding = r.int("stride", 1, 1), r.int("padding", 0, 0)
-    else:
-        if len(g.shape) != 3 or len(w_shape) != 4 or w_shape[1] != g.shape[2] \
-                or w_shape[2] != w_shape[3] or w_shape[2] > MAX_KERNEL:
-            raise r.fail("weight", f"a conv2d layer receiving (H, W, C) = {list(g.shape)} needs "
-                                   f"shape [O, {g.shape[-1]}, k, k] with k ≤ {MAX_KERNEL}, "
-                                   f"got {list(w_shape)}")
-        k = w_shape[2]
-        stride, padding = r.int("stride", 1, MAX_KERNEL), r.int("padding", 0, k - 1)
-        h, w, _ = g.shape
-        if min(h, w) + 2 * padding < k:
-            raise r.fail("weight", f"kernel {k} is larger than the padded input {h}×{w} "
-                                   f"(padding {padding})")
-    o = w_shape[0]
+        return w_shape, bits, r.int("stride", 1, 1), r.int("padding", 0, 0)
+    if len(g.shape) != 3 or len(w_shape) != 4 or w_shape[1] != g.shape[2] \
+            or w_shape[2] != w_shape[3] or w_shape[2] > MAX_KERNEL:
+        raise r.fail("weight", f"a conv2d layer receiving (H, W, C) = {list(g.shape)} needs "
+                               f"shape [O, {g.shape[-1]}, k, k] with k ≤ {MAX_KERNEL}, "
+                               f"got {list(w_shape)}")
+    k = w_shape[2]
+    stride, padding = r.int("stride", 1, MAX_KERNEL), r.int("padding", 0, k - 1)
+    h, w, _ = g.shape
+    if min(h, w) + 2 * padding < k:
+        raise r.fail("weight", f"kernel {k} is larger than the padded input {h}×{w} "
+                               f"(padding {padding})")
+    return w_shape, bits, stride, padding
+
+
+def _check_worst_accumulator(r: StepReader, w_shape, bits, in_grid):
+    """Worst |acc| from the header alone: fan-in · 2^(b−1) · max|q_x − z_x| must be < 2^31
+    (the bias, an int32, is bounded with the actual weights by IntLayer)."""
+    _, in_zero, in_lo, in_hi = in_grid
     fan_in = int(np.prod(w_shape[1:]))
-    # worst case |acc| from the header alone: fan-in · max|q_w| · max|q_x − z_x| (+ bias below)
     x_max = max(abs(in_lo - in_zero), abs(in_hi - in_zero))
     worst = fan_in * 2 ** (bits - 1) * x_max
     if worst >= INT32_LIMIT:
         raise r.fail("weight", f"worst-case accumulator {fan_in} (fan-in) × 2^{bits - 1} × "
                                f"{x_max} = {worst} does not fit in int32 (< 2^31)")
+
+
+def _read_logits_out(r: StepReader, o, budget):
+    scale = r.tensor("out.out_scale", ("<f4",), [[1], [o]], budget)
+    if not np.all(np.isfinite(scale) & (scale > 0) & (scale <= MAX_OUT_SCALE)):
+        raise r.fail("out.out_scale", f"every scale must be finite, > 0 and ≤ {MAX_OUT_SCALE:.3g}")
+    return {"out_scale": np.broadcast_to(scale, (o,)).copy()}
+
+
+def _read_requantize_out(r: StepReader, o, budget):
+    """M₀, shift and the output grid of a requantising layer."""
+    m0 = r.tensor("out.m0", ("<i4",), [[1], [o]], budget)
+    shift = r.tensor("out.shift", ("<i4",), [[1], [o]], budget)
+    if np.any((m0 < 0) | (m0 >= 2 ** M0_BITS)):
+        raise r.fail("out.m0", f"every M₀ must be in [0, 2^{M0_BITS}), got [{m0.min()}, {m0.max()}]")
+    if np.any((shift < 1) | (shift > MAX_SHIFT)):
+        raise r.fail("out.shift", f"every shift must be in [1, {MAX_SHIFT}], got "
+                                  f"[{shift.min()}, {shift.max()}]")
+    out_lo = r.int("out.out_lo", CODE_MIN, CODE_MAX)
+    out_hi = r.int("out.out_hi", out_lo, CODE_MAX)
+    out_zero = r.int("out.out_zero", CODE_MIN, out_hi)
+    relu = r.int("out.relu", 0, 1)
+    if relu and out_lo < out_zero:
+        raise r.fail("out.out_lo", f"with out.relu = 1 it must be ≥ out.out_zero = {out_zero}")
+    return {"m0": m0, "shift": shift, "out_delta": r.float32("out.out_delta"),
+            "out_zero": out_zero, "out_lo": out_lo, "out_hi": out_hi, "relu": relu}
+
+
+def _read_layer(r: StepReader, g: Grid, last: bool, budget, gemm):
+    """A linear/conv2d step: everything the header says is checked first (grids, shapes, the
+    worst-case accumulator), then the tensors are decoded (each against the element budget),
+    then the exact accumulator bound and the per-image size. Updates the grid ``g``."""
+    logits = "out.out_scale" in r.step
+    if logits != last:
+        raise r.fail("out.out_scale" if logits else "out.m0",
+                     "only the last step returns logits (out.out_scale); every other layer "
+                     "requantises (out.m0, out.shift, ...)")
+    in_grid = _read_in_grid(r, g)
+    w_shape, bits, stride, padding = _read_geometry(r, g)
+    _check_worst_accumulator(r, w_shape, bits, in_grid)
+    o = w_shape[0]
     q_w = r.tensor("weight", total=budget)
     q_b = r.tensor("bias", ("<i4",), [[o]], budget)
     w_delta = r.tensor("weight_delta", ("<f4",), [[1], [o]], budget)
     if not np.all(np.isfinite(w_delta) & (w_delta > 0)):
         raise r.fail("weight_delta", "every Δ_w must be finite and > 0")
-    if logits:
-        scale = r.tensor("out.out_scale", ("<f4",), [[1], [o]], budget)
-        if not np.all(np.isfinite(scale) & (scale > 0) & (scale <= MAX_OUT_SCALE)):
-            raise r.fail("out.out_scale", f"every scale must be finite, > 0 and ≤ {MAX_OUT_SCALE:.3g}")
-        out = {"out_scale": np.broadcast_to(scale, (o,)).copy()}
-        out_grid = None
-    else:
-        m0 = r.tensor("out.m0", ("<i4",), [[1], [o]], budget)
-        shift = r.tensor("out.shift", ("<i4",), [[1], [o]], budget)
-        if np.any((m0 < 0) | (m0 >= 2 ** M0_BITS)):
-            raise r.fail("out.m0", f"every M₀ must be in [0, 2^{M0_BITS}), got "
-                                   f"[{m0.min()}, {m0.max()}]")
-        if np.any((shift < 1) | (shift > MAX_SHIFT)):
-            raise r.fail("out.shift", f"every shift must be in [1, {MAX_SHIFT}], got "
-                                      f"[{shift.min()}, {shift.max()}]")
-        out_lo = r.int("out.out_lo", CODE_MIN, CODE_MAX)
-        out_hi = r.int("out.out_hi", out_lo, CODE_MAX)
-        out_zero = r.int("out.out_zero", CODE_MIN, out_hi)
-        relu = r.int("out.relu", 0, 1)
-        if relu and out_lo < out_zero:
-            raise r.fail("out.out_lo", f"with out.relu = 1 it must be ≥ out.out_zero = {out_zero}")
-        out_delta = r.float32("out.out_delta")
-        out = {"m0": m0, "shift": shift, "out_delta": out_delta, "out_zero": out_zero,
-               "out_lo": out_lo, "out_hi": out_hi, "relu": relu}
-        out_grid = (out_delta, out_zero, out_lo, out_hi)
+    out = _read_logits_out(r, o, budget) if logits else _read_requantize_out(r, o, budget)
     try:
-        step = IntLayer(kind, q_w, bits, w_delta, q_b, (in_delta, in_zero, in_lo, in_hi), out,
-                        stride, padding, gemm)
+        step = IntLayer(r.step["kind"], q_w, bits, w_delta, q_b, in_grid, out, stride, padding, gemm)
     except OverflowError:
         raise r.fail("bias", "the accumulator bound Σ|q_w|·max|q_x − z_x| + |q_b| of this "
                              "layer's weights and bias does not fit in int32") from None
@@ -328,12 +346,10 @@ def _read_layer(r: StepReader, g: Grid, last: bool, budget, gemm):
     if max(work, int(np.prod(shape))) > MAX_SAMPLE_ELEMENTS:
         raise r.fail("weight", f"one image would need {max(work, int(np.prod(shape)))} elements "
                                f"of activations; at most {MAX_SAMPLE_ELEMENTS} are accepted")
-    if out_grid is not None:
-        new = Grid(*out_grid, shape)
-        # the grid's own range is [out_lo, out_hi] before a fused ReLU; record the real one
-        g.__dict__.update(new.__dict__)
-    else:
-        g.shape = shape
+    g.shape = shape
+    if not logits:   # the codes now live on the output grid, in [out_lo, out_hi]
+        g.delta, g.zero = out["out_delta"], out["out_zero"]
+        g.lo, g.hi = out["out_lo"], out["out_hi"]
     return step
 
 
@@ -341,7 +357,7 @@ def _read_input(header):
     spec = header["input"]
     if not isinstance(spec, dict) or set(spec) != {"shape", "mean", "std"}:
         raise ArtifactError(f"header field 'input': must be an object with exactly 'shape', "
-                            f"'mean' and 'std', got {_show(spec)}")
+                            f"'mean' and 'std', got {show(spec)}")
     try:
         shape = entry_shape(spec, "header field 'input.shape'")
     except ArtifactError as e:
@@ -360,15 +376,15 @@ def decode_integer_model(header, blob, gemm="auto") -> IntegerModel:
     """(header, blob) → IntegerModel, each field validated (see the module docstring). Linear in
     the number of steps; memory bounded by the (capped) declared sizes."""
     if not isinstance(header, dict):
-        raise ArtifactError(f"header must be a JSON object, got {_show(header)}")
+        raise ArtifactError(f"header must be a JSON object, got {show(header)}")
     keys = set(header)
     if not HEADER_KEYS <= keys <= HEADER_KEYS | OPTIONAL_HEADER_KEYS:
         raise ArtifactError(f"header: fields must be {sorted(HEADER_KEYS)} (and optionally "
                             f"{sorted(OPTIONAL_HEADER_KEYS)}), got {sorted(keys)}")
     if header["model"] != FORMAT:
-        raise ArtifactError(f"header field 'model': must be {FORMAT!r}, got {_show(header['model'])}")
+        raise ArtifactError(f"header field 'model': must be {FORMAT!r}, got {show(header['model'])}")
     if not isinstance(header["meta"], dict):
-        raise ArtifactError(f"header field 'meta': must be a JSON object, got {_show(header['meta'])}")
+        raise ArtifactError(f"header field 'meta': must be a JSON object, got {show(header['meta'])}")
     float_bytes = None
     if "float_bytes" in header:
         float_bytes = json_int(header["float_bytes"], "header field 'float_bytes' must be",
@@ -377,7 +393,7 @@ def decode_integer_model(header, blob, gemm="auto") -> IntegerModel:
     steps_in = header["steps"]
     if not isinstance(steps_in, list) or not 2 <= len(steps_in) <= MAX_STEPS:
         raise ArtifactError(f"header field 'steps': must be a list of 2 to {MAX_STEPS} steps, got "
-                            + (f"{len(steps_in)}" if isinstance(steps_in, list) else _show(steps_in)))
+                            + (f"{len(steps_in)}" if isinstance(steps_in, list) else show(steps_in)))
     _check_blob_tiling(steps_in, len(blob))
     budget, steps, grid = ElementBudget(), [], None
     for i, st in enumerate(steps_in):
@@ -411,11 +427,11 @@ def _check_blob_tiling(steps, blob_size):
                 if ref["offset"] != end or isinstance(ref["offset"], bool):
                     raise ArtifactError(f"steps[{i}] ({st.get('kind')}) field '{name}': offset "
                                         f"must be {end} (tensors lie back to back in header "
-                                        f"order), got {_show(ref['offset'])}")
+                                        f"order), got {show(ref['offset'])}")
                 n = ref.get("nbytes")
                 if isinstance(n, bool) or not isinstance(n, int) or n < 0:
                     raise ArtifactError(f"steps[{i}] ({st.get('kind')}) field '{name}': nbytes "
-                                        f"must be an integer ≥ 0, got {_show(n)}")
+                                        f"must be an integer ≥ 0, got {show(n)}")
                 end += n
     if end != blob_size:
         raise ArtifactError(f"blob: the tensors cover {end} bytes but the blob holds {blob_size}")
