@@ -95,3 +95,57 @@ def test_a_running_writers_part_is_left_alone(tmp_path):
 def test_save_npz_is_atomic_too(tmp_path):
     mio.save_npz_atomic(tmp_path / "a.npz", {"x": np.arange(3)})
     assert [p.name for p in tmp_path.iterdir()] == ["a.npz"]
+
+
+_COMPRESS = """
+import sys, time
+from contextlib import contextmanager
+import minicompress.artifact as art
+real = art.atomic_write
+
+@contextmanager
+def held_open(path):
+    # the real atomic_write, paused half-way through writing the artifact at --out
+    with real(path) as f:
+        if str(path) == sys.argv[2]:
+            f.write(b"half of an artifact")
+            f.flush()
+            print("writing", flush=True)
+            time.sleep(120)
+        yield f
+
+art.atomic_write = held_open
+from minicompress.__main__ import main
+sys.exit(main(["compress", "--recipe", sys.argv[1], "--out", sys.argv[2], "--quiet"]))
+"""
+
+TINY = {"seed": 3, "dataset": "digits", "batch_size": 64,
+        "teacher": {"model": "student", "epochs": 1}, "distill": None,
+        "prune": {"sparsity": 0.5, "epochs": 1, "lr": 1e-3},
+        "quantize": {"weight_bits": 4, "activation_bits": 8, "epochs": 0}}
+
+
+def test_a_compress_run_killed_while_writing_leaves_nothing_at_out(tmp_path):
+    """``compress`` killed with SIGKILL in the middle of writing its artifact: nothing at --out;
+    the next ``compress`` to the same --out writes it and leaves no part behind."""
+    import json
+    recipe = tmp_path / "tiny.json"
+    recipe.write_text(json.dumps(TINY))
+    out = tmp_path / "out" / "model.npz"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-c", _COMPRESS, str(recipe), str(out)], env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+        proc.stdout.close()
+    assert not out.exists()
+    assert len(mio.stale_parts(out)) == 1                   # what kill -9 leaves
+
+    done = subprocess.run([sys.executable, "-m", "minicompress", "compress", "--recipe",
+                           str(recipe), "--out", str(out), "--quiet"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["model.npz"]

@@ -33,7 +33,8 @@ exact below 2^53 (and we require B < 2^31, the int32 accumulator, or refuse to c
 gives bit-identical results.
 
 Storage (``to_arrays``): weights bit-packed (int8: one per byte; int4: two; int2: four), int32
-biases, float32 steps, int64 M₀ / n / zero points — plain numeric and string arrays, saved with
+biases, float32 steps, int32 M₀ / n (one value when per-tensor), int64 zero points — plain
+numeric and string arrays, saved with
 ``allow_pickle=False``.
 """
 from __future__ import annotations
