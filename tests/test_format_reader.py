@@ -128,3 +128,12 @@ def test_direct_writer_gives_the_bytes_of_the_plain_array_route(tmp_path, digits
     again = save_integer_model(load_integer_model(path), tmp_path / "c.npz", meta=meta)
     assert again.read_bytes() == path.read_bytes()
     np.testing.assert_array_equal(load_integer_model(again).forward(xte), im.forward(xte))
+
+
+def test_images_of_the_wrong_shape_are_a_clear_error(tmp_path, digits):
+    """A digits model (8x8 input, recorded in the file) given 28x28 images."""
+    (xtr, _), _ = digits
+    _, path = _artifact(tmp_path / "d.npz", models.student(8, hidden=8,
+                        rng=np.random.default_rng(0)), "digits", xtr)
+    with pytest.raises(ValueError, match=r"shape \(N, 1, 8, 8\)"):
+        load_integer_model(path).forward(np.zeros((2, 1, 28, 28), np.float32))

@@ -416,6 +416,9 @@ class IntegerModel:
             raise TypeError(f"IntegerModel.forward: x must be a float array, got {x.dtype}")
         if not np.all(np.isfinite(x)):
             raise ValueError("IntegerModel.forward: x contains NaN or inf")
+        if self.input is not None and tuple(x.shape[1:]) != tuple(self.input["shape"]):
+            raise ValueError(f"IntegerModel.forward: x must have shape (N, "
+                             f"{', '.join(map(str, self.input['shape']))}), got {x.shape}")
         a = x.astype(np.float32, copy=False)
         for step in self.steps:
             a = step.run(a)
