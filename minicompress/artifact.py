@@ -99,7 +99,7 @@ def encode_codes(codes, bits: int) -> tuple[bytes, dict]:
 
 MAX_TENSOR_ELEMENTS = 2 ** 22   # 4.2 M codes per tensor (the teacher's largest: 0.8 M)
 MAX_DIM = 2 ** 24
-RAW_DTYPES = ("<i4", "<i8", "<f4")
+RAW_DTYPES = ("<i4", "<f4")
 ENTRY_KEYS = {"raw": {"encoding", "offset", "nbytes", "dtype", "shape"},
               "packed": {"encoding", "offset", "nbytes", "bits", "shape"},
               "sparse": {"encoding", "offset", "nbytes", "bits", "shape", "nnz", "mask_bytes"},
