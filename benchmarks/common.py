@@ -106,14 +106,16 @@ def save_result(name, payload):
     return path
 
 
-def update_result(name, key, payload):
+def update_result(name, key, payload, *, merge=False):
     """Put ``payload`` (with its own machine record) under ``key`` of ``results/<name>.json``,
     keeping the file's other keys: for a script whose runs differ by one argument (a seed, a
-    thread count, a recipe) and belong in its one results file."""
+    thread count) and belong in its one results file. ``merge=True`` keeps the entries of the old
+    ``key`` that ``payload`` does not replace (a run of some of the models)."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     data = json.loads(path.read_text()) if path.exists() else {}
-    data[key] = dict(payload, machine=_machine())
+    old = data.get(key, {}) if merge else {}
+    data[key] = {**old, **payload, "machine": _machine()}
     _write_json(path, data)
     print(f"wrote {path} [{key}]")
     return path
