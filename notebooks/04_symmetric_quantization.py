@@ -262,13 +262,10 @@ print(f"stored bytes {im.nbytes():,} vs float32 {im.float_bytes:,}  → {im.nbyt
 
 # %%
 for name in ("lenet300", "lenet5"):
-    rows = []
-    for suffix in ("", "_more"):
-        p = ROOT / "benchmarks" / "results" / f"quant_{name}{suffix}.json"
-        if p.exists():
-            r = json.loads(p.read_text()); rows += r["rows"]; fl = r["float_accuracy"]
-    if not rows:
-        continue
+    p = ROOT / "benchmarks" / "results" / f"quant_table_{name}.json"
+    if not p.exists():
+        print(f"{name}: run benchmarks/quant_table.py {name}"); continue
+    r = json.loads(p.read_text()); rows, fl = r["rows"], r["float_accuracy"]
     print(f"{name}: float {100 * fl:.2f} %")
     for row in rows:
         print(f"  {row['row']:24s} {row['bits']}-bit  {100 * row['accuracy']:6.2f} %   integer model "

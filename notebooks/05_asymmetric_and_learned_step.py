@@ -224,10 +224,9 @@ for name in ("lenet300", "lenet5"):
         results[name] = (evaluate(dense[name], xte, yte)["accuracy"], digits_rows(name))
         continue
     rows, fl = [], None
-    for suffix in ("", "_more"):
-        p = ROOT / "benchmarks" / "results" / f"quant_{name}{suffix}.json"
-        if p.exists():
-            r = json.loads(p.read_text()); rows += r["rows"]; fl = r["float_accuracy"]
+    p = ROOT / "benchmarks" / "results" / f"quant_table_{name}.json"    # made by benchmarks/quant_table.py
+    if p.exists():
+        r = json.loads(p.read_text()); rows, fl = r["rows"], r["float_accuracy"]
     results[name] = (fl, rows)
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 4))
