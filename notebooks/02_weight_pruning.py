@@ -269,7 +269,7 @@ plt.show()
 # %% [markdown]
 # ## Accuracy against sparsity on Fashion-MNIST
 #
-# The protocol: from the 10-epoch dense nets, prune in steps to 50/75/90/95/98 % *global* sparsity with 2
+# The benchmark protocol: from the 10-epoch dense nets, prune in steps to 50/75/90/95/98 % *global* sparsity with 2
 # epochs of Adam fine-tuning per step (10 epochs in all). Measured by `benchmarks/prune_weights.py` (and the PyTorch
 # reference by `benchmarks/prune_torch_reference.py`); the figure is drawn by `benchmarks/prune_figure.py`. The
 # "control" is the dense net fine-tuned for the same 10 epochs without pruning, so a gain from extra training is not

@@ -256,7 +256,7 @@ print(f"stored bytes {im.nbytes():,} vs float32 {im.float_bytes:,}  → {im.nbyt
 # %% [markdown]
 # ## On Fashion-MNIST
 #
-# `benchmarks/quant_table.py` runs the issue's protocol (dense 10-epoch nets; PTQ calibrated on 1000 training images;
+# `benchmarks/quant_table.py` runs the benchmark protocol (dense 10-epoch nets; PTQ calibrated on 1000 training images;
 # 3 epochs of Adam at lr 1e-4 for QAT). The rows compare the document's min–max $\Delta$, $\Delta$ learned by Adam with
 # frozen weights, and $\Delta$ learned together with the weights (our LSQ). Notebook 05 plots them against the bits.
 

@@ -195,7 +195,7 @@ plt.tight_layout(); plt.show()
 # * **QAT, fixed Δ**: weights trained through min–max quantisers whose $\Delta$ stays fixed.
 # * **QAT + learned Δ** (our LSQ): weights and steps trained together.
 #
-# Full mode reads the Fashion-MNIST numbers measured by `benchmarks/quant_table.py` (the protocol); fast mode
+# Full mode reads the Fashion-MNIST numbers measured by `benchmarks/quant_table.py` (the benchmark protocol); fast mode
 # measures a small version on the digits here.
 
 # %%

@@ -248,9 +248,9 @@ else:
 
 # %% [markdown]
 # **What the sweep says.** Under every schedule the picture is the same and it is monotonic: the *higher* the
-# temperature and the *larger* α, the *worse* the 64-unit student. The issue's recipe (T = 4, α = 0.9, constant 1e-3)
+# temperature and the *larger* α, the *worse* the 64-unit student. The recipe we were asked to try (T = 4, α = 0.9, constant 1e-3)
 # reproduces the PyTorch result — a little below the student alone. The only setting that does not lose is T = 1 with
-# α = 0.5, and it wins by a fraction of a point, not the 0.5 point the issue asks for. **The target is missed.**
+# α = 0.5, and it wins by a fraction of a point, not the 0.5 point that was the goal. **The target is missed.**
 #
 # Why, as far as we can tell: the teacher is very sure of itself on the images it was trained on (it classifies 97.9 %
 # of the training set correctly, and the median gap between its largest and smallest logit there is about 27). On
@@ -319,7 +319,7 @@ else:
 # had shown +0.24; it did not survive this rerun, so we do not claim it. Our conclusion: for a 64-unit MLP trained
 # 10 epochs, the teacher has little to give that the labels do not — the student alone reaches 88.66 % here, and in
 # one exploratory run trained for 30 epochs instead of 10 only 88.95 % (seed 0), so there is hardly any room left between what it learns alone and what a network
-# of its size can hold. **The issue's +0.5 point target is missed, and we leave it missed.**
+# of its size can hold. **The +0.5 point goal is missed, and we leave it missed.**
 
 # %% [markdown]
 # ## 6. Hints: matching a feature map through a learned regressor (FitNets)
@@ -379,7 +379,7 @@ for name in ("distill_cnn.json", "distill_cnn_T1.json", "distill_cnn_T1_cosine_t
 # regressor) does not help on average: it is ahead of logits-only on one seed and behind on the other two. Attention
 # transfer ends level with logits-only. None of them reaches the student alone. At T = 1 (3 seeds) the distilled lenet5 is ahead
 # of lenet5 alone by less than a tenth of a point, which is smaller than the seed-to-seed spread: nominally a win, in
-# practice a tie. So the issue's second target ("a distilled lenet5 beats lenet5 alone") is met only in that weak
+# practice a tie. So the second goal ("a distilled lenet5 beats lenet5 alone") is met only in that weak
 # sense, under the same 10-epoch budget. The hint loss itself does its job (it falls steadily, above); what it
 # transfers is not what this student lacks.
 #
