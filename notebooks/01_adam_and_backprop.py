@@ -75,8 +75,8 @@ def save(fig, name):
 # element-wise, or what $\beta_1, \beta_2, \epsilon$ usually are. We use Kingma & Ba's defaults
 # $\beta_1 = 0.9,\ \beta_2 = 0.999,\ \epsilon = 10^{-8}$, keep $\epsilon$ *outside* the square root as the document
 # writes it (PyTorch does the same), and add no weight decay. The document calls $\alpha$ the "initial" learning
-# rate; in these equations it is simply the step size — nothing changes it unless a schedule is added on top.
-# It also calls $m_t$, $v_t$ unbiased estimates; they are not — $\hat m_t$, $\hat v_t$ are (for gradients
+# rate (初始学习率); in these equations it is simply the step size — nothing changes it unless a schedule is added on top.
+# It also calls $m_t$, $v_t$ unbiased estimates (计算梯度的指数加权无偏估计); they are not — $\hat m_t$, $\hat v_t$ are (for gradients
 # with a steady mean), which is what section 2 below shows.
 #
 # Below, a scalar $\theta$ on $f(\theta) = \tfrac12(\theta-3)^2 \cdot 10$ (gradient $g = 10(\theta - 3)$), computed by
@@ -210,7 +210,7 @@ for label, path in runs.items():
 # quadratic Adam is not the only good tool. Adam's per-coordinate scaling helps most when the stiff
 # directions line up with the coordinate axes, as here. The cell below rotates the same valley by 45°: now no
 # coordinate is "the stiff one", Adam's normalisation no longer matches the valley, and after 150 steps it is far
-# behind both SGD variants. The document's claim that Adam converges "faster and more robustly" is a tendency on
+# behind both SGD variants. The document's claim that Adam converges "faster and more robustly" (Adam具有更快的收敛速度和更好的鲁棒性) is a tendency on
 # neural-network losses (next section), not a theorem.
 
 # %%
