@@ -34,7 +34,7 @@
 #   0/1 again. Taken alone, its L1 term does not produce sparsity at all (step 4 shows why). We keep the mask binary at
 #   every step (a top-k of learned scores at an exact budget) and reach the target sparsity gradually with the cubic
 #   schedule of Zhu & Gupta.
-# * "A ratio" could be per layer or over the whole network: both are implemented; the benchmark uses *global*.
+# * "A ratio" (一定比例) could be per layer or over the whole network: both are implemented; the benchmark uses *global*.
 # * "Gradient norm" as a score of a single weight is the magnitude of its gradient; we average it over several
 #   calibration batches, and add the first-order Taylor score $\lvert w\,\partial L/\partial w\rvert$, which estimates
 #   the change of the loss when the weight is removed.
@@ -163,7 +163,8 @@ for scope in ("global", "layer"):
 # $$\frac{\partial\mathcal L}{\partial W} = g\odot m + \lambda\,\mathrm{sign}(W)\odot(1-m),\qquad
 #   \frac{\partial\mathcal L}{\partial m} = g\odot W - \lambda\,\lvert W\rvert .$$
 #
-# The document says the L1 term "encourages more weights to be pruned". Look at its two gradients: on $m$ it is
+# The document says the L1 term "encourages more weights to be pruned" (第二项是 $L_1$ 范数正则化项,用于促使更多的权重被剪枝).
+# Look at its two gradients: on $m$ it is
 # $-\lambda\lvert W\rvert\le 0$, so a descent step **raises** every mask entry (toward *keeping* the weight), and the
 # term vanishes at $m=1$. On $W$ it is $\lambda\,\mathrm{sign}(W)(1-m)$: it shrinks a weight toward 0 exactly where the
 # mask is dropping it. So the term cleans up after the mask — a dropped weight decays to zero, after which the mask no
