@@ -31,15 +31,16 @@
 # | 5 | remove the zero filters | `prune.shrink`, `prune.remove_filters` (the next layer shrinks too) |
 #
 # **Where the document is ambiguous or silent, and what we do.**
-# * Step 1 says the mask "has the shape of the convolution filter, each element one whole filter": that is one entry
+# * Step 1 says the mask "has the shape of the convolution filter, each element one whole filter"
+#   (剪枝掩码 $\boldsymbol{m}$ 的形状与卷积滤波器的形状相同,每个元素对应一个完整的滤波器): that is one entry
 #   per *output filter*, shape (O,), not the filter's (C, k, k) shape. We read it that way.
 # * The mask must also silence the filter's **bias**: a filter with zero weights still outputs $b_o$, which the next
 #   layer sees (and, behind a padded convolution, not as a constant that could be folded into the next bias). So the
 #   mask multiplies the layer's *output* channel, which zeroes weight and bias at once, and the masked network computes
 #   exactly what the smaller network computes.
-# * Step 5 says "remove" but not that the *next* layer must lose the matching inputs — for a conv followed by
+# * Step 5 says "remove" (永久性地移除) but not that the *next* layer must lose the matching inputs — for a conv followed by
 #   Flatten → Linear, a whole block of H·W input columns per channel. We do it, and test that the outputs agree.
-# * The "similar loss" of step 4 is read as for weights (notebook 02): the sparsity comes from a budget of kept
+# * The "similar loss" (类似于权重剪枝的损失函数) of step 4 is read as for weights (notebook 02): the sparsity comes from a budget of kept
 #   filters, reached with a cubic schedule; Adam learns scores that decide which filters stay.
 
 # %%
@@ -91,7 +92,7 @@ print(gated)
 # ## Step 2 — filter scores
 #
 # For filter $o$ with weights $W_o$ (all its $C\cdot k\cdot k$ entries): L1 norm $\sum\lvert W_o\rvert$, L2 norm
-# $\lVert W_o\rVert_2$, the median of $\lvert W_o\rvert$ (the document's "absolute median", robust to a few large
+# $\lVert W_o\rVert_2$, the median of $\lvert W_o\rvert$ (the document's "absolute median", 绝对中值, robust to a few large
 # weights), and the Taylor score $\frac1B\sum_b\lvert\sum_{n,h,w}a\odot\partial L/\partial a\rvert$ (Molchanov et al.
 # 2017), the first-order change of the loss when the filter's output $a$ is set to 0. First, four filters of a tiny
 # conv you can read (1 input channel, 2×2 kernels):
