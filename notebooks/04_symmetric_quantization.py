@@ -36,7 +36,7 @@
 #   $r_{\max}$, but step 4 *learns* $\Delta$; as soon as it is smaller than $r_{\max}/(2^{n-1}-1)$ the largest values
 #   round to integers that do not fit in $n$ bits. We always clip to $[-(2^{n-1}-1),\,2^{n-1}-1]$ (shown below).
 # * Step 4's loss goes through $\mathrm{round}$, whose derivative is zero almost everywhere, so "Adam optimises
-#   $\Delta$" needs a surrogate gradient. We use the straight-through estimator for $x$ and the LSQ gradient for
+#   $\Delta$" (使用Adam优化算法优化量化间隔 $\Delta$) needs a surrogate gradient. We use the straight-through estimator for $x$ and the LSQ gradient for
 #   $\Delta$ (Esser et al. 2020), explained in notebook 05.
 # * $\Delta$ must stay positive; the document does not say how. We learn $\log\Delta$, so every value Adam produces is
 #   a valid step, and Adam's step (≈ the learning rate, in parameter units) becomes a *relative* change of $\Delta$.
