@@ -33,7 +33,7 @@
 #
 # **Where the document is imprecise, and what we do**
 #
-# * "Asymmetric quantisation can represent a larger range": both kinds spread $2^n$ (or $2^n-1$) levels over an
+# * "Asymmetric quantisation can represent a larger range" (非对称量化相比对称量化可以表示更大范围的值): both kinds spread $2^n$ (or $2^n-1$) levels over an
 #   interval; the asymmetric one puts the interval where the data is. For one-sided data — every activation after a
 #   ReLU — the symmetric grid wastes its whole negative half, i.e. one bit. After a ReLU we therefore use the unsigned
 #   grid ($r_{\min}=0$, no offset to store); the learned offset is used only where values can be negative (the
