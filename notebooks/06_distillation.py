@@ -24,7 +24,7 @@
 # probabilities, which the plain label throws away.
 #
 # **What the document gives, and where it stops.** §3.3 lists the steps — train a teacher $T$, build a student $S$
-# whose structure and parameters differ, define a transfer loss $\mathcal{L}_{\text{KD}}$ — and starts to list the
+# whose structure and parameters differ (其结构和参数与教师模型不同), define a transfer loss $\mathcal{L}_{\text{KD}}$ — and starts to list the
 # usual transfer losses. The text ends in the middle of the first one (`\mathcal{L}_{\text{KD}}^{\text{soft`), so the
 # formula itself, the weight between the soft and hard terms, the temperature, and the feature-map losses are all
 # missing. We complete them from the two papers the section is clearly following:
@@ -399,7 +399,7 @@ for name in ("distill_cnn.json", "distill_cnn_T1.json", "distill_cnn_T1_cosine_t
 #   constant), not the reverse.
 # * **No temperature, α or $T^2$ is given.** We explain $T^2$ above and choose T and α by the sweep, not by habit:
 #   the common α = 0.9 was the losing choice for this small student.
-# * **"Other transfer losses"** are announced but not written: we implement FitNets hints (with a learned regressor)
+# * **"Other transfer losses"** (常用的知识传递损失函数包括:…) are announced but not written: we implement FitNets hints (with a learned regressor)
 #   and attention transfer, both checked by central differences in `tests/test_distill.py`.
 # * **Training details.** The document does not say that the teacher must be frozen; we freeze it (eval mode,
 #   `requires_grad=False`, no backward), and precompute its logits because nothing about an image's teacher output
