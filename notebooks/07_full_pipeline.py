@@ -17,7 +17,8 @@
 # # The full pipeline — distillation, pruning and quantization together (§1, §2.2)
 #
 # The document closes its overview (§1, and §2.2 *模型压缩与Adam优化的联系*, "how model compression and Adam
-# optimisation connect") with one claim: the three techniques work best **combined**, and Adam drives each of them.
+# optimisation connect") with one claim: the three techniques work best **combined**
+# (通常需要结合使用才能获得较好的压缩效果), and Adam drives each of them.
 # This notebook runs that combination stage by stage:
 #
 # | stage | document | what Adam optimises | task loss |
