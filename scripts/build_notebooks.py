@@ -269,19 +269,25 @@ def edition_path(py, lang="zh"):
     return translation_file(py, lang).with_suffix(".ipynb")
 
 
-def read_translations(path):
-    """``{key: translated markdown}`` from a translation file; text before the first entry is a comment."""
+def read_entries(path):
+    """``[(cell index, key, translated markdown), ...]`` of a translation file, in file order; text before
+    the first entry is a comment. [] if the file does not exist."""
     path = Path(path)
     if not path.exists():
-        return {}
+        return []
     text = path.read_text(encoding="utf-8")
     marks = list(ENTRY.finditer(text))
+    return [(int(mark.group(1)), mark.group(2), text[mark.end():after.start() if after else len(text)].strip("\n"))
+            for mark, after in zip(marks, marks[1:] + [None])]
+
+
+def read_translations(path):
+    """``{key: translated markdown}`` from a translation file."""
     found = {}
-    for mark, after in zip(marks, marks[1:] + [None]):
-        body = text[mark.end():after.start() if after else len(text)].strip("\n")
-        if mark.group(2) in found and found[mark.group(2)] != body:
-            raise ValueError(f"{shown(path)}: two different translations keyed en:{mark.group(2)}")
-        found[mark.group(2)] = body
+    for _, key, body in read_entries(path):
+        if key in found and found[key] != body:
+            raise ValueError(f"{shown(Path(path))}: two different translations keyed en:{key}")
+        found[key] = body
     return found
 
 
@@ -291,21 +297,30 @@ def first_line(source):
 
 def translation_problems(py, lang="zh"):
     """Why the translations of ``py`` are not current, one line per cell; [] when every markdown cell of
-    ``py`` has a translation keyed by its current text and no translation is left over."""
+    ``py`` has a translation keyed by its current text and no translation is left over. A changed cell
+    whose old entry still carries its index is reported once, as changed."""
     path = translation_file(py, lang)
+    entries = read_entries(path)
     have = read_translations(path)
-    wanted = {}
+    cells_ = [(i, c.source) for i, c in enumerate(read_source(py).cells) if c.cell_type == "markdown"]
+    wanted = {cell_key(source) for _, source in cells_}
+    stale = {index: key for index, key, _ in entries if key not in wanted}
     problems = []
-    for i, cell in enumerate(read_source(py).cells):
-        if cell.cell_type == "markdown":
-            key = cell_key(cell.source)
-            wanted[key] = i
-            if key not in have:
-                problems.append(f"{Path(py).name} markdown cell {i} (starting {first_line(cell.source)!r}) "
-                                f"has no translation keyed en:{key} in {shown(path)}: translate it")
-    for key in have.keys() - wanted.keys():
-        problems.append(f"{shown(path)}: the translation keyed en:{key} (starting {first_line(have[key])!r}) "
-                        "matches no English cell any more (stale): re-translate the changed cell")
+    for i, source in cells_:
+        key = cell_key(source)
+        if key in have:
+            continue
+        if i in stale:
+            problems.append(f"{Path(py).name} markdown cell {i} (starting {first_line(source)!r}) changed: its "
+                            f"translation in {shown(path)} is keyed en:{stale.pop(i)} (stale); translate the new "
+                            f"text and set the key to en:{key}")
+        else:
+            problems.append(f"{Path(py).name} markdown cell {i} (starting {first_line(source)!r}) has no "
+                            f"translation keyed en:{key} in {shown(path)}: translate it")
+    for index, key in stale.items():
+        problems.append(f"{shown(path)}: the translation keyed en:{key} (cell {index}, starting "
+                        f"{first_line(have[key])!r}) matches no English cell any more (stale): remove it, or "
+                        "re-key it to the English cell it translates")
     return problems
 
 

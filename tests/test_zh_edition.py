@@ -74,10 +74,26 @@ def test_a_changed_english_cell_is_reported_by_name(tmp_path):
     assert edited != text
     (tmp_path / py.name).write_text(edited)
     problems = build.translation_problems(tmp_path / py.name, "zh")
-    assert any("has no translation" in p and "'## Glossary (edited)" in p for p in problems), problems
-    assert any("stale" in p for p in problems), problems
+    assert len(problems) == 1, problems
+    assert "markdown cell 1 (starting '## Glossary (edited)" in problems[0] and "changed" in problems[0], problems
+    assert "(stale)" in problems[0] and f"en:{build.cell_key(build.read_source(tmp_path / py.name).cells[1].source)}" \
+        in problems[0], problems
     with pytest.raises(ValueError, match="lacks translations of cell"):
         build.translated(build.read_source(tmp_path / py.name), tmp_path / py.name, "zh")
+
+
+def test_a_missing_cell_and_a_leftover_translation_are_both_reported(tmp_path):
+    py = SOURCES[0]
+    (tmp_path / "zh").mkdir()
+    text = build.translation_file(py).read_text()
+    text = text.replace("<!-- cell 3 en:", "<!-- cell 99 en:", 1)          # the entry no longer names its cell
+    text += "\n<!-- cell 42 en:00000000 -->\n一段多余的译文。\n"
+    (tmp_path / "zh" / (py.stem + ".md")).write_text(text)
+    (tmp_path / py.name).write_text(py.read_text().replace("# ## The whole pipeline in one run",
+                                                            "# ## The whole pipeline, in one run", 1))
+    problems = build.translation_problems(tmp_path / py.name, "zh")
+    assert any("markdown cell 3" in p and "has no translation" in p for p in problems), problems
+    assert sum("matches no English cell" in p for p in problems) == 2, problems
 
 
 def test_an_unknown_language_is_a_clear_error():
