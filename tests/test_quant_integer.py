@@ -33,6 +33,23 @@ def test_requantize_by_hand():
     np.testing.assert_array_equal(out, [[3, -2, 255, 40]])
 
 
+def test_requantize_with_stored_int32_multipliers_and_large_shifts():
+    """M₀ and n are stored as int32; 2^(n−1) for n ≥ 32 must still be computed in int64 (in int32
+    it wraps to −2^31 and every result is off by one), whatever NumPy's promotion rules."""
+    m0, n = quantize_multiplier(np.array([2.0 ** -6, 0.0259, 3e-4]))
+    assert n.max() >= 32
+    acc = np.array([[703, 3543, -4372], [-1, 100000, 2 ** 23]], np.int64)
+    # the same formula with Python's unbounded integers
+    want = [[min(max(((a * int(m) + (1 << (int(s) - 1))) >> int(s)) + 2, -128), 127)
+             for a, m, s in zip(row, m0, n)] for row in acc.tolist()]
+    for dtype in (np.int64, np.int32):
+        got = requantize(acc, m0.astype(dtype), n.astype(dtype), 2, -128, 127)
+        np.testing.assert_array_equal(got, want, err_msg=str(dtype))
+        fast = requantize_exact_float(acc.astype(np.float32), m0.astype(dtype), n.astype(dtype),
+                                      2, -128, 127)
+        np.testing.assert_array_equal(fast, want, err_msg=str(dtype))
+
+
 def test_exact_float_requantize_equals_integer(rng):
     """floor(acc·M + 0.5) in float64 is bit-identical to (acc·M₀ + 2^(n−1)) >> n for |acc| < 2^24,
     including exact ties and extreme multipliers."""
