@@ -1,12 +1,14 @@
-"""Figures of the combined pipeline (matplotlib, saved as PNG under figures/)."""
+"""Figures of the combined pipeline (matplotlib, saved as PNG files).
+
+Importing this module changes no global matplotlib state (backend, rcParams): a notebook keeps
+its inline backend. Without a display matplotlib falls back to its file-only Agg backend by
+itself; the command line selects Agg explicitly.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def _save(fig, path):
