@@ -55,11 +55,11 @@ def positive_float(hi):
 def input_file(path, what):
     """``path`` must be an existing, readable regular file."""
     p = Path(path)
-    if p.is_dir():
+    if os.path.isdir(p):
         raise CLIError(f"{what} {path} is a directory, expected a file")
-    if not p.exists():
+    if not os.path.exists(p):
         raise CLIError(f"{what} {path}: no such file")
-    if not p.is_file():
+    if not os.path.isfile(p):
         raise CLIError(f"{what} {path} is not a regular file")
     if not os.access(p, os.R_OK):
         raise CLIError(f"{what} {path} is not readable")
@@ -68,38 +68,43 @@ def input_file(path, what):
     return p
 
 
+def _existing_ancestor(p, what):
+    """The nearest existing folder above ``p``; every name below it must fit the file system."""
+    parent = p.absolute().parent
+    while not os.path.lexists(parent):
+        parent = parent.parent
+    limit = os.pathconf(parent, "PC_NAME_MAX") if parent.is_dir() else 255
+    for part in p.absolute().relative_to(parent).parts:
+        if len(os.fsencode(part)) > limit:
+            raise CLIError(f"{what} {str(p)[:60]}...: the name {part[:20]}... is longer than "
+                           f"{limit} bytes")
+    if not parent.is_dir():
+        raise CLIError(f"{what} {p}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"{what} {p}: folder {parent} is not writable")
+    return parent
+
+
 def output_file(path, what, suffix):
     """``path`` can be written: ends in ``suffix``, is not a directory, and its nearest existing
     ancestor is a writable directory (checked now, not after hours of training)."""
     p = Path(path)
     if p.suffix.lower() != suffix:
         raise CLIError(f"{what} {path} must end in {suffix}")
-    if p.is_dir():
+    if os.path.isdir(p):
         raise CLIError(f"{what} {path} is a directory; give a file name ending in {suffix}")
-    if p.exists() and not os.access(p, os.W_OK):
+    if os.path.exists(p) and not os.access(p, os.W_OK):
         raise CLIError(f"{what} {path} exists and is not writable")
-    parent = p.absolute().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise CLIError(f"{what} {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CLIError(f"{what} {path}: folder {parent} is not writable")
+    _existing_ancestor(p, what)
     return p
 
 
 def output_folder(path, what):
     """``path`` is a folder that exists or can be made."""
     p = Path(path)
-    if p.exists() and not p.is_dir():
+    if os.path.lexists(p) and not os.path.isdir(p):
         raise CLIError(f"{what} {path} is a file, expected a folder")
-    parent = p.absolute()
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise CLIError(f"{what} {path}: {parent} is a file, not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise CLIError(f"{what} {path}: folder {parent} is not writable")
+    _existing_ancestor(p / "x", what)
     return p
 
 

@@ -144,9 +144,9 @@ def read_idx(path, shape=None, max_count=None) -> np.ndarray:
             if not compressed:
                 size = os.fstat(raw.fileno()).st_size
                 if size != header + nbytes:
-                    raise ValueError(f"{path}: IDX file has {size} bytes but its header {dims} "
-                                     f"({dtype}) needs {header + nbytes}: the file is truncated "
-                                     f"or corrupt")
+                    what = "truncated" if size < header + nbytes else "longer than its header declares"
+                    raise ValueError(f"{path}: IDX file is {what}: {size} bytes, but its header "
+                                     f"{dims} ({dtype}) needs {header + nbytes}")
             data = f.read(nbytes + 1)  # one byte more: is there anything after the data?
         except (OSError, EOFError, zlib.error) as e:
             raise ValueError(f"{path}: corrupt gzip data ({e})") from None
@@ -307,9 +307,11 @@ def _to_images(x, source):
     """IDX pixels → float32 (N, 1, H, W) in [0, 1]. Bytes (0..255) are divided by 255; float
     pixels must already lie in [0, 1] and are kept as they are (never divided twice)."""
     if x.dtype.kind == "f":
-        if x.size and not (np.all(np.isfinite(x)) and x.min() >= 0.0 and x.max() <= 1.0):
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{source}: float pixels must be finite and in [0, 1], got NaN or inf")
+        if x.size and not (x.min() >= 0.0 and x.max() <= 1.0):
             raise ValueError(f"{source}: float pixels must be finite and in [0, 1], got "
-                             f"[{np.nanmin(x):g}, {np.nanmax(x):g}]")
+                             f"[{x.min():g}, {x.max():g}]")
         return x.astype(np.float32)[:, None, :, :]
     if x.size and (x.min() < 0 or x.max() > 255):
         raise ValueError(f"{source}: integer pixels must lie in [0, 255], got [{x.min()}, {x.max()}]")

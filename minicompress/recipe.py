@@ -211,9 +211,10 @@ def check_checkpoint(recipe, input_size):
         return
     p = Path(path)
     if not p.is_file():
-        raise RecipeError(f"recipe: 'teacher.checkpoint' {path}: "
-                          f"{'is a directory' if p.is_dir() else 'no such file'}; expected the "
-                          f".npz file written by `python -m minicompress train`")
+        problem = ("is a directory" if p.is_dir() else "is not a regular file" if p.exists()
+                   else "no such file")
+        raise RecipeError(f"recipe: 'teacher.checkpoint' {path}: {problem}; expected the .npz "
+                          f"file written by `python -m minicompress train`")
     model = models.build(recipe["teacher"]["model"], input_size, rng=np.random.default_rng(0))
     try:
         load_model(model, p)
