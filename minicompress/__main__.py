@@ -131,9 +131,6 @@ def distinct(**paths):
 
 # ---- subcommands -------------------------------------------------------------------------------
 def cmd_demo(args):
-    import matplotlib
-    matplotlib.use("Agg")  # the CLI only writes PNG files; a library import never sets this
-
     from . import pipeline
     from .figures import stage_chart
     from .recipe import DEMO_RECIPE, load_recipe
@@ -195,7 +192,13 @@ def cmd_compress(args):
 
 
 def _predict_checked(im, x, dataset, artifact):
-    """The integer model's predictions, or a clear error if it was made for other images."""
+    """The integer model's predictions for raw images ``x`` (standardised as the file says), or a
+    clear error if it was made for images of another size."""
+    shape = tuple(im.input["shape"]) if im.input is not None else None
+    if shape is not None and shape != tuple(x.shape[1:]):
+        raise CLIError(f"{artifact}: the model takes images of shape {shape}, but {dataset} "
+                       f"images are {tuple(x.shape[1:])}; pass the --dataset it was made for")
+    x = im.standardize(x)
     try:
         im.forward(x[:1])
     except (ValueError, IndexError) as e:
@@ -215,7 +218,8 @@ def cmd_evaluate(args):
     if dataset not in DATASETS:
         raise CLIError(f"{artifact}: the artifact names data set {dataset!r}; pass "
                        f"--dataset {{{','.join(DATASETS)}}}")
-    _, (xte, yte) = load_dataset(dataset)
+    _, (xte, yte) = load_dataset(dataset, normalized=False)
+    # standardised with the mean/std recorded in the file, i.e. those the model was trained with
     acc = float((_predict_checked(im, xte, dataset, artifact) == yte).mean())
     print(json.dumps({"artifact": str(artifact), "dataset": dataset,
                       "test_images": int(len(yte)), "accuracy": acc}))

@@ -15,7 +15,7 @@ import pytest
 from minicompress import data, models
 from minicompress.__main__ import main
 from minicompress.quantize import calibrate, convert, prepare
-from minicompress.serialize import save_integer_model
+from minicompress.serialize import input_spec, save_integer_model
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"seed": 0, "dataset": "digits", "batch_size": 64,
@@ -312,7 +312,9 @@ def tiny_artifact(path, rng, input_size=8, meta=None):
     x = rng.random((64, 1, input_size, input_size)).astype(np.float32)
     prepare(model, 4, 8, example_input=x, rng=rng)
     calibrate(model, x)
-    save_integer_model(convert(model), path, meta=meta if meta is not None else {"dataset": "digits"})
+    im = convert(model)
+    im.input = input_spec((1, input_size, input_size), 0.0, 1.0)
+    save_integer_model(im, path, meta=meta if meta is not None else {"dataset": "digits"})
     return path
 
 
