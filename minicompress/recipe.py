@@ -52,7 +52,7 @@ MAX_NESTING = 20             # a recipe nests 2 deep; deeper JSON is refused bef
 _EPOCHS = ("int", 1, 1000)
 _EPOCHS0 = ("int", 0, 1000)          # 0 = one-shot (prune) / calibration only (quantize)
 _LR = ("real", 0.0, 1.0, True, False)  # Adam step size in (0, 1]
-_T = ("real", 0.0, 100.0, True, False)
+_T = ("real", 0.01, 100.0, False, False)  # z/T must stay finite: no T near 0
 _ALPHA = ("real", 0.0, 1.0, False, False)
 _BITS = ("int", 2, 16)
 RULES = {

@@ -77,6 +77,8 @@ RECIPE_CASES = {
     "temperature NaN": ('{"dataset": "digits", "distill": {"temperature": NaN}}', ["NaN"]),
     "temperature inf": ('{"dataset": "digits", "prune": {"temperature": 1e999}}', ["prune.temperature"]),
     "temperature 0": (with_stage("quantize", temperature=0), ["quantize.temperature"]),
+    "temperature 1e-300 (z/T overflows)": (with_stage("distill", temperature=1e-300),
+                                           ["distill.temperature", "[0.01, 100]"]),
     "alpha -0.1": (with_stage("distill", alpha=-0.1), ["distill.alpha", "[0, 1]"]),
     "sparsity 1": (with_stage("prune", sparsity=1.0), ["prune.sparsity", "[0, 1)"]),
     "sparsity string": (with_stage("prune", sparsity="0.9"), ["prune.sparsity"]),
