@@ -16,7 +16,7 @@ import pytest
 
 from minicompress import distill as D
 from minicompress import nn, optim, prune
-from minicompress.quantize import prepare, quantizer_parameters, train_quantized
+from minicompress.quantize import prepare, quantizer_parameters, quantizers, train_quantized
 
 
 # ---- the only calls into the trainers -----------------------------------------------------------
@@ -248,30 +248,33 @@ def test_learned_filter_prune_moves_gate_scores_by_adams_equations():
 
 
 # =========================== §3.2 Δ learned by Adam ==============================================
-def test_train_quantized_steps_delta_by_adam_on_the_task_gradient():
-    """One step of train_quantized = one Adam step on every log Δ with the task loss's gradient
-    (weights frozen when lr_weights is None, stepped by their own Adam otherwise)."""
-    x = np.array([[0.9, 0.1], [0.2, 0.7], [0.5, 0.5]], np.float32)
+def test_train_quantized_steps_delta_and_offset_by_adam_on_the_task_gradient():
+    """One step of train_quantized = one Adam step on every log Δ and on the input offset β with
+    the task loss's gradient (weights frozen when lr_weights is None, stepped by their own Adam
+    otherwise). The gradients themselves are pinned in test_equations_by_hand.py."""
+    # an input that can be negative → asymmetric input grid with a learned offset; −0.9 and 1.7
+    # fall outside [−0.25, 1.5] (Δ = 0.25, z = round(0.3/0.25) = 1, codes 0..7), so ∂L/∂β ≠ 0
+    x = np.array([[0.9, -0.9], [0.2, 0.7], [1.7, 0.4]], np.float32)
     y = np.array([0, 1, 1])
     for lr_weights in (None, 0.01):
         model = nn.Sequential(fc1=linear(W1, B1), relu=nn.ReLU(), fc2=linear(W2, B2))
-        prepare(model, weight_bits=3, act_bits=3, input_kind="unsigned", grad_scale=False)
-        # set the grids by hand (a calibration in effect): every Δ = 0.25
-        for q in {id(p): p for p in quantizer_parameters(model)}.values():
-            q.data[...] = np.log(0.25)
-        for layer in (model.fc1, model.fc2):
-            layer.weight_transforms[-1].initialized = True
-        for name in ("quant_input", "relu_quant"):
-            model[name].initialized = True
+        prepare(model, weight_bits=3, act_bits=3, input_bits=3, input_kind="asymmetric",
+                grad_scale=False)
+        weights, acts = quantizers(model)
+        for _, _, q in weights:        # the grids, set by hand (a calibration in effect)
+            q.set_delta(0.25)
+        for _, q in acts:
+            q.set_delta(0.25, r_min=-0.3 if q.kind == "asymmetric" else None)
         probe = copy.deepcopy(model)
         probe.zero_grad()
         _, g = nn.cross_entropy(probe(x), y)
         probe.backward(g)
         q_before = [p.data.astype(np.float64) for p in quantizer_parameters(model)]
         q_grads = [p.grad.astype(np.float64) for p in quantizer_parameters(probe)]
+        assert len(q_grads) == 5                       # 2 weight Δ, 2 activation Δ, 1 offset
+        assert all(np.all(gq != 0) for gq in q_grads)
         w_before = [model.fc1.weight.data.astype(np.float64), model.fc2.bias.data.astype(np.float64)]
         w_grads = [probe.fc1.weight.grad.astype(np.float64), probe.fc2.bias.grad.astype(np.float64)]
-        assert all(np.all(gq != 0) for gq in q_grads)
         run_train_quantized(model, (x, y), lr_quant=0.05, lr_weights=lr_weights)
         for p, p0, gq in zip(quantizer_parameters(model), q_before, q_grads):
             np.testing.assert_allclose(p.data, RefAdam(0.05).step(p0, gq), rtol=0, atol=1e-6)
