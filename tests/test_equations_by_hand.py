@@ -10,13 +10,13 @@ import pytest
 
 from minicompress import nn, prune
 from minicompress import distill as D
-from minicompress.quantize import (ActivationQuantizer, WeightQuantizer, affine_dequantize,
-                                   affine_quantize, asymmetric_dequantize, asymmetric_quantize,
-                                   pack_bits, quantize_multiplier, requantize, symmetric_quantize,
-                                   unpack_bits, zero_point)
+from minicompress.quantize import (ActivationQuantizer, BiasQuantizer, WeightQuantizer,
+                                   affine_dequantize, affine_quantize, asymmetric_dequantize,
+                                   asymmetric_quantize, pack_bits, quantize_multiplier, requantize,
+                                   symmetric_quantize, unpack_bits, zero_point)
 from minicompress.quantize.functional import symmetric_delta, symmetric_range
-from minicompress.quantize.integer import requantize_exact_float
-from minicompress.quantize.observers import integer_bounds, minmax_observer
+from minicompress.quantize.integer import IntFlatten, requantize_exact_float
+from minicompress.quantize.observers import integer_bounds, lsq_observer, minmax_observer
 
 
 def linear(w, b=None):
@@ -177,6 +177,17 @@ def test_channel_gate_by_hand():
     np.testing.assert_array_equal(gate.scores.grad, [1.0, 14.0, -2.0])
 
 
+def test_taylor_filter_score_averages_abs_gate_gradient_over_batches():
+    # batch 1: ∂L/∂m = Σ x ⊙ g = (1·1, 2·1) = (1, 2); batch 2: (1·(−3), 2·0.5) = (−3, 1)
+    # score = (|1| + |−3|, |2| + |1|) / 2 = (2, 1.5): opposite signs must not cancel
+    gate = prune.ChannelGate(2)
+    gate.record_taylor = True
+    for g in ([[1.0, 1.0]], [[-3.0, 0.5]]):
+        gate.forward(np.array([[1.0, 2.0]]))
+        gate.backward(np.array(g))
+    np.testing.assert_array_equal(gate.taylor_sum / gate.taylor_count, [2.0, 1.5])
+
+
 def test_shrink_keeps_the_right_rows_bias_and_next_layer_columns():
     rng = np.random.default_rng(0)
     fc1 = linear(np.arange(6.0).reshape(3, 2), b=[10.0, 11.0, 12.0])
@@ -259,6 +270,12 @@ def test_observer_ranges_by_hand():
     assert d.item() == pytest.approx(0.5, rel=1e-6) and r.item() == pytest.approx(-0.6)
 
 
+def test_lsq_initial_step_by_hand():
+    # LSQ: Δ = 2⟨|x|⟩/√Q_P; x = (1, −3), 4-bit signed Q_P = 7 → Δ = 4/√7
+    d, _ = lsq_observer(np.array([1.0, -3.0], np.float32), 4, "signed")
+    assert d.item() == pytest.approx(4 / np.sqrt(7.0), rel=1e-6)
+
+
 def test_weight_quantizer_lsq_gradients_by_hand():
     # 3 bits, Δ = 0.5, range [−3, 3]; W/Δ = v = [1.2, −0.4, 4, −3.48, −3]
     # codes clip(round(v)) = [1, 0, 3, −3, −3]; Ŵ = Δ·code
@@ -299,6 +316,25 @@ def test_asymmetric_activation_quantizer_lsq_plus_by_hand():
     np.testing.assert_array_equal(grad_x, [[0.0, 2.0, 3.0, 0.0]])
     assert float(q.log_delta.grad[0]) == pytest.approx(6.1, rel=1e-5)
     assert float(q.offset.grad[0]) == 5.0
+
+
+def test_bias_quantizer_rounds_the_bias_and_snaps_the_logits_by_hand():
+    # s = Δ_w Δ_x = 0.5 · 0.25 = 0.125; b/s = (2.4, −1.6) → b̂ = s·round(b/s) = (0.25, −0.25)
+    # y = (1, 0.51) + (b̂ − b) = (0.95, 0.46); snapped: s·round(y/s) = s·(8, 4) = (1, 0.5)
+    layer = linear(np.ones((2, 3)), b=[0.3, -0.2])
+    wq, aq = WeightQuantizer(4), ActivationQuantizer(8, "unsigned")
+    wq.set_delta(0.5)
+    aq.set_delta(0.25)
+    y = np.array([[1.0, 0.51]], np.float32)
+    np.testing.assert_allclose(BiasQuantizer(layer, wq, aq).forward(y), [[0.95, 0.46]], rtol=1e-6)
+    np.testing.assert_allclose(BiasQuantizer(layer, wq, aq, snap_output=True).forward(y),
+                               [[1.0, 0.5]], rtol=1e-7)
+
+
+def test_integer_flatten_restores_the_float_models_channel_major_order():
+    # NHWC codes q[0, h, w, c] = 4h + 2w + c → NCHW flatten: c = 0: 0, 2, 4, 6; c = 1: 1, 3, 5, 7
+    q = np.arange(8).reshape(1, 2, 2, 2)
+    np.testing.assert_array_equal(IntFlatten().run(q), [[0, 2, 4, 6, 1, 3, 5, 7]])
 
 
 # ---- the integer model's arithmetic --------------------------------------------------------------
