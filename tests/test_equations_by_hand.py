@@ -63,6 +63,21 @@ def test_taylor_score_is_mean_over_batches_of_abs_w_times_gradient():
                                rtol=1e-6)
 
 
+def test_pruning_is_monotone_even_when_the_new_score_prefers_a_pruned_weight():
+    # W = [[0.5, −1], [0.5, −1]]: magnitude at 50 % keeps column 1. The rows stay equal, so on
+    # sample 2 above the gradient is still g₂ = [[1.5, −0.5], [−1.5, 0.5]], whose score |g₂| alone
+    # would keep column 0 — but a pruned weight never comes back, so column 1 stays.
+    model = nn.Sequential(fc=linear([[0.5, -1.0], [0.5, -1.0]]))
+    prune.prune_by_score(model, 0.5, "magnitude")
+    np.testing.assert_array_equal(prune.masks(model)["fc"].keep, [[False, True], [False, True]])
+    data = (np.array([[3.0, -1.0]], np.float32), np.array([1]))
+    np.testing.assert_allclose(
+        prune.weight_scores(model, "gradient", data=data, rng=np.random.default_rng(0))["fc"],
+        [[1.5, 0.5], [1.5, 0.5]], rtol=1e-6)
+    prune.prune_by_score(model, 0.5, "gradient", data=data, rng=np.random.default_rng(0))
+    np.testing.assert_array_equal(prune.masks(model)["fc"].keep, [[False, True], [False, True]])
+
+
 def test_mask_forward_and_chain_rule_by_hand():
     # W_eff = W ⊙ m; y = x W_effᵀ; ∂L/∂W = (gᵀ x) ⊙ m
     layer = linear([[1.0, -2.0], [3.0, 4.0]])
