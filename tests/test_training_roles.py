@@ -58,6 +58,14 @@ def run_fit_distill(student, data, teacher_logits, steps, *, T, alpha, lr):
                   batch_size=len(data[0]), rng=np.random.default_rng(0), progress=False)
 
 
+def run_distill_steps_with_hint(student, teacher, hint, x, y, steps, *, T, alpha, lr):
+    """``steps`` distillation steps with a FitNets hint, one Adam over student + regressor;
+    returns the losses."""
+    kd = D.DistillationLoss(T, alpha, teacher=teacher)
+    opt = optim.Adam(student.parameters() + hint.parameters(), lr=lr)
+    return [D.distill_step(student, opt, x, y, kd, hint=hint)[0] for _ in range(steps)]
+
+
 # ---- float64 references ---------------------------------------------------------------------------
 # The package stores Parameters in float32: each Adam step rounds θ (|θ| ≤ 2.1 here) to within
 # half an ulp, ≤ 1.2e-7, and Adam's step m̂/(√v̂ + ε) barely depends on the float32 rounding of
@@ -320,3 +328,46 @@ def test_fit_distill_moves_the_student_by_adam_on_the_kd_gradient():
                     T=T, alpha=alpha, lr=lr)
     np.testing.assert_allclose(student.fc.weight.data, w, rtol=0, atol=ATOL)
     np.testing.assert_allclose(student.fc.bias.data, b, rtol=0, atol=ATOL)
+
+
+def test_distill_step_with_hint_by_hand():
+    """L = α T² KL(p_t‖p_s) + (1 − α) CE + β mean((r(F_s) − F_t)²), F = the first layer's output,
+    r a Linear regressor; the hint's gradient 2β(r − F_t)/size reaches the student's first layer
+    through r; two Adam steps on student and regressor."""
+    T, alpha, beta, lr, steps = 2.0, 0.6, 0.5, 0.05, 2
+    x, y = X2, Y2
+    ws = [W0.copy(), np.array([0.1, -0.2]), np.array([[0.5, -1.0], [0.3, 0.8]]), np.array([0.0, 0.1])]
+    wt = [np.array([[0.7, -0.2], [-0.4, 0.9]]), np.array([0.2, 0.0]),
+          np.array([[1.0, 0.4], [-0.6, 0.2]]), np.array([-0.1, 0.1])]
+    reg_w = np.array([[0.9, 0.1], [-0.2, 1.1]])
+
+    def two_layers(w):
+        return nn.Sequential(fc1=linear(w[0], w[1]), fc2=linear(w[2], w[3]))
+
+    student, teacher = two_layers(ws), two_layers(wt)
+    hint = D.HintLoss(linear(reg_w), "fc1", "fc1", beta=beta)
+    losses = run_distill_steps_with_hint(student, teacher, hint, x.astype(np.float32), y, steps,
+                                         T=T, alpha=alpha, lr=lr)
+    f_t = x @ wt[0].T + wt[1]
+    z_t = f_t @ wt[2].T + wt[3]
+    p_t = np.exp(z_t / T) / np.exp(z_t / T).sum(1, keepdims=True)
+    params, adams = ws + [reg_w], [RefAdam(lr) for _ in range(5)]
+    for loss in losses:
+        w1, b1, w2, b2, r = params
+        f_s = x @ w1.T + b1
+        z_s = f_s @ w2.T + b2
+        p_s = np.exp(z_s / T) / np.exp(z_s / T).sum(1, keepdims=True)
+        ce, g_hard = cross_entropy64(z_s, y)
+        kl = np.sum(p_t * (np.log(p_t) - np.log(p_s))) / len(y)
+        diff = f_s @ r.T - f_t
+        assert loss == pytest.approx(alpha * T * T * kl + (1 - alpha) * ce
+                                     + beta * np.mean(diff ** 2), rel=1e-6)
+        g_z = alpha * T * (p_s - p_t) / len(y) + (1 - alpha) * g_hard
+        g_r = 2 * beta * diff / diff.size
+        g_f = g_z @ w2 + g_r @ r
+        grads = [g_f.T @ x, g_f.sum(0), g_z.T @ f_s, g_z.sum(0), g_r.T @ f_s]
+        params = [a.step(p, g) for a, p, g in zip(adams, params, grads)]
+    got = [student.fc1.weight.data, student.fc1.bias.data, student.fc2.weight.data,
+           student.fc2.bias.data, hint.regressor.weight.data]
+    for p, p_ref in zip(got, params):
+        np.testing.assert_allclose(p, p_ref, rtol=0, atol=ATOL)
