@@ -64,6 +64,8 @@ def cmd_compress(args):
 
 def cmd_evaluate(args):
     from .data import load_dataset
+    if Path(args.artifact).suffix.lower() == ".onnx":
+        return evaluate_onnx(args)
     from .serialize import load_integer_model, read_header
     im = load_integer_model(args.artifact)
     header = read_header(args.artifact)
@@ -71,9 +73,47 @@ def cmd_evaluate(args):
     if dataset is None:
         raise SystemExit("evaluate: the artifact does not say its data set; pass --dataset")
     _, (xte, yte) = load_dataset(dataset)
-    acc = float((im.predict(xte) == yte).mean())
+    return report_predictions(args, dataset, im.predict(xte), yte)
+
+
+def evaluate_onnx(args):
+    """``evaluate MODEL.onnx``: the exported graph in ONNX Runtime, on un-standardised images
+    (the graph standardises them itself)."""
+    from .data import load_dataset
+    from .export_onnx import OnnxExportError, OnnxRunner
+    try:
+        runner = OnnxRunner(args.artifact)
+    except (ImportError, OnnxExportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    dataset = args.dataset or runner.meta.get("dataset")
+    if dataset is None:
+        raise SystemExit("evaluate: the ONNX file does not say its data set; pass --dataset")
+    _, (xte, yte) = load_dataset(dataset, normalized=False)
+    return report_predictions(args, dataset, runner.predict(xte), yte)
+
+
+def report_predictions(args, dataset, pred, yte):
+    """Print the accuracy line; with ``--predictions FILE.npy`` also save the labels (atomically)."""
+    if args.predictions:
+        from .io import atomic_write
+        with atomic_write(args.predictions) as f:
+            np.save(f, np.asarray(pred, np.int64))
+    acc = float((pred == yte).mean())
     print(json.dumps({"artifact": str(args.artifact), "dataset": dataset,
                       "test_images": int(len(yte)), "accuracy": acc}))
+    return 0
+
+
+def cmd_export_onnx(args):
+    from .export_onnx import OPSET, OnnxExportError, export_onnx
+    try:
+        out = export_onnx(args.artifact, args.out)
+    except (ImportError, OnnxExportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{out}: {out.stat().st_size:,} bytes (ONNX opset {OPSET}), "
+          f"from {args.artifact} ({Path(args.artifact).stat().st_size:,} bytes)")
     return 0
 
 
@@ -132,10 +172,16 @@ def build_parser():
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_compress)
 
-    e = sub.add_parser("evaluate", help="run the integer model from an artifact on a test set")
-    e.add_argument("artifact")
+    e = sub.add_parser("evaluate", help="run the integer model of an artifact (.npz) or an exported .onnx file (in ONNX Runtime) on a test set")
+    e.add_argument("artifact", help="artifact (.npz) or exported ONNX file (.onnx)")
     e.add_argument("--dataset", choices=DATASETS, help="default: the data set named in the file")
+    e.add_argument("--predictions", help="also save the predicted labels here (.npy, int64)")
     e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export-onnx", help="write an artifact's integer model as an ONNX graph")
+    x.add_argument("artifact", help="artifact (.npz) written by compress or demo")
+    x.add_argument("--out", required=True, help="ONNX file to write (.onnx)")
+    x.set_defaults(func=cmd_export_onnx)
 
     i = sub.add_parser("info", help="layers, bits, sparsity and bytes of an artifact")
     i.add_argument("artifact")
