@@ -147,8 +147,11 @@ def add_standardise_and_quantize(g, x, step: QuantizeInput, mean, std):
 
 
 def channel_shape(layer: IntLayer, v):
-    """Per-output-channel constants broadcast over (N, O) or (N, O, OH, OW)."""
+    """Per-output-channel constants broadcast over (N, O) or (N, O, OH, OW); one number when all
+    channels share it (a per-tensor M₀, n, Δ), so the file does not repeat it O times."""
     v = np.asarray(v).reshape(-1)
+    if v.size > 1 and np.all(v == v[0]):
+        return v[:1]
     return v if layer.kind == "linear" else v.reshape(-1, 1, 1)
 
 
