@@ -267,3 +267,16 @@ def test_cli_export_and_evaluate_with_predictions(tmp_path, digits_raw):
     p_npz, p_onnx = (np.load(tmp_path / n, allow_pickle=False) for n in ("m.npz.npy", "m.onnx.npy"))
     assert p_npz.dtype == np.int64 and p_npz.shape == (360,)
     assert np.array_equal(p_npz, p_onnx)
+
+
+def test_missing_onnx_is_a_one_line_error(tmp_path, monkeypatch, digits_raw):
+    """Without the optional packages: an ImportError that says what to install."""
+    (xtr, _), _ = digits_raw
+    im = quantized(models.lenet300(8, rng=np.random.default_rng(10)), normalize(xtr[:100], MEAN, STD))
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"pip install onnx onnxruntime") as e:
+        export(im, tmp_path)
+    assert "\n" not in str(e.value)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match=r"onnxruntime is not installed"):
+        OnnxRunner(tmp_path / "m.onnx")
