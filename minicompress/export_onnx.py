@@ -243,7 +243,8 @@ def integer_model_graph(im: IntegerModel, mean, std, image_size=None, meta=None)
         raise OnnxExportError("export-onnx: the model does not end with a logits layer")
     h = onnx.helper
     g.nodes.append(h.make_node("Identity", [logits], [LOGITS], name=LOGITS))
-    g.nodes.append(h.make_node("ArgMax", [LOGITS], [LABELS], name=LABELS, axis=1, keepdims=0))
+    g.nodes.append(h.make_node("ArgMax", [LOGITS], [LABELS], name=LABELS, axis=1, keepdims=0,
+                                   select_last_index=0))   # first maximum, as numpy.argmax
     size = image_size if image_size else None
     in_shape = ["N", 1, size or "H", size or "W"]
     n_out = steps[-1].q_w.shape[0]
