@@ -78,6 +78,7 @@ def torch_round_trip(data):
     import torch
     sys.path.insert(0, str(ROOT / "scripts"))
     import torch_modules
+    from minicompress import models
     from minicompress.prune import Mask, attach_mask
     from minicompress.quantize import calibrate, convert, prepare
     from minicompress.torch_state import load_torch_state, save_torch_state
@@ -105,9 +106,9 @@ def torch_round_trip(data):
                                            for i in range(0, len(xte), 1000)])
             ours = predict(model, xte)
             torch_modules.to_npz(net, arch, Path(d) / "back.npz")
-            back = copy.deepcopy(model)
-            for p in back.parameters():
-                p.data[...] = 0
+            back = models.lenet5(28, rng=np.random.default_rng(7))     # fresh weights
+            if name == "fake_quantized":                                 # fresh quantizers, no mask
+                prepare(back, 4, 8, example_input=xtr[:1000], rng=np.random.default_rng(8))
             load_torch_state(back, Path(d) / "back.npz")
             ours_back = predict(back, xte)
         row = {"predictions_equal_torch_vs_ours": float((t_logits.argmax(1) == ours.argmax(1)).mean()),
