@@ -66,16 +66,16 @@ def require(module):
 
 
 # ---- the input standardisation -----------------------------------------------------------------
-def input_standardisation(header_or_meta):
+def input_standardisation(header_or_meta, model=None):
     """(μ, σ) as float32: the standardisation ``evaluate`` applies before the integer model.
 
-    Taken from the artifact header when it records them (``header["input"]["mean"/"std"]`` or
-    ``meta["mean"/"std"]``), otherwise from the data set the artifact names — the same numbers
-    ``data.load_dataset`` uses. The one place that decides where they come from.
+    In order: the model's own record (``model.input["mean"/"std"]``), the artifact header's
+    (``header["input"]``, or ``mean``/``std`` in ``meta``), else the constants of the data set
+    the artifact names — the numbers ``data.load_dataset`` uses. The one place that decides.
     """
     from . import data
     h = dict(header_or_meta or {})
-    for where in (h.get("input"), h.get("standardization"), h.get("meta"), h):
+    for where in (getattr(model, "input", None), h.get("input"), h.get("meta"), h):
         if isinstance(where, dict) and "mean" in where and "std" in where:
             return np.float32(where["mean"]), np.float32(where["std"])
     meta = h.get("meta", h)
@@ -93,6 +93,16 @@ def input_standardisation(header_or_meta):
 
 
 INPUT_SIZE = {"digits": 8, "fashion-mnist": 28, "mnist": 28}
+
+
+def input_shape(header, model=None):
+    """The graph input's shape: ("N",) + the recorded per-image shape (C, H, W) or (D,), else
+    (N, 1, H, W) with H = W known from the data set, else symbolic H, W."""
+    for where in (getattr(model, "input", None), (header or {}).get("input")):
+        if isinstance(where, dict) and where.get("shape"):
+            return ["N"] + [int(d) for d in where["shape"]]
+    size = INPUT_SIZE.get((header or {}).get("meta", {}).get("dataset"))
+    return ["N", 1, size or "H", size or "W"]
 
 
 # ---- graph building ----------------------------------------------------------------------------
@@ -210,8 +220,9 @@ def add_logits(g, acc, layer: IntLayer, i):
     return g.op("Mul", [y, scale], f"logits_{i}")
 
 
-def integer_model_graph(im: IntegerModel, mean, std, image_size=None, meta=None):
-    """IntegerModel → onnx.ModelProto (checked). ``image_size`` H = W, or None (symbolic)."""
+def integer_model_graph(im: IntegerModel, mean, std, in_shape=("N", 1, "H", "W"), meta=None):
+    """IntegerModel → onnx.ModelProto (checked). ``in_shape``: the input's shape, names for
+    symbolic dimensions."""
     onnx = require("onnx")
     g = GraphBuilder(onnx)
     steps = im.steps
@@ -245,12 +256,10 @@ def integer_model_graph(im: IntegerModel, mean, std, image_size=None, meta=None)
     g.nodes.append(h.make_node("Identity", [logits], [LOGITS], name=LOGITS))
     g.nodes.append(h.make_node("ArgMax", [LOGITS], [LABELS], name=LABELS, axis=1, keepdims=0,
                                    select_last_index=0))   # first maximum, as numpy.argmax
-    size = image_size if image_size else None
-    in_shape = ["N", 1, size or "H", size or "W"]
     n_out = steps[-1].q_w.shape[0]
     graph = h.make_graph(
         g.nodes, "minicompress_integer_model",
-        [h.make_tensor_value_info(INPUT, onnx.TensorProto.FLOAT, in_shape)],
+        [h.make_tensor_value_info(INPUT, onnx.TensorProto.FLOAT, list(in_shape))],
         [h.make_tensor_value_info(LOGITS, onnx.TensorProto.FLOAT, ["N", n_out]),
          h.make_tensor_value_info(LABELS, onnx.TensorProto.INT64, ["N"])],
         initializer=g.inits)
@@ -266,7 +275,7 @@ def integer_model_graph(im: IntegerModel, mean, std, image_size=None, meta=None)
 
 
 # ---- public entry points -----------------------------------------------------------------------
-def export_onnx(source, out_path, *, mean=None, std=None, image_size=None, meta=None) -> Path:
+def export_onnx(source, out_path, *, mean=None, std=None, meta=None) -> Path:
     """Write the integer model of ``source`` (artifact path or IntegerModel) as an ONNX file.
 
     ``mean``/``std``: the input standardisation (default: :func:`input_standardisation` of the
@@ -281,13 +290,12 @@ def export_onnx(source, out_path, *, mean=None, std=None, image_size=None, meta=
         im, header = load_integer_model(path), read_header(path)
     meta = dict(header.get("meta", {}), **(meta or {}))
     if mean is None or std is None:
-        mean, std = input_standardisation(header)
+        mean, std = input_standardisation(header, im)
     if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
         raise OnnxExportError(f"export-onnx: the standardisation must have finite mean and std > 0, "
                               f"got mean={mean!r}, std={std!r}")
-    if image_size is None:
-        image_size = INPUT_SIZE.get(meta.get("dataset"))
-    model = integer_model_graph(im, np.float32(mean), np.float32(std), image_size, meta)
+    model = integer_model_graph(im, np.float32(mean), np.float32(std),
+                                input_shape(dict(header, meta=meta), im), meta)
     with atomic_write(out_path) as f:
         f.write(model.SerializeToString())
     return Path(out_path)
