@@ -301,10 +301,6 @@ def export_onnx(source, out_path, *, mean=None, std=None, meta=None) -> Path:
     return Path(out_path)
 
 
-def is_onnx_file(path) -> bool:
-    return Path(path).suffix.lower() == ".onnx"
-
-
 class OnnxRunner:
     """An exported file in ONNX Runtime: ``forward(x)`` → logits, ``predict(x)`` → labels.
 
@@ -322,7 +318,10 @@ class OnnxRunner:
         except Exception as e:   # protobuf's DecodeError and friends
             raise OnnxExportError(f"{path}: not a valid ONNX file ({type(e).__name__})") from None
         props = {p.key: p.value for p in proto.metadata_props}
-        self.meta = json.loads(props.get("minicompress.meta", "{}"))
+        try:
+            self.meta = dict(json.loads(props.get("minicompress.meta", "{}")))
+        except (ValueError, TypeError):
+            self.meta = {}                      # not written by us: no data set to default to
         opts = ort.SessionOptions()
         if optimization is not None:
             levels = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
@@ -330,8 +329,12 @@ class OnnxRunner:
             opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, levels[optimization])
         if threads:
             opts.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(proto.SerializeToString(), opts,
-                                            providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(proto.SerializeToString(), opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as e:   # onnxruntime's own error types (invalid graph, unknown op, …)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise OnnxExportError(f"{path}: ONNX Runtime cannot load it: {first}") from None
         self.path = path
 
     def run(self, x):
@@ -347,4 +350,4 @@ class OnnxRunner:
 
 
 __all__ = ["OnnxExportError", "OnnxRunner", "export_onnx", "input_standardisation",
-           "integer_model_graph", "is_onnx_file"]
+           "integer_model_graph"]

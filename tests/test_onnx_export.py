@@ -282,3 +282,16 @@ def test_missing_onnx_is_a_one_line_error(tmp_path, monkeypatch, digits_raw):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ImportError, match=r"onnxruntime is not installed"):
         OnnxRunner(tmp_path / "m.onnx")
+
+
+def test_invalid_graph_is_a_clear_error(tmp_path):
+    """A well-formed protobuf whose graph ONNX Runtime rejects: one line naming the file."""
+    h = onnx.helper
+    graph = h.make_graph([h.make_node("NoSuchOp", ["images"], ["logits"])], "g",
+                         [h.make_tensor_value_info("images", onnx.TensorProto.FLOAT, [1])],
+                         [h.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, [1])])
+    path = tmp_path / "odd.onnx"
+    path.write_bytes(h.make_model(graph).SerializeToString())
+    with pytest.raises(OnnxExportError, match="ONNX Runtime cannot load it") as e:
+        OnnxRunner(path)
+    assert "odd.onnx" in str(e.value) and "\n" not in str(e.value)
