@@ -13,6 +13,8 @@ artifact, the .onnx file raw and gzip-compressed (level 9). Latency: the median 
 ``--torch``: lenet5 trained 1 epoch (cached), then 4-bit weights/8-bit activations with a 50 %
 random mask, calibrated: both networks through ``save_torch_state`` → torch.nn (strict load) →
 .pt → back; predictions on the 10,000 test images compared.
+An artifact's ``<name>_report.json`` beside it (``compress --report``), if present, adds the
+recipe it was made with to the result.
 Targets: all agreements 100 %; ``onnx.checker`` passes; the fashion_10kb export ≤ 16 KB gzip.
 Result → ``benchmarks/results/onnx_export.json``.
 """
@@ -64,6 +66,12 @@ def artifact_row(path, out_dir, x_raw, x_std, y):
                                                      xb_raw, REPEATS, 3),
         "onnxruntime_default_threads": 1e3 * median_seconds(OnnxRunner(onnx_path).forward,
                                                             xb_raw, REPEATS, 3)}
+    report = path.with_name(path.stem + "_report.json")      # written by `compress --report`
+    if report.exists():
+        import json
+        r = json.loads(report.read_text())
+        row["recipe"] = r.get("recipe")
+        row["stages"] = [{k: s[k] for k in ("stage", "accuracy", "bytes")} for s in r.get("stages", [])]
     print(f"{path.name}: artifact {row['artifact_bytes']:,} B, onnx {row['onnx_bytes']:,} B "
           f"(gzip {row['onnx_gzip_bytes']:,} B); labels equal {row['ort_default']['labels_equal']:.4f}, "
           f"logits bit-equal {row['ort_default']['logits_bit_equal']} "
