@@ -72,8 +72,9 @@ def cmd_evaluate(args):
     dataset = args.dataset or header.get("meta", {}).get("dataset")
     if dataset is None:
         raise SystemExit("evaluate: the artifact does not say its data set; pass --dataset")
-    _, (xte, yte) = load_dataset(dataset)
-    return report_predictions(args, dataset, im.predict(xte), yte)
+    _, (xte, yte) = load_dataset(dataset, normalized=False)
+    # standardised with the mean/std recorded in the file, i.e. those the model was trained with
+    return report_predictions(args, dataset, im.predict(im.standardize(xte)), yte)
 
 
 def evaluate_onnx(args):
