@@ -80,16 +80,12 @@ def input_standardisation(header_or_meta, model=None):
             return np.float32(where["mean"]), np.float32(where["std"])
     meta = h.get("meta", h)
     name = meta.get("dataset") if isinstance(meta, dict) else None
-    if name == "fashion-mnist":
-        return np.float32(data.FASHION_MNIST_MEAN), np.float32(data.FASHION_MNIST_STD)
-    if name == "mnist":
-        return np.float32(data.MNIST_MEAN), np.float32(data.MNIST_STD)
-    if name == "digits":
-        (xtr, _), _ = data.load_digits()
-        return np.float32(float(xtr.mean())), np.float32(float(xtr.std()))
-    raise OnnxExportError(f"export-onnx: cannot tell the input standardisation: the artifact names "
-                          f"no known data set (meta dataset={name!r}; known: digits, fashion-mnist, "
-                          f"mnist); pass mean= and std=")
+    if name in INPUT_SIZE:
+        mean, std = data.standardization(name)
+        return np.float32(mean), np.float32(std)
+    raise OnnxExportError(f"export-onnx: cannot tell the input standardisation: the model records "
+                          f"none and names no known data set (dataset={name!r}; known: "
+                          f"{', '.join(INPUT_SIZE)}); pass mean= and std=")
 
 
 INPUT_SIZE = {"digits": 8, "fashion-mnist": 28, "mnist": 28}

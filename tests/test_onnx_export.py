@@ -20,7 +20,7 @@ from minicompress.prune import Mask, attach_mask
 from minicompress.quantize import calibrate, convert, prepare
 from minicompress.quantize.integer import (IntegerModel, IntFlatten, IntLayer, IntMaxPool, IntReLU,
                                            QuantizeInput, quantize_multiplier)
-from minicompress.serialize import save_integer_model
+from minicompress.serialize import input_spec, save_integer_model
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -81,6 +81,7 @@ def test_digits_artifact(tmp_path, digits_raw):
     for layer in (model.fc1, model.fc2):
         prune(layer, rng.random(layer.weight.data.shape) > 0.8)
     im = quantized(model, x[:300])
+    im.input = input_spec((1, 8, 8), *input_standardisation({"meta": {"dataset": "digits"}}))
     art = save_integer_model(im, tmp_path / "a.npz", meta={"dataset": "digits", "seed": 0})
     path = export_onnx(art, tmp_path / "a.onnx")
     mean, std = input_standardisation({"meta": {"dataset": "digits"}})
@@ -213,6 +214,7 @@ def test_file_is_checked_raw_and_small(tmp_path, digits_raw):
 def test_damaged_artifact_is_a_clear_error(tmp_path, digits_raw):
     (xtr, _), _ = digits_raw
     im = quantized(models.lenet300(8, rng=np.random.default_rng(7)), normalize(xtr[:100], MEAN, STD))
+    im.input = input_spec((1, 8, 8), MEAN, STD)
     art = save_integer_model(im, tmp_path / "a.npz", meta={"dataset": "digits"})
     blob = bytearray(art.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
@@ -237,13 +239,15 @@ def test_unexpressible_layers_are_clear_errors(tmp_path, digits_raw):
     im = quantized(models.lenet300(8, rng=np.random.default_rng(8)), x, 12, 8)
     with pytest.raises(OnnxExportError, match=r"12-bit weights"):
         integer_model_graph(im, MEAN, STD)
+    im.input = input_spec((1, 8, 8), MEAN, STD)
     art = save_integer_model(im, tmp_path / "w12.npz", meta={"dataset": "digits"})
     r = subprocess.run([sys.executable, "-m", "minicompress", "export-onnx", str(art), "--out",
                         str(tmp_path / "w12.onnx")], capture_output=True, text=True)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     assert "12-bit weights" in r.stderr and not (tmp_path / "w12.onnx").exists()
+    im.input = None
     with pytest.raises(OnnxExportError, match="standardisation"):
-        export_onnx(im, tmp_path / "x.onnx")            # no data set, no mean/std given
+        export_onnx(im, tmp_path / "x.onnx")            # no recorded input, no data set, no mean/std
 
 
 def test_not_an_onnx_file(tmp_path):
@@ -259,6 +263,7 @@ def test_cli_export_and_evaluate_with_predictions(tmp_path, digits_raw):
     (xtr, _), _ = digits_raw
     mean, std = input_standardisation({"meta": {"dataset": "digits"}})
     im = quantized(models.lenet5(8, rng=np.random.default_rng(9)), normalize(xtr[:300], mean, std))
+    im.input = input_spec((1, 8, 8), mean, std)
     art = save_integer_model(im, tmp_path / "m.npz", meta={"dataset": "digits", "seed": 0})
     run = lambda *a: subprocess.run([sys.executable, "-m", "minicompress", *map(str, a)],
                                     capture_output=True, text=True, check=True).stdout
@@ -295,3 +300,15 @@ def test_invalid_graph_is_a_clear_error(tmp_path):
     with pytest.raises(OnnxExportError, match="ONNX Runtime cannot load it") as e:
         OnnxRunner(path)
     assert "odd.onnx" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_recorded_standardisation_wins(tmp_path, digits_raw):
+    """The artifact's recorded (mean, std) — not the data set's constants — go into the graph."""
+    (xtr, _), (xte, _) = digits_raw
+    im = quantized(models.lenet300(8, rng=np.random.default_rng(11)), normalize(xtr[:200], MEAN, STD))
+    im.input = input_spec((1, 8, 8), MEAN, STD)
+    assert (MEAN, STD) != input_standardisation({"meta": {"dataset": "digits"}})
+    art = save_integer_model(im, tmp_path / "r.npz", meta={"dataset": "digits"})
+    path = export_onnx(art, tmp_path / "r.onnx")
+    assert_exact(path, im, xte, MEAN, STD)
+    assert OnnxRunner(path).session.get_inputs()[0].shape == ["N", 1, 8, 8]
