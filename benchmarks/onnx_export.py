@@ -137,11 +137,14 @@ def main():
     parser.add_argument("artifacts", nargs="*", help="Fashion-MNIST artifacts (.npz)")
     parser.add_argument("--torch", action="store_true", help="also the PyTorch round trip")
     parser.add_argument("--out-dir", default=None, help="where the .onnx files go (default: temp)")
+    parser.add_argument("--note", help="how the artifacts were made, kept in the results file")
     args = parser.parse_args()
     (_, _), (x_raw, y) = load_dataset("fashion-mnist", normalized=False)
     data = fashion()
     x_std = data[1][0]
     result = {"onnx": [], "batch": BATCH, "repeats": REPEATS}
+    if args.note:
+        result["note"] = args.note
     import onnx
     import onnxruntime
     result["versions"] = {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
