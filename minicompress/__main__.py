@@ -210,6 +210,11 @@ def _predict_checked(im, x, dataset, artifact):
 
 def cmd_evaluate(args):
     from .data import load_dataset
+    if args.predictions is not None:  # checked before any work, and never over the model itself
+        output_file(args.predictions, "--predictions", ".npy")
+        distinct(artifact=args.artifact, predictions=args.predictions)
+    if Path(args.artifact).suffix.lower() == ".onnx":
+        return evaluate_onnx(args)
     from .serialize import load_integer_model, read_header
     artifact = input_file(args.artifact, "artifact")
     im = load_integer_model(artifact)
@@ -220,9 +225,50 @@ def cmd_evaluate(args):
                        f"--dataset {{{','.join(DATASETS)}}}")
     _, (xte, yte) = load_dataset(dataset, normalized=False)
     # standardised with the mean/std recorded in the file, i.e. those the model was trained with
-    acc = float((_predict_checked(im, xte, dataset, artifact) == yte).mean())
-    print(json.dumps({"artifact": str(artifact), "dataset": dataset,
+    return report_predictions(args, dataset, _predict_checked(im, xte, dataset, artifact), yte)
+
+
+def evaluate_onnx(args):
+    """``evaluate MODEL.onnx``: the exported graph in ONNX Runtime, on un-standardised images
+    (the graph standardises them itself)."""
+    from .data import load_dataset
+    from .export_onnx import OnnxExportError, OnnxRunner
+    model = input_file(args.artifact, "model")
+    try:
+        runner = OnnxRunner(model)
+    except (ImportError, OnnxExportError) as e:
+        raise CLIError(str(e)) from None
+    dataset = args.dataset or runner.meta.get("dataset")
+    if dataset not in DATASETS:
+        raise CLIError(f"{model}: the ONNX file names data set {dataset!r}; pass "
+                       f"--dataset {{{','.join(DATASETS)}}}")
+    _, (xte, yte) = load_dataset(dataset, normalized=False)
+    return report_predictions(args, dataset, runner.predict(xte), yte)
+
+
+def report_predictions(args, dataset, pred, yte):
+    """Print the accuracy line; with ``--predictions FILE.npy`` also save the labels (atomically)."""
+    if args.predictions:
+        from .io import atomic_write
+        with atomic_write(args.predictions) as f:
+            np.save(f, np.asarray(pred, np.int64))
+    acc = float((pred == yte).mean())
+    print(json.dumps({"artifact": str(args.artifact), "dataset": dataset,
                       "test_images": int(len(yte)), "accuracy": acc}))
+    return 0
+
+
+def cmd_export_onnx(args):
+    from .export_onnx import OPSET, OnnxExportError, export_onnx
+    artifact = input_file(args.artifact, "artifact")
+    out = output_file(args.out, "--out", ".onnx")
+    distinct(artifact=artifact, out=out)
+    try:
+        out = export_onnx(artifact, out)
+    except (ImportError, OnnxExportError) as e:
+        raise CLIError(str(e)) from None
+    print(f"{out}: {out.stat().st_size:,} bytes (ONNX opset {OPSET}), "
+          f"from {artifact} ({artifact.stat().st_size:,} bytes)")
     return 0
 
 
@@ -294,10 +340,16 @@ def build_parser():
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_compress)
 
-    e = sub.add_parser("evaluate", help="run the integer model from an artifact on a test set")
-    e.add_argument("artifact")
+    e = sub.add_parser("evaluate", help="run the integer model of an artifact (.npz) or an exported .onnx file (in ONNX Runtime) on a test set")
+    e.add_argument("artifact", help="artifact (.npz) or exported ONNX file (.onnx)")
     e.add_argument("--dataset", choices=DATASETS, help="default: the data set named in the file")
+    e.add_argument("--predictions", help="also save the predicted labels here (.npy, int64)")
     e.set_defaults(func=cmd_evaluate)
+
+    x = sub.add_parser("export-onnx", help="write an artifact's integer model as an ONNX graph")
+    x.add_argument("artifact", help="artifact (.npz) written by compress or demo")
+    x.add_argument("--out", required=True, help="ONNX file to write (.onnx)")
+    x.set_defaults(func=cmd_export_onnx)
 
     i = sub.add_parser("info", help="layers, bits, sparsity and bytes of an artifact")
     i.add_argument("artifact")
