@@ -33,6 +33,7 @@
 import os, time
 from pathlib import Path
 import numpy as np
+from minicompress.check import check
 import matplotlib.pyplot as plt
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
@@ -117,6 +118,66 @@ assert np.allclose(ours, by_hand, atol=1e-5)
 # $\alpha\,g_1/|g_1| = \alpha\,\mathrm{sign}(g_1)$ (up to ε): **the size of the first step does not depend on the size
 # of the gradient.** The next steps stay close to $\alpha$ while the gradients keep the same sign, and shrink once
 # $\theta$ passes the minimum at 3 and the sign flips.
+
+# %% [markdown]
+# **Exercise — `adam_moments`.** The two running means of §2.1. Write them for a scalar or an array (NumPy's `*` is element-wise). Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def adam_moments(m, v, g, beta1, beta2):
+    """Adam's running moments, one step (§2.1), element-wise; every argument a float or an array of θ's shape.
+
+        m_t = β₁·m_{t−1} + (1 − β₁)·g_t        (first moment: running mean of the gradient)
+        v_t = β₂·v_{t−1} + (1 − β₂)·g_t²       (second moment: running mean of its square)
+
+    Returns (m_t, v_t), shapes of g.
+    """
+    ### BEGIN SOLUTION
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    return m, v
+    ### END SOLUTION
+
+# %%
+check("adam_moments", adam_moments)
+
+# %% [markdown]
+# **Exercise — `bias_correction`.** Divide by $1-\beta^t$. At $t=1$ this turns $m_1 = 0.1\,g_1$ back into $g_1$ (the first row of the table above). Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def bias_correction(m, v, beta1, beta2, t):
+    """Bias correction at step t = 1, 2, … (m₀ = v₀ = 0):
+
+        m̂_t = m_t / (1 − β₁^t),    v̂_t = v_t / (1 − β₂^t)
+
+    Returns (m̂_t, v̂_t), shapes of m and v.
+    """
+    ### BEGIN SOLUTION
+    return m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+    ### END SOLUTION
+
+# %%
+check("bias_correction", bias_correction)
+
+# %% [markdown]
+# **Exercise — `adam_update`.** The step itself. Keep $\epsilon$ *outside* the square root, as the document and PyTorch write it; the check uses a large $\epsilon$ so that the difference shows. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def adam_update(theta, m_hat, v_hat, alpha, eps):
+    """The step: θ_{t+1} = θ_t − α · m̂_t / (√v̂_t + ε), with ε outside the square root as the
+    document writes it. Returns θ_{t+1}, shape of θ.
+    """
+    ### BEGIN SOLUTION
+    return theta - alpha * m_hat / (np.sqrt(v_hat) + eps)
+    ### END SOLUTION
+
+# %%
+check("adam_update", adam_update)
 
 # %% [markdown]
 # ## 2. Why bias correction matters

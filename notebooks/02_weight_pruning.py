@@ -43,6 +43,7 @@
 import os, json, copy, runpy
 from pathlib import Path
 import numpy as np
+from minicompress.check import check
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim, prune, metrics, nn
@@ -78,6 +79,25 @@ mask = prune.attach_mask(layer)
 print("W =\n", layer.weight.data)
 print("m =\n", mask.mask.data)
 print("weight transforms of the layer:", layer.weight_transforms)
+
+# %% [markdown]
+# **Exercise — `mask_gradients`.** The layer computes with $W_{\text{eff}} = W\odot m$. Given $g=\partial L/\partial W_{\text{eff}}$ from the layer's backward, write the two gradients of the chain rule; the second is the one Adam will use for the mask scores in step 5. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def mask_gradients(W, m, g):
+    """Chain rule through the mask (§3.1.1 step 1): the layer computes with W_eff = W ⊙ m, and
+    g = ∂L_task/∂W_eff (shape of W) comes from the layer's backward. Returns
+
+        ∂L_task/∂W = g ⊙ m,    ∂L_task/∂m = g ⊙ W        (both of W's shape; ⊙ is element-wise)
+    """
+    ### BEGIN SOLUTION
+    return g * m, g * W
+    ### END SOLUTION
+
+# %%
+check("mask_gradients", mask_gradients)
 
 # %% [markdown]
 # ## Step 2 — importance scores
@@ -140,6 +160,29 @@ print("W ⊙ m =\n", layer.effective_weight())
 print("kept:", int(mask.keep.sum()), "of", mask.mask.data.size)
 
 # %% [markdown]
+# **Exercise — `topk_mask`.** Step 3 with exact counts: on $\lvert W_5\rvert$ at 75 % your mask must be the one printed above. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def topk_mask(scores, sparsity):
+    """§3.1.1 step 3: prune a fraction `sparsity` s of the entries. Keep exactly
+    k = n − round(s·n) entries (n = scores.size): those with the k largest scores; among equal
+    scores the lower flat index is kept. Returns the mask m (0/1 floats or booleans), shape of scores.
+    """
+    ### BEGIN SOLUTION
+    flat = np.asarray(scores, dtype=np.float64).ravel()
+    k = flat.size - round(sparsity * flat.size)
+    order = np.argsort(-flat, kind="stable")      # stable: equal scores keep index order
+    keep = np.zeros(flat.size)
+    keep[order[:k]] = 1.0
+    return keep.reshape(np.shape(scores))
+    ### END SOLUTION
+
+# %%
+check("topk_mask", topk_mask)
+
+# %% [markdown]
 # On the real network, *global* selection (one threshold for all layers, as `torch.nn.utils.prune.global_unstructured`)
 # and *per-layer* selection (each layer loses the same fraction) give different layers different sparsities at the
 # same total — global prunes the big, redundant first layer hardest and spares the 10-output last layer.
@@ -189,6 +232,46 @@ plt.show()
 print("all m went up:", bool(np.all(pm.data > 0.5)), "| all |W| went down:", bool(np.all(np.abs(pw.data) < np.abs(w0))))
 
 # %% [markdown]
+# **Exercise — `l1_penalty`.** The document's L1 term, as a number. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def l1_penalty(W, m, lam):
+    """The document's L1 term (§3.1.1 step 4), a number:
+
+        R(W, m) = λ ‖W ⊙ (1 − m)‖₁ = λ Σ |W ⊙ (1 − m)|        (W, m of the same shape; λ ≥ 0)
+    """
+    ### BEGIN SOLUTION
+    return lam * np.abs(W * (1 - m)).sum()
+    ### END SOLUTION
+
+# %%
+check("l1_penalty", l1_penalty)
+
+# %% [markdown]
+# **Exercise — `l1_penalty_grads`.** Its two gradients. Before writing them, predict the sign of $\partial R/\partial m$ for $0\le m<1$; the figure above is the answer. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def l1_penalty_grads(W, m, lam):
+    """Gradients of R(W, m) = λ‖W ⊙ (1 − m)‖₁ (sign(0) = 0), both of W's shape:
+
+        ∂R/∂W = λ · sign(W ⊙ (1 − m)) ⊙ (1 − m)
+        ∂R/∂m = −λ · sign(W ⊙ (1 − m)) ⊙ W
+
+    Returns (∂R/∂W, ∂R/∂m).
+    """
+    ### BEGIN SOLUTION
+    s = np.sign(W * (1 - m))
+    return lam * s * (1 - m), -lam * s * W
+    ### END SOLUTION
+
+# %%
+check("l1_penalty_grads", l1_penalty_grads)
+
+# %% [markdown]
 # **What we do instead.** Sparsity has to come from a *budget*. Each weight gets a learned score $s$ (a `Parameter`,
 # updated by Adam like any weight), and the mask used in the forward pass is already binary:
 #
@@ -206,6 +289,27 @@ print("all m went up:", bool(np.all(pm.data > 0.5)), "| all |W| went down:", boo
 sched = prune.CubicSchedule(0.0, 0.9, steps=100)
 plt.figure(figsize=(5, 3)); plt.plot([sched(t) for t in range(120)])
 plt.xlabel("step"); plt.ylabel("sparsity $s_t$"); plt.title("cubic schedule, 0 → 90 % over 100 steps"); plt.show()
+
+# %% [markdown]
+# **Exercise — `cubic_sparsity`.** The schedule drawn above, as a function of the step $t$ (continuous: the library updates it only every $\Delta t$ steps, the checks use steps where both agree). Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def cubic_sparsity(t, s_i, s_f, t0, n, dt):
+    """Zhu & Gupta's gradual pruning schedule, a number: the sparsity at step t,
+
+        s_t = s_f + (s_i − s_f) · (1 − (t − t₀)/(n·Δt))³      for t₀ ≤ t ≤ t₀ + n·Δt,
+
+    s_i before t₀ and s_f after t₀ + n·Δt (clamp (t − t₀)/(n·Δt) to [0, 1]).
+    """
+    ### BEGIN SOLUTION
+    frac = min(max((t - t0) / (n * dt), 0.0), 1.0)
+    return s_f + (s_i - s_f) * (1.0 - frac) ** 3
+    ### END SOLUTION
+
+# %%
+check("cubic_sparsity", cubic_sparsity)
 
 # %% [markdown]
 # ## Step 5 — Adam optimises the mask on the real network

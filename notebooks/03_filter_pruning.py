@@ -46,6 +46,7 @@
 import os, json, copy, runpy
 from pathlib import Path
 import numpy as np
+from minicompress.check import check
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim, prune, metrics, nn
@@ -106,6 +107,28 @@ for o in range(4):
 for s in ("l1", "l2", "median"):
     print(f"{s:6s}", prune.filter_norm_scores(Wt, s))
 print("L1 and L2 rank filter 1 first (one big weight); the median ranks filter 0 first (every weight matters).")
+
+# %% [markdown]
+# **Exercise — `filter_scores`.** The three norm scores of the cell above, for a weight of shape (O, C, kh, kw). Every score is computed over a filter's own C·kh·kw entries (axes 1, 2, 3). Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def filter_scores(W):
+    """Scores of the filters of a convolution weight W of shape (O, C, kh, kw) (§3.1.2 step 2):
+    for each filter j, over its C·kh·kw entries,
+
+        L1_j = Σ |W[j]|,   L2_j = √(Σ W[j]²),   median_j = median |W[j]|
+
+    Returns (L1, L2, median), three arrays of shape (O,).
+    """
+    ### BEGIN SOLUTION
+    a = np.abs(W.reshape(W.shape[0], -1))
+    return a.sum(axis=1), np.sqrt((a * a).sum(axis=1)), np.median(a, axis=1)
+    ### END SOLUTION
+
+# %%
+check("filter_scores", filter_scores)
 
 # %%
 scores = {s: prune.filter_scores(dense, s, ["conv2"], data=(xtr, ytr), rng=np.random.default_rng(2))["conv2"]
@@ -176,6 +199,24 @@ for r in rows:
     print(f"{r[0]:7s} params {r[1]:>7,d}  MACs {r[2]:>9,d}  latency(256) {1e3 * r[3]:6.2f} ms  accuracy {r[4]:.4f}")
 print(f"MAC ratio {rows[1][2] / rows[0][2]:.3f}, latency ratio {rows[1][3] / rows[0][3]:.3f} (one measurement here; "
       "the benchmark interleaves rounds)")
+
+# %% [markdown]
+# **Exercise — `remove_filter`.** Step 5 on two arrays: filter $j$ of one convolution produces channel $j$ of the next one's input, so both layers shrink. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def remove_filter(W1, b1, W2, j):
+    """Remove filter j of a convolution (§3.1.2 step 5): W1 (O1, C, kh, kw) and b1 (O1,) lose
+    filter j, and the next convolution's weight W2 (O2, O1, kh, kw) loses input channel j — the
+    channel that filter produced. Returns (W1 (O1−1, C, kh, kw), b1 (O1−1,), W2 (O2, O1−1, kh, kw)).
+    """
+    ### BEGIN SOLUTION
+    return np.delete(W1, j, axis=0), np.delete(b1, j), np.delete(W2, j, axis=1)
+    ### END SOLUTION
+
+# %%
+check("remove_filter", remove_filter)
 
 # %% [markdown]
 # ## Measured on Fashion-MNIST

@@ -49,6 +49,7 @@
 import os, json, copy, runpy
 from pathlib import Path
 import numpy as np
+from minicompress.check import check
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim
@@ -87,6 +88,21 @@ q_lib, d_lib = Q.symmetric_quantize(x, n)
 assert np.array_equal(q_lib, q) and np.isclose(d_lib.item(), delta)
 
 # %% [markdown]
+# **Exercise — `symmetric_delta`.** Steps 1–2 of §3.2.1. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def symmetric_delta(w, n):
+    """§3.2.1 steps 1–2, a number: Δ = r_max / (2^(n−1) − 1) with r_max = max |w| (w any shape)."""
+    ### BEGIN SOLUTION
+    return np.abs(w).max() / (2 ** (n - 1) - 1)
+    ### END SOLUTION
+
+# %%
+check("symmetric_delta", symmetric_delta)
+
+# %% [markdown]
 # ### Why step 3 needs a clip once $\Delta$ is learned
 #
 # Suppose Adam has shrunk the step to $\Delta = 0.06$ (it often does: a finer grid for the many small values is worth
@@ -98,6 +114,43 @@ q_doc, _ = Q.symmetric_quantize(x, n, delta=0.06, clip=False)
 q_clip, _ = Q.symmetric_quantize(x, n, delta=0.06)
 print("round(x/Δ)          ", q_doc, " ← −12 and 11 need 5 bits")
 print("clip(round(x/Δ),±7) ", q_clip)
+
+# %% [markdown]
+# **Exercise — `round_half_up`.** The document says 四舍五入: a tie such as 10.5 goes *up* (away from zero) to 11. NumPy's `np.rint` and `np.round`, and Python's `round`, send a tie to the even integer (10.5 → 10) — that is why the cell above printed 10 for $0.63/0.06 = 10.5$. Write the document's rule. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def round_half_up(x):
+    """四舍五入, element-wise: the nearest integer, a tie (…​.5) rounded away from zero
+    (2.5 → 3, −2.5 → −3). Returns floats of x's shape. (np.rint and np.round do *not* do this.)
+    """
+    ### BEGIN SOLUTION
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    ### END SOLUTION
+
+# %%
+check("round_half_up", round_half_up)
+
+# %% [markdown]
+# **Exercise — `symmetric_quantize`.** Step 3 with the clip that a learned $\Delta$ needs, rounding as the document does (四舍五入). Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def symmetric_quantize(w, delta, n):
+    """§3.2.1 step 3: q = clip(四舍五入(w/Δ), −(2^(n−1) − 1), 2^(n−1) − 1), integers of w's shape
+    (round half away from zero, as in round_half_up; write it inline so this function stands alone).
+    """
+    ### BEGIN SOLUTION
+    v = w / delta
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    Q = 2 ** (n - 1) - 1
+    return np.clip(q, -Q, Q).astype(np.int64)
+    ### END SOLUTION
+
+# %%
+check("symmetric_quantize", symmetric_quantize)
 
 # %% [markdown]
 # ## A real layer: the first weight matrix of LeNet-300-100
@@ -237,6 +290,29 @@ save(plt.gcf(), "quant_delta_trajectory.png")
 plt.show()
 
 # %% [markdown]
+# **Exercise — `ste_grad`.** Rounding has derivative 0 almost everywhere, so Adam could never move a weight through it; the straight-through estimator passes $\partial L/\partial\hat w$ through unchanged inside the range and blocks it where the value was clipped. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def ste_grad(w, delta, n, grad_out):
+    """Straight-through estimator (§3.2.1 steps 4–5): ŵ = Δ·clip(round(w/Δ), −Q, Q), Q = 2^(n−1) − 1,
+    is treated as ŵ = w inside the range, so
+
+        ∂L/∂w = ∂L/∂ŵ  where −Q ≤ w/Δ ≤ Q,   0 where w/Δ is clipped.
+
+    grad_out = ∂L/∂ŵ (shape of w). Returns ∂L/∂w, shape of w.
+    """
+    ### BEGIN SOLUTION
+    Q = 2 ** (n - 1) - 1
+    inside = np.abs(w / delta) <= Q
+    return grad_out * inside
+    ### END SOLUTION
+
+# %%
+check("ste_grad", ste_grad)
+
+# %% [markdown]
 # ## Step 6: store the integers
 #
 # `convert` turns the fake-quantised model into an `IntegerModel`: the weights become integer codes, bit-packed
@@ -252,6 +328,28 @@ print(f"agreement with the fake-quantised model: {100 * agree:.2f} %   integer a
       f"{100 * (im.predict(xte) == yte).mean():.2f} %")
 print(f"stored bytes {im.nbytes():,} vs float32 {im.float_bytes:,}  → {im.nbytes() / im.float_bytes:.4f} "
       f"(2/32 = {2 / 32:.4f})")
+
+# %% [markdown]
+# **Exercise — `pack_bits`.** How the integer model stores its codes: $\lceil N\cdot n/8\rceil$ bytes for $N$ codes of $n$ bits. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def pack_bits(q, n):
+    """Storage: N integer codes q (1-D) of n bits each, written as their n-bit two's-complement
+    fields (the n lowest bits of q), most significant bit first, concatenated and cut into bytes;
+    the last byte is padded with zeros. Returns a uint8 array of ⌈N·n/8⌉ bytes.
+    Example: n = 4, q = [−1, 3] → 1111 0011 → [0xF3].
+    """
+    ### BEGIN SOLUTION
+    u = np.asarray(q).astype(np.int64) & ((1 << n) - 1)        # two's complement: the low n bits
+    shifts = np.arange(n - 1, -1, -1)                          # MSB first
+    bits = ((u[:, None] >> shifts) & 1).astype(np.uint8)       # (N, n)
+    return np.packbits(bits.ravel())
+    ### END SOLUTION
+
+# %%
+check("pack_bits", pack_bits)
 
 # %% [markdown]
 # ## On Fashion-MNIST

@@ -49,6 +49,7 @@
 import os, json, copy, runpy
 from pathlib import Path
 import numpy as np
+from minicompress.check import check
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim
@@ -89,6 +90,60 @@ print("the real 0.0 comes back as", delta * q[2] + r_min, "with the document's f
       delta * (q_z[2] - z), "with the zero point")
 qa, da, ra = Q.asymmetric_quantize(x, n)
 assert np.array_equal(qa, q) and Q.zero_point(da, ra, n) == z
+
+# %% [markdown]
+# **Exercise — `asymmetric_params`.** Steps 1–2 of §3.2.2. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def asymmetric_params(w, n):
+    """§3.2.2 steps 1–2: r_min = min w, r_max = max w, Δ = (r_max − r_min)/(2^n − 1).
+    Returns (Δ, r_min), two numbers."""
+    ### BEGIN SOLUTION
+    r_min, r_max = w.min(), w.max()
+    return (r_max - r_min) / (2 ** n - 1), r_min
+    ### END SOLUTION
+
+# %%
+check("asymmetric_params", asymmetric_params)
+
+# %% [markdown]
+# **Exercise — `zero_point`.** The integer zero point of the cell above (the document writes $r_{\min}$ instead of an integer; an integer $z$ makes $x=0$ exact, which zero padding and ReLU need). Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def zero_point(delta, r_min, n):
+    """The integer zero point: z = clip(round(−r_min/Δ), 0, 2^n − 1), an int, so that the real
+    number 0 is exactly the code z (x̂ = Δ(q − z))."""
+    ### BEGIN SOLUTION
+    return int(np.clip(np.rint(-r_min / delta), 0, 2 ** n - 1))
+    ### END SOLUTION
+
+# %%
+check("zero_point", zero_point)
+
+# %% [markdown]
+# **Exercise — `affine_roundtrip`.** Quantise with $z$, and back. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def affine_roundtrip(x, delta, z, n):
+    """Quantise with a zero point and back (x any shape, Δ > 0, z an int):
+
+        q = clip(round(x/Δ) + z, 0, 2^n − 1),    x̂ = Δ·(q − z)
+
+    Returns (q integers, x̂ floats), shapes of x. (No ties occur in the checks: np.rint is fine.)
+    """
+    ### BEGIN SOLUTION
+    q = np.clip(np.rint(x / delta) + z, 0, 2 ** n - 1).astype(np.int64)
+    return q, delta * (q - z)
+    ### END SOLUTION
+
+# %%
+check("affine_roundtrip", affine_roundtrip)
 
 # %% [markdown]
 # ## Real activations: symmetric or asymmetric?
@@ -161,6 +216,29 @@ for ax in axes:
 plt.tight_layout()
 save(plt.gcf(), "quant_lsq_gradient.png")
 plt.show()
+
+# %% [markdown]
+# **Exercise — `lsq_delta_grad`.** The gradient that lets Adam learn $\Delta$ (LSQ, Esser et al. 2020): the curve drawn above, for a weight quantiser. Derive it from $\hat w = \Delta\cdot\mathrm{clip}(\mathrm{round}(w/\Delta), -Q, Q)$ with round passed straight through. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def lsq_delta_grad(w, delta, n):
+    """LSQ (Esser et al.): the derivative of ŵ = Δ·clip(round(w/Δ), −Q, Q) with respect to Δ, with
+    round passed straight through; v = w/Δ, Q = 2^(n−1) − 1:
+
+        ∂ŵ/∂Δ = round(v) − v   if −Q ≤ v ≤ Q,      −Q if v < −Q,      Q if v > Q.
+
+    Returns an array of w's shape.
+    """
+    ### BEGIN SOLUTION
+    Q = 2 ** (n - 1) - 1
+    v = w / delta
+    return np.where(np.abs(v) <= Q, np.rint(v) - v, np.clip(v, -Q, Q))
+    ### END SOLUTION
+
+# %%
+check("lsq_delta_grad", lsq_delta_grad)
 
 # %% [markdown]
 # ### Adam learns the input's step and offset
@@ -290,6 +368,48 @@ assert q_y == layer.run(codes)[0, j]
 m4.eval(); m4(x1, capture=("relu2_quant",))
 fake = m4.features["relu2_quant"][0, j]
 print(f"fake-quantised model: x̂ = {fake:.6f} = Δ_y · {fake / m4['relu2_quant'].delta[0]:.4f}")
+
+# %% [markdown]
+# **Exercise — `quantize_multiplier`.** The integer model cannot multiply by a real number $M = \Delta_w\Delta_x/\Delta_y$; it multiplies by an integer $M_0$ and shifts right. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def quantize_multiplier(M, bits):
+    """A real multiplier M > 0 as an integer and a shift: M ≈ M₀·2^(−shift) with M₀ an integer in
+    [2^(b−1), 2^b), b = bits. Write M = f·2^e with f ∈ [0.5, 1) (np.frexp); M₀ = round(f·2^b),
+    shift = b − e. Returns (M₀, shift), two ints. (No case of the check rounds f·2^b up to 2^b.)
+    """
+    ### BEGIN SOLUTION
+    f, e = np.frexp(M)
+    return int(np.rint(f * 2 ** bits)), int(bits - e)
+    ### END SOLUTION
+
+# %%
+check("quantize_multiplier", quantize_multiplier)
+
+# %% [markdown]
+# **Exercise — `requantize`.** With that $M_0$ and shift, the accumulator of the neuron traced above becomes an output code. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def requantize(acc, M0, shift, z, q_lo, q_hi):
+    """Integer requantisation (§3.2.1 step 6): an int32/int64 accumulator acc times M = M₀·2^(−shift),
+    rounded half up by adding 2^(shift−1) before the arithmetic shift, plus the output zero point:
+
+        q_y = clip(((acc·M₀ + 2^(shift−1)) >> shift) + z, q_lo, q_hi)
+
+    Integers only (int64). Returns q_y, shape of acc.
+    """
+    ### BEGIN SOLUTION
+    acc = np.asarray(acc, dtype=np.int64)
+    out = (acc * M0 + (1 << (shift - 1))) >> shift
+    return np.clip(out + z, q_lo, q_hi)
+    ### END SOLUTION
+
+# %%
+check("requantize", requantize)
 
 # %%
 agree = (im.predict(xte) == predict(m4, xte).argmax(1)).mean()

@@ -42,6 +42,7 @@
 import os, json, runpy
 from pathlib import Path
 import numpy as np
+from minicompress.check import check
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim
@@ -68,6 +69,25 @@ print("T     " + "".join(f"{c:>10s}" for c in classes))
 for T in (1, 2, 4, 8, 1000):
     p = D.softmax_with_temperature(z, T)
     print(f"{T:<6}" + "".join(f"{v:10.4f}" for v in p))
+
+# %% [markdown]
+# **Exercise — `softmax_t`.** The table above, as a function. Make it work for one example (shape (K,)) and a batch (N, K), and for large logits. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def softmax_t(z, T):
+    """Softmax with temperature over the last axis (§3.3): p^T_i = exp(z_i/T) / Σ_j exp(z_j/T).
+    z: logits (..., K); returns probabilities of z's shape. Subtract the maximum first (it does not
+    change the result, and exp of a large logit would overflow)."""
+    ### BEGIN SOLUTION
+    a = np.asarray(z, dtype=np.float64) / T
+    e = np.exp(a - a.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+    ### END SOLUTION
+
+# %%
+check("softmax_t", softmax_t)
 
 # %% [markdown]
 # ## 2. The soft-target loss and its gradient, by hand
@@ -112,6 +132,51 @@ print("grad   by hand", np.round(grad_by_hand, 6))
 print("       library", np.round(grad, 6))
 print("  central diff", np.round(numeric, 6))
 print("max |library − numeric| =", np.abs(grad - numeric).max())
+
+# %% [markdown]
+# **Exercise — `soft_target_loss`.** The value of the cell above, by your own function (standalone: no call to the library). Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def soft_target_loss(z_s, z_t, T):
+    """The soft-target loss, a number: student logits z_s and teacher logits z_t, both (N, K),
+
+        L_soft = T² · (1/N) Σ_n KL(p_t^T ‖ p_s^T) = T² · (1/N) Σ_n Σ_i p_t,i (log p_t,i − log p_s,i)
+
+    with p^T = softmax(z/T). Standalone: compute the softmaxes (or log-softmaxes) here.
+    """
+    ### BEGIN SOLUTION
+    def log_softmax(z):
+        a = np.asarray(z, dtype=np.float64) / T
+        a = a - a.max(axis=-1, keepdims=True)
+        return a - np.log(np.exp(a).sum(axis=-1, keepdims=True))
+    lt, ls = log_softmax(z_t), log_softmax(z_s)
+    return T * T * float((np.exp(lt) * (lt - ls)).sum(axis=-1).mean())
+    ### END SOLUTION
+
+# %%
+check("soft_target_loss", soft_target_loss)
+
+# %% [markdown]
+# **Exercise — `soft_target_grad`.** And its gradient with respect to the student's logits. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def soft_target_grad(z_s, z_t, T):
+    """∂L_soft/∂z_s = T · (p_s^T − p_t^T) / N, shape (N, K): the T² of the loss times the 1/T of
+    the chain rule through z_s/T."""
+    ### BEGIN SOLUTION
+    def softmax(z):
+        a = np.asarray(z, dtype=np.float64) / T
+        e = np.exp(a - a.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+    return T * (softmax(z_s) - softmax(z_t)) / len(z_s)
+    ### END SOLUTION
+
+# %%
+check("soft_target_grad", soft_target_grad)
 
 # %% [markdown]
 # ## 3. Why the factor $T^2$
@@ -201,6 +266,33 @@ plt.plot(range(1, epochs + 1), 100 * np.array(acc_alone), "o-", label="student a
 plt.plot(range(1, epochs + 1), 100 * np.array(acc_kd), "s-", label=f"distilled (T = {T_best:g}, α = {alpha_best})")
 plt.xlabel("epoch"); plt.ylabel("test accuracy (%)"); plt.legend(); plt.grid(alpha=0.3); plt.show()
 print(f"student alone {100 * acc_alone[-1]:.2f} %   distilled {100 * acc_kd[-1]:.2f} %  (one seed)")
+
+# %% [markdown]
+# **Exercise — `distillation_loss`.** The loss the student above was trained with. Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def distillation_loss(z_s, z_t, y, T, alpha):
+    """The whole distillation loss, a number (z_s, z_t: (N, K) logits; y: (N,) integer labels):
+
+        L = α · L_soft + (1 − α) · CE(z_s, y),   CE = −(1/N) Σ_n log softmax(z_s,n)[y_n]  (T = 1)
+
+    with L_soft = T²·(1/N)Σ KL(p_t^T ‖ p_s^T) as in soft_target_loss (write it again here).
+    """
+    ### BEGIN SOLUTION
+    def log_softmax(z, temp):
+        a = np.asarray(z, dtype=np.float64) / temp
+        a = a - a.max(axis=-1, keepdims=True)
+        return a - np.log(np.exp(a).sum(axis=-1, keepdims=True))
+    lt, ls = log_softmax(z_t, T), log_softmax(z_s, T)
+    soft = T * T * (np.exp(lt) * (lt - ls)).sum(axis=-1).mean()
+    hard = -log_softmax(z_s, 1.0)[np.arange(len(y)), y].mean()
+    return float(alpha * soft + (1 - alpha) * hard)
+    ### END SOLUTION
+
+# %%
+check("distillation_loss", distillation_loss)
 
 # %% [markdown]
 # Teacher and student soft outputs on a few test images, at three temperatures. At $T=1$ both are nearly one-hot;
@@ -358,6 +450,25 @@ for epoch in range(10 if FAST else 3):
     values.append(hint_value())
 print("hint loss on 256 training images after each epoch:", np.round(values, 4))
 print("lenet5 with KD + hint, test accuracy:", round(evaluate(cnn, xte, yte)["accuracy"], 4))
+
+# %% [markdown]
+# **Exercise — `hint_loss`.** The FitNets hint term (the regressor $r$ is left out: pass $r(F_s)$ as `f_s`). Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def hint_loss(f_s, f_t, beta):
+    """FitNets hint loss between (regressed) student features f_s and teacher features f_t of the
+    same shape:  L_hint = β · mean((F_s − F_t)²),  ∂L_hint/∂F_s = 2β (F_s − F_t) / size.
+    Returns (L_hint a number, ∂L_hint/∂F_s of f_s's shape).
+    """
+    ### BEGIN SOLUTION
+    d = f_s - f_t
+    return beta * float((d * d).mean()), 2 * beta * d / d.size
+    ### END SOLUTION
+
+# %%
+check("hint_loss", hint_loss)
 
 # %%
 for name in ("distill_cnn.json", "distill_cnn_T1.json", "distill_cnn_T1_cosine_teacher.json",

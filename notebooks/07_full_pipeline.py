@@ -45,6 +45,7 @@ import os, json, runpy, tempfile
 from types import SimpleNamespace
 from pathlib import Path
 import numpy as np
+from minicompress.check import check
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import pipeline, prune, quantize
@@ -165,6 +166,27 @@ for step in header["steps"]:
     w = step.get("weight")
     if w:
         print(f"  {step['kind']:7s} {tuple(w['shape'])}: int{w['bits']}, {w['encoding']}, {w['nbytes']:,} bytes")
+
+# %% [markdown]
+# **Exercise — `artifact_bytes`.** Before reading the stage table: how many bytes does a pruned, quantised weight take? A simple model of the storage (the artifact adds a header and picks the cheapest encoding per tensor). Write the body between `### BEGIN SOLUTION` and
+# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
+# function against numbers worked out by hand.
+
+# %%
+def artifact_bytes(N, nnz, n):
+    """Bytes of one pruned and quantised weight tensor stored as a bitmask plus packed codes:
+    N entries of which nnz are kept, n-bit codes, one float32 step size Δ:
+
+        bytes = ⌈N/8⌉ (bitmask, 1 bit per entry) + ⌈nnz·n/8⌉ (packed codes) + 4 (Δ)
+
+    Returns an int.
+    """
+    ### BEGIN SOLUTION
+    return -(-N // 8) + -(-nnz * n // 8) + 4
+    ### END SOLUTION
+
+# %%
+check("artifact_bytes", artifact_bytes)
 
 # %% [markdown]
 # ## The stage table as a picture
