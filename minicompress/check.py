@@ -172,9 +172,10 @@ def notebook_language(nb):
 
 
 def exercise_source(nb):
-    """``(source, {exercise name: cell index})``: the code to run to define the notebook's exercise
-    functions — every top-level import of the notebook (each guarded: a missing package must not hide
-    the exercises), then every code cell that defines an exercise function, in order."""
+    """``(imports, cells, {exercise name: cell index})``: what to run to define the notebook's exercise
+    functions — the notebook's top-level imports of names those cells use (each run on its own: a
+    missing package must not hide the exercises), then every code cell that defines an exercise
+    function, ``(index, source, names)`` in order. No other cell is run."""
     imports, cells, found = [], [], {}
     for index, cell in enumerate(nb.get("cells", [])):
         if cell.get("cell_type") != "code":
@@ -193,13 +194,22 @@ def exercise_source(nb):
             continue
         for node in tree.body:
             if isinstance(node, (ast.Import, ast.ImportFrom)):
-                imports.append(ast.unparse(node))
+                imports.append(node)
         names = [node.name for node in tree.body if isinstance(node, ast.FunctionDef) and node.name in EXERCISES]
         if names:
             for n in names:
                 found[n] = index
             cells.append((index, source, names))
-    return imports, cells, found
+    # only the imports whose names the exercise cells use (numpy, mostly): fast, and nothing else runs
+    used = set()
+    for _, source, _ in cells:
+        try:
+            used |= {n.id for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Name)}
+        except SyntaxError:
+            pass
+    needed = [ast.unparse(node) for node in imports
+              if any((a.asname or a.name.split(".")[0]) in used for a in node.names)]
+    return needed, cells, found
 
 
 def _worker(payload):

@@ -120,9 +120,9 @@ assert np.allclose(ours, by_hand, atol=1e-5)
 # $\theta$ passes the minimum at 3 and the sign flips.
 
 # %% [markdown]
-# **Exercise — `adam_moments`.** The two running means of §2.1. Write them for a scalar or an array (NumPy's `*` is element-wise). Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `adam_moments`.** The two running means of §2.1. Write them for a scalar or an array (NumPy's `*` is element-wise). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def adam_moments(m, v, g, beta1, beta2):
@@ -143,9 +143,9 @@ def adam_moments(m, v, g, beta1, beta2):
 check("adam_moments", adam_moments)
 
 # %% [markdown]
-# **Exercise — `bias_correction`.** Divide by $1-\beta^t$. At $t=1$ this turns $m_1 = 0.1\,g_1$ back into $g_1$ (the first row of the table above). Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `bias_correction`.** Divide by $1-\beta^t$. At $t=1$ this turns $m_1 = 0.1\,g_1$ back into $g_1$ (the first row of the table above). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def bias_correction(m, v, beta1, beta2, t):
@@ -163,9 +163,9 @@ def bias_correction(m, v, beta1, beta2, t):
 check("bias_correction", bias_correction)
 
 # %% [markdown]
-# **Exercise — `adam_update`.** The step itself. Keep $\epsilon$ *outside* the square root, as the document and PyTorch write it; the check uses a large $\epsilon$ so that the difference shows. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `adam_update`.** The step itself. Keep $\epsilon$ *outside* the square root, as the document and PyTorch write it; the check uses a large $\epsilon$ so that the difference shows. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def adam_update(theta, m_hat, v_hat, alpha, eps):

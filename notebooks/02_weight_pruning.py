@@ -81,9 +81,9 @@ print("m =\n", mask.mask.data)
 print("weight transforms of the layer:", layer.weight_transforms)
 
 # %% [markdown]
-# **Exercise — `mask_gradients`.** The layer computes with $W_{\text{eff}} = W\odot m$. Given $g=\partial L/\partial W_{\text{eff}}$ from the layer's backward, write the two gradients of the chain rule; the second is the one Adam will use for the mask scores in step 5. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `mask_gradients`.** The layer computes with $W_{\text{eff}} = W\odot m$. Given $g=\partial L/\partial W_{\text{eff}}$ from the layer's backward, write the two gradients of the chain rule; the second is the one Adam will use for the mask scores in step 5. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def mask_gradients(W, m, g):
@@ -160,9 +160,9 @@ print("W ⊙ m =\n", layer.effective_weight())
 print("kept:", int(mask.keep.sum()), "of", mask.mask.data.size)
 
 # %% [markdown]
-# **Exercise — `topk_mask`.** Step 3 with exact counts: on $\lvert W_5\rvert$ at 75 % your mask must be the one printed above. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `topk_mask`.** Step 3 with exact counts: on $\lvert W_5\rvert$ at 75 % your mask must be the one printed above. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def topk_mask(scores, sparsity):
@@ -232,9 +232,9 @@ plt.show()
 print("all m went up:", bool(np.all(pm.data > 0.5)), "| all |W| went down:", bool(np.all(np.abs(pw.data) < np.abs(w0))))
 
 # %% [markdown]
-# **Exercise — `l1_penalty`.** The document's L1 term, as a number. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `l1_penalty`.** The document's L1 term, as a number. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def l1_penalty(W, m, lam):
@@ -250,9 +250,9 @@ def l1_penalty(W, m, lam):
 check("l1_penalty", l1_penalty)
 
 # %% [markdown]
-# **Exercise — `l1_penalty_grads`.** Its two gradients. Before writing them, predict the sign of $\partial R/\partial m$ for $0\le m<1$; the figure above is the answer. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `l1_penalty_grads`.** Its two gradients. Before writing them, predict the sign of $\partial R/\partial m$ for $0\le m<1$; the figure above is the answer. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def l1_penalty_grads(W, m, lam):
@@ -291,9 +291,9 @@ plt.figure(figsize=(5, 3)); plt.plot([sched(t) for t in range(120)])
 plt.xlabel("step"); plt.ylabel("sparsity $s_t$"); plt.title("cubic schedule, 0 → 90 % over 100 steps"); plt.show()
 
 # %% [markdown]
-# **Exercise — `cubic_sparsity`.** The schedule drawn above, as a function of the step $t$ (continuous: the library updates it only every $\Delta t$ steps, the checks use steps where both agree). Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `cubic_sparsity`.** The schedule drawn above, as a function of the step $t$ (continuous: the library updates it only every $\Delta t$ steps, the checks use steps where both agree). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def cubic_sparsity(t, s_i, s_f, t0, n, dt):

@@ -109,9 +109,9 @@ for s in ("l1", "l2", "median"):
 print("L1 and L2 rank filter 1 first (one big weight); the median ranks filter 0 first (every weight matters).")
 
 # %% [markdown]
-# **Exercise — `filter_scores`.** The three norm scores of the cell above, for a weight of shape (O, C, kh, kw). Every score is computed over a filter's own C·kh·kw entries (axes 1, 2, 3). Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `filter_scores`.** The three norm scores of the cell above, for a weight of shape (O, C, kh, kw). Every score is computed over a filter's own C·kh·kw entries (axes 1, 2, 3). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def filter_scores(W):
@@ -201,9 +201,9 @@ print(f"MAC ratio {rows[1][2] / rows[0][2]:.3f}, latency ratio {rows[1][3] / row
       "the benchmark interleaves rounds)")
 
 # %% [markdown]
-# **Exercise — `remove_filter`.** Step 5 on two arrays: filter $j$ of one convolution produces channel $j$ of the next one's input, so both layers shrink. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `remove_filter`.** Step 5 on two arrays: filter $j$ of one convolution produces channel $j$ of the next one's input, so both layers shrink. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def remove_filter(W1, b1, W2, j):

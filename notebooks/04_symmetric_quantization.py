@@ -88,9 +88,9 @@ q_lib, d_lib = Q.symmetric_quantize(x, n)
 assert np.array_equal(q_lib, q) and np.isclose(d_lib.item(), delta)
 
 # %% [markdown]
-# **Exercise — `symmetric_delta`.** Steps 1–2 of §3.2.1. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `symmetric_delta`.** Steps 1–2 of §3.2.1. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def symmetric_delta(w, n):
@@ -116,9 +116,9 @@ print("round(x/Δ)          ", q_doc, " ← −12 and 11 need 5 bits")
 print("clip(round(x/Δ),±7) ", q_clip)
 
 # %% [markdown]
-# **Exercise — `round_half_up`.** The document says 四舍五入: a tie such as 10.5 goes *up* (away from zero) to 11. NumPy's `np.rint` and `np.round`, and Python's `round`, send a tie to the even integer (10.5 → 10) — that is why the cell above printed 10 for $0.63/0.06 = 10.5$. Write the document's rule. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `round_half_up`.** The document says 四舍五入: a tie such as 10.5 goes *up* (away from zero) to 11. NumPy's `np.rint` and `np.round`, and Python's `round`, send a tie to the even integer (10.5 → 10) — that is why the cell above printed 10 for $0.63/0.06 = 10.5$. Write the document's rule. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def round_half_up(x):
@@ -133,9 +133,9 @@ def round_half_up(x):
 check("round_half_up", round_half_up)
 
 # %% [markdown]
-# **Exercise — `symmetric_quantize`.** Step 3 with the clip that a learned $\Delta$ needs, rounding as the document does (四舍五入). Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `symmetric_quantize`.** Step 3 with the clip that a learned $\Delta$ needs, rounding as the document does (四舍五入). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def symmetric_quantize(w, delta, n):
@@ -290,9 +290,9 @@ save(plt.gcf(), "quant_delta_trajectory.png")
 plt.show()
 
 # %% [markdown]
-# **Exercise — `ste_grad`.** Rounding has derivative 0 almost everywhere, so Adam could never move a weight through it; the straight-through estimator passes $\partial L/\partial\hat w$ through unchanged inside the range and blocks it where the value was clipped. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `ste_grad`.** Rounding has derivative 0 almost everywhere, so Adam could never move a weight through it; the straight-through estimator passes $\partial L/\partial\hat w$ through unchanged inside the range and blocks it where the value was clipped. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def ste_grad(w, delta, n, grad_out):
@@ -330,9 +330,9 @@ print(f"stored bytes {im.nbytes():,} vs float32 {im.float_bytes:,}  → {im.nbyt
       f"(2/32 = {2 / 32:.4f})")
 
 # %% [markdown]
-# **Exercise — `pack_bits`.** How the integer model stores its codes: $\lceil N\cdot n/8\rceil$ bytes for $N$ codes of $n$ bits. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `pack_bits`.** How the integer model stores its codes: $\lceil N\cdot n/8\rceil$ bytes for $N$ codes of $n$ bits. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def pack_bits(q, n):

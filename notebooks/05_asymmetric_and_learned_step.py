@@ -92,9 +92,9 @@ qa, da, ra = Q.asymmetric_quantize(x, n)
 assert np.array_equal(qa, q) and Q.zero_point(da, ra, n) == z
 
 # %% [markdown]
-# **Exercise — `asymmetric_params`.** Steps 1–2 of §3.2.2. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `asymmetric_params`.** Steps 1–2 of §3.2.2. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def asymmetric_params(w, n):
@@ -109,9 +109,9 @@ def asymmetric_params(w, n):
 check("asymmetric_params", asymmetric_params)
 
 # %% [markdown]
-# **Exercise — `zero_point`.** The integer zero point of the cell above (the document writes $r_{\min}$ instead of an integer; an integer $z$ makes $x=0$ exact, which zero padding and ReLU need). Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `zero_point`.** The integer zero point of the cell above (the document writes $r_{\min}$ instead of an integer; an integer $z$ makes $x=0$ exact, which zero padding and ReLU need). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def zero_point(delta, r_min, n):
@@ -125,9 +125,9 @@ def zero_point(delta, r_min, n):
 check("zero_point", zero_point)
 
 # %% [markdown]
-# **Exercise — `affine_roundtrip`.** Quantise with $z$, and back. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `affine_roundtrip`.** Quantise with $z$, and back. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def affine_roundtrip(x, delta, z, n):
@@ -218,9 +218,9 @@ save(plt.gcf(), "quant_lsq_gradient.png")
 plt.show()
 
 # %% [markdown]
-# **Exercise — `lsq_delta_grad`.** The gradient that lets Adam learn $\Delta$ (LSQ, Esser et al. 2020): the curve drawn above, for a weight quantiser. Derive it from $\hat w = \Delta\cdot\mathrm{clip}(\mathrm{round}(w/\Delta), -Q, Q)$ with round passed straight through. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `lsq_delta_grad`.** The gradient that lets Adam learn $\Delta$ (LSQ, Esser et al. 2020): the curve drawn above, for a weight quantiser. Derive it from $\hat w = \Delta\cdot\mathrm{clip}(\mathrm{round}(w/\Delta), -Q, Q)$ with round passed straight through. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def lsq_delta_grad(w, delta, n):
@@ -370,9 +370,9 @@ fake = m4.features["relu2_quant"][0, j]
 print(f"fake-quantised model: x̂ = {fake:.6f} = Δ_y · {fake / m4['relu2_quant'].delta[0]:.4f}")
 
 # %% [markdown]
-# **Exercise — `quantize_multiplier`.** The integer model cannot multiply by a real number $M = \Delta_w\Delta_x/\Delta_y$; it multiplies by an integer $M_0$ and shifts right. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `quantize_multiplier`.** The integer model cannot multiply by a real number $M = \Delta_w\Delta_x/\Delta_y$; it multiplies by an integer $M_0$ and shifts right. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def quantize_multiplier(M, bits):
@@ -389,9 +389,9 @@ def quantize_multiplier(M, bits):
 check("quantize_multiplier", quantize_multiplier)
 
 # %% [markdown]
-# **Exercise — `requantize`.** With that $M_0$ and shift, the accumulator of the neuron traced above becomes an output code. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `requantize`.** With that $M_0$ and shift, the accumulator of the neuron traced above becomes an output code. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def requantize(acc, M0, shift, z, q_lo, q_hi):

@@ -71,9 +71,9 @@ for T in (1, 2, 4, 8, 1000):
     print(f"{T:<6}" + "".join(f"{v:10.4f}" for v in p))
 
 # %% [markdown]
-# **Exercise — `softmax_t`.** The table above, as a function. Make it work for one example (shape (K,)) and a batch (N, K), and for large logits. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `softmax_t`.** The table above, as a function. Make it work for one example (shape (K,)) and a batch (N, K), and for large logits. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def softmax_t(z, T):
@@ -134,9 +134,9 @@ print("  central diff", np.round(numeric, 6))
 print("max |library − numeric| =", np.abs(grad - numeric).max())
 
 # %% [markdown]
-# **Exercise — `soft_target_loss`.** The value of the cell above, by your own function (standalone: no call to the library). Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `soft_target_loss`.** The value of the cell above, by your own function (standalone: no call to the library). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def soft_target_loss(z_s, z_t, T):
@@ -159,9 +159,9 @@ def soft_target_loss(z_s, z_t, T):
 check("soft_target_loss", soft_target_loss)
 
 # %% [markdown]
-# **Exercise — `soft_target_grad`.** And its gradient with respect to the student's logits. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `soft_target_grad`.** And its gradient with respect to the student's logits. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def soft_target_grad(z_s, z_t, T):
@@ -268,9 +268,9 @@ plt.xlabel("epoch"); plt.ylabel("test accuracy (%)"); plt.legend(); plt.grid(alp
 print(f"student alone {100 * acc_alone[-1]:.2f} %   distilled {100 * acc_kd[-1]:.2f} %  (one seed)")
 
 # %% [markdown]
-# **Exercise — `distillation_loss`.** The loss the student above was trained with. Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `distillation_loss`.** The loss the student above was trained with. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def distillation_loss(z_s, z_t, y, T, alpha):
@@ -452,9 +452,9 @@ print("hint loss on 256 training images after each epoch:", np.round(values, 4))
 print("lenet5 with KD + hint, test accuracy:", round(evaluate(cnn, xte, yte)["accuracy"], 4))
 
 # %% [markdown]
-# **Exercise — `hint_loss`.** The FitNets hint term (the regressor $r$ is left out: pass $r(F_s)$ as `f_s`). Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `hint_loss`.** The FitNets hint term (the regressor $r$ is left out: pass $r(F_s)$ as `f_s`). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def hint_loss(f_s, f_t, beta):

@@ -168,9 +168,9 @@ for step in header["steps"]:
         print(f"  {step['kind']:7s} {tuple(w['shape'])}: int{w['bits']}, {w['encoding']}, {w['nbytes']:,} bytes")
 
 # %% [markdown]
-# **Exercise — `artifact_bytes`.** Before reading the stage table: how many bytes does a pruned, quantised weight take? A simple model of the storage (the artifact adds a header and picks the cheapest encoding per tensor). Write the body between `### BEGIN SOLUTION` and
-# `### END SOLUTION`; the docstring states the equation and the shapes. The cell after it checks your
-# function against numbers worked out by hand.
+# **Exercise — `artifact_bytes`.** Before reading the stage table: how many bytes does a pruned, quantised weight take? A simple model of the storage (the artifact adds a header and picks the cheapest encoding per tensor). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
 def artifact_bytes(N, nnz, n):
