@@ -116,8 +116,10 @@ assert np.allclose(ours, by_hand, atol=1e-5)
 # Read the first row: $m_1 = 0.1\,g_1$ and $v_1 = 0.001\,g_1^2$ are far from $g_1$ and $g_1^2$, but after dividing by
 # $1-\beta_1 = 0.1$ and $1-\beta_2 = 0.001$, $\hat m_1 = g_1$ and $\hat v_1 = g_1^2$ exactly, so the first step is
 # $\alpha\,g_1/|g_1| = \alpha\,\mathrm{sign}(g_1)$ (up to ε): **the size of the first step does not depend on the size
-# of the gradient.** The next steps stay close to $\alpha$ while the gradients keep the same sign, and shrink once
-# $\theta$ passes the minimum at 3 and the sign flips.
+# of the gradient.** The next steps stay close to $\alpha$ while the gradients keep the same sign: they shrink only
+# slowly (from $0.5$ to about $0.42$ in the six rows), because $\hat m_t$ and $\sqrt{\hat v_t}$ both shrink with the
+# gradient. The six steps have not yet reached the minimum at 3; once $\theta$ passes it, the gradient's sign flips,
+# $m_t$ has to turn round, and the steps shrink fast (*Try* 1 below).
 
 # %% [markdown]
 # **Exercise — `adam_moments`.** The two running means of §2.1. Write them for a scalar or an array (NumPy's `*` is element-wise). Write the body of the function
@@ -374,3 +376,17 @@ print(f"∂L/∂bias   max relative error {rel(conv.bias.grad, numerical(conv.bi
 # defaults $\beta_1 = 0.9$, $\beta_2 = 0.999$, $\epsilon = 10^{-8}$ (unstated); ε outside the root (as written); no weight
 # decay (not mentioned); $\alpha$ is a constant step size, not an "initial" rate; "faster and more robust" is
 # shown above to hold on an axis-aligned problem and on LeNet-300-100, and to weaken on a rotated valley.
+
+# %% [markdown]
+# ## Things to try, and questions
+#
+# 1. **Past the minimum.** In the table of section 1, run 20 steps instead of 6 (`range(1, 21)`, and `range(20)` for
+#    the library). At which step does $\theta$ first pass 3? What happens to $m_t$ and to the size of the step in
+#    the steps after that?
+# 2. **ε inside the square root.** In your `adam_update`, write $\sqrt{\hat v + \epsilon}$ instead of
+#    $\sqrt{\hat v} + \epsilon$. With $\epsilon = 10^{-8}$, does the table change? For which gradient sizes would it
+#    matter? (Why does the checker use $\epsilon = 0.25$?)
+# 3. **Is the learning rate less critical with Adam?** The document says Adam "对初始学习率的选择不太敏感" (is not very
+#    sensitive to the initial learning rate). In section 3b, train with Adam at α ∈ {1e-4, 1e-3, 1e-2} and with plain SGD at
+#    lr ∈ {0.01, 0.1, 1}. Compare how far apart the final accuracies of each optimiser are.
+#    **Question:** why is the first step exactly $\alpha\,\mathrm{sign}(g_1)$, whatever the size of $g_1$?

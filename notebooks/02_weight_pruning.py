@@ -210,8 +210,36 @@ for scope in ("global", "layer"):
 # $-\lambda\lvert W\rvert\le 0$, so a descent step **raises** every mask entry (toward *keeping* the weight), and the
 # term vanishes at $m=1$. On $W$ it is $\lambda\,\mathrm{sign}(W)(1-m)$: it shrinks a weight toward 0 exactly where the
 # mask is dropping it. So the term cleans up after the mask — a dropped weight decays to zero, after which the mask no
-# longer matters — but it never decides *which* or *how many* weights go. Below, Adam minimises the L1 term alone,
-# starting from $m=0.5$ everywhere.
+# longer matters — but it never decides *which* or *how many* weights go.
+#
+# **First, the document's method literally.** Step 1 sets $m = 1$; steps 4–5 let Adam optimise $W$ and the
+# real-valued $m$ together on the whole objective. On the 5×5 layer and its small task (step 2), for three values of
+# $\lambda$, 500 Adam steps ($\alpha = 0.01$ for both):
+
+# %%
+def task_loss_5x5(w_eff):
+    """L_task of the 5×5 layer on (x5, y5) and g = ∂L_task/∂W_eff (bias fixed)."""
+    logits = x5 @ w_eff.T + layer.bias.data
+    loss, dz = nn.cross_entropy(logits, y5)
+    return loss, dz.T @ x5
+
+for lam in (0.001, 0.01, 0.1):
+    pw, pm = nn.Parameter(W5.copy()), nn.Parameter(np.ones((5, 5), np.float32))   # step 1: m = 1
+    opt = optim.Adam([pw, pm], lr=0.01)
+    for t in range(500):
+        loss, dw, dm = prune.pruning_objective(pw.data, pm.data, lam, task_loss_5x5)
+        pw.grad[...], pm.grad[...] = dw, dm
+        opt.step()
+    m = pm.data
+    print(f"λ = {lam:<5}  loss {loss:.3f}   m in [{m.min():.3f}, {m.max():.3f}]   "
+          f"entries with m < 0.5: {int((m < 0.5).sum())} of 25   with m = 0: {int((m == 0).sum())}")
+
+# %% [markdown]
+# No entry of $m$ reaches 0, whatever $\lambda$: the literal method gives **no sparsity**. At $m = 1$ the L1 term
+# is zero and its gradient on $m$ is $-\lambda\lvert W\rvert$ (pushing $m$ up), so the only force on $m$ is the
+# task gradient $g\odot W$, and a real-valued mask simply becomes another scale factor on each weight — it can
+# grow above 1 or drift a little, but nothing drives it to 0. The next cell isolates the L1 term: Adam minimises it
+# alone, starting from $m=0.5$ everywhere.
 
 # %%
 w0 = np.random.default_rng(4).standard_normal((8, 8)).astype(np.float32)
@@ -285,6 +313,28 @@ check("l1_penalty_grads", l1_penalty_grads)
 # strength decides the final sparsity only indirectly. With the top-k, the sparsity is exact at every step and the net
 # we evaluate is the net we train. The λ term stays available (`lam=`) to decay the weights the mask currently drops.
 
+# %% [markdown]
+# **One Adam step on the scores, by hand.** The 5×5 layer at 75 % sparsity, scores $s = 0$, so the mask is the
+# magnitude mask of step 3. The score gradient is $\partial L/\partial s := g\odot W$ for *every* entry, kept or
+# pruned ($g = \partial L_{\text{task}}/\partial W_{\text{eff}}$ is computed for all entries; only $W_{\text{eff}}$ is
+# zero where $m = 0$): that is why a pruned weight can come back. At $t=1$, $\hat m_1 = g_1$ and $\hat v_1 = g_1^2$, so
+# Adam moves every score by exactly $-\alpha\,\mathrm{sign}(g\odot W)$ (section 1 of notebook 01). With $\alpha=0.05$:
+
+# %%
+s5 = np.zeros((5, 5), np.float32)
+m5 = prune.topk_mask(np.abs(W5) + s5, 6).astype(np.float32)        # 25 − round(0.75·25) = 6 kept
+_, g5 = task_loss_5x5(W5 * m5)
+ds = g5 * W5                                                       # ∂L/∂s = g ⊙ W
+s_by_hand = s5 - 0.05 * ds / (np.abs(ds) + 1e-8)                   # −α·m̂/(√v̂ + ε) with m̂ = g, v̂ = g²
+ps = nn.Parameter(s5.copy()); ps.grad[...] = ds
+optim.Adam([ps], lr=0.05).step()
+print("∂L/∂s = g ⊙ W =\n", ds)
+print("s after one Adam step (by hand = library):", np.allclose(s_by_hand, ps.data, atol=1e-6))
+print("|W| + s =\n", np.abs(W5) + ps.data)
+m5_new = prune.topk_mask(np.abs(W5) + ps.data, 6)
+print("entries that left the mask:", np.argwhere(m5.astype(bool) & ~m5_new).tolist(),
+      " entered:", np.argwhere(~m5.astype(bool) & m5_new).tolist())
+
 # %%
 sched = prune.CubicSchedule(0.0, 0.9, steps=100)
 plt.figure(figsize=(5, 3)); plt.plot([sched(t) for t in range(120)])
@@ -317,7 +367,10 @@ check("cubic_sparsity", cubic_sparsity)
 # `learned_mask_prune` trains weights and scores together (two Adam instances, because a score and a weight live on
 # different scales and Adam's step is ≈ its learning rate whatever the gradient's size), reaching 90 % global sparsity
 # along the cubic schedule. We watch a few mask scores $\lvert W\rvert+s$ of `fc2` that start near the cut, and count how
-# many mask entries differ from plain magnitude pruning at the same sparsity.
+# many mask entries differ from plain magnitude pruning at the same sparsity. Two counts, because two things move
+# during training: the weights $W$ (Adam trains them too, so the magnitude ranking of the *trained* weights is not
+# that of the dense ones) and the scores $s$. Against magnitude pruning of the **dense** weights the count mixes
+# both; against magnitude pruning of the **final** weights it is what the learned scores alone changed.
 
 # %%
 learned = copy.deepcopy(dense)
@@ -337,10 +390,16 @@ def on_epoch(epoch, record):
 trace.append(w_fc2[watch])
 hist = prune.learned_mask_prune(learned, (xtr, ytr), SP, EPOCHS, rng=np.random.default_rng(5), lr=1e-3,
                                 score_lr=1e-3, eval_data=(xte, yte), on_epoch=on_epoch)
-diff = sum(int((prune.masks(learned)[n].keep != mk.keep).sum()) for n, mk in prune.masks(mag).items())
-print(f"mask entries that differ from magnitude pruning: {diff}")
+learned_keep = {n: mk.keep for n, mk in prune.masks(learned).items()}
+diff = sum(int((learned_keep[n] != mk.keep).sum()) for n, mk in prune.masks(mag).items())
+final_keep = prune.select({n: np.abs(l.weight.data) for n, l in prune.prunable_layers(learned)}, SP, "global")
+diff_scores = sum(int((learned_keep[n] != final_keep[n]).sum()) for n in learned_keep)
+print(f"mask entries (of {sum(k.size for k in learned_keep.values()):,}) that differ from magnitude pruning of the "
+      f"dense weights: {diff:,} (weights moved + scores moved); of the final weights: {diff_scores:,} (scores alone)")
 plt.figure(figsize=(6, 3.5)); plt.plot(np.array(trace), marker="o")
+plt.axhline(thr, color="k", ls="--", lw=0.8, label="final magnitude cut (dense |W|)")
 plt.xlabel("epoch"); plt.ylabel("|W| + s"); plt.title("fc2 mask scores near the cut, moved by Adam")
+plt.legend(fontsize=8)
 save(plt.gcf(), "prune_mask_scores_under_adam.png")
 plt.show()
 
@@ -404,4 +463,15 @@ if fig_path.exists():
 # this machine (lenet300 at 90/95/98 %: 88.3/86.9/81.8 vs 88.3/86.8/81.4), a check of the whole score → select →
 # fine-tune path. The gradient-magnitude score is the worst: it keeps weights whose gradient is large *now*, which is
 # not the same as weights the network needs. The control (no pruning, same 10 epochs) reaches 90.1 % (lenet300) and
-# 91.2 % (lenet5) at lr 1e-4, so at 95–98 % sparsity pruning still costs 1.5–4.5 points against equal training.
+# 91.2 % (lenet5) at lr 1e-4, so at 95–98 % sparsity pruning still costs 1.2–4.5 points against equal training.
+
+# %% [markdown]
+# ## Things to try, and questions
+#
+# 1. **Change λ and watch m.** In the cell that runs the literal method, try λ = 1 and λ = 10, and print `pm.data`.
+#    Does any entry of $m$ go to 0? What happens to $W$?
+# 2. **Clip the mask.** Clip $m$ to $[0, 1]$ after every Adam step (`np.clip(pm.data, 0, 1, out=pm.data)`), as a
+#    relaxed mask would be. Does the literal method now give sparsity?
+# 3. **Predict before you run.** Before running the one-step-by-hand cell, predict from $g\odot W$ which scores go up
+#    and which go down. With $\alpha = 0.2$ instead of 0.05, which entries swap in and out of the mask?
+#    **Question:** in step 5, why do we count the differing mask entries twice?

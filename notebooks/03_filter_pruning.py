@@ -105,8 +105,14 @@ Wt = np.array([[[[0.5, -0.5], [0.5, -0.5]]],
 for o in range(4):
     print(f"filter {o}: {Wt[o, 0].ravel()}")
 for s in ("l1", "l2", "median"):
-    print(f"{s:6s}", prune.filter_norm_scores(Wt, s))
-print("L1 and L2 rank filter 1 first (one big weight); the median ranks filter 0 first (every weight matters).")
+    v = prune.filter_norm_scores(Wt, s)
+    print(f"{s:6s} {v}   ranking, most important first: {np.argsort(-v, kind='stable').tolist()}")
+
+# %% [markdown]
+# The three scores disagree on this example. L1 ranks filter 0 first: its four medium weights add up (2.0 against
+# 1.7). L2 ranks filter 1 first: squaring lets its one large weight, 1.6, dominate. The median ranks filter 0 first
+# and filter 3 last: three of filter 3's four weights are 0, so its one large weight, −0.9, does not count at all.
+# Which filter goes first depends on the score you pick.
 
 # %% [markdown]
 # **Exercise — `filter_scores`.** The three norm scores of the cell above, for a weight of shape (O, C, kh, kw). Every score is computed over a filter's own C·kh·kw entries (axes 1, 2, 3). Write the body of the function
@@ -136,7 +142,9 @@ scores = {s: prune.filter_scores(dense, s, ["conv2"], data=(xtr, ytr), rng=np.ra
 fig, axes = plt.subplots(1, 4, figsize=(14, 2.8))
 for ax, (s, v) in zip(axes, scores.items()):
     ax.bar(range(len(v)), v, color=["C3" if i in np.argsort(v)[:len(v) // 2] else "C0" for i in range(len(v))])
-    ax.set_title(f"conv2 {s} (red: lowest half)"); ax.set_xlabel("filter")
+    ax.set_title(f"conv2 {s} score"); ax.set_xlabel("filter"); ax.set_ylabel("score")
+axes[0].legend(handles=[plt.Rectangle((0, 0), 1, 1, color="C0", label="highest half"),
+                        plt.Rectangle((0, 0), 1, 1, color="C3", label="lowest half")], fontsize=8)
 plt.tight_layout()
 save(fig, "prune_filter_scores.png")
 plt.show()
@@ -159,7 +167,15 @@ for s in prune.FILTER_SCORES:
 #
 # `learned_filter_prune` gives every filter a learned score $s_o$ on top of its normalised L1 score, keeps the top-k
 # filters per layer, lowers k along a cubic schedule during the first half of training, and trains the weights at
-# the same time. The plot follows the eight conv2 scores closest to the cut; the mask is the top-k of these curves.
+# the same time. The plot follows all 16 conv2 scores (normalised L1 + $s_o$); the mask is the top-k of these
+# curves, and the filters kept at the end are drawn solid, the pruned ones dashed.
+#
+# **A pruned filter can never come back.** The gate sits between the convolution and its ReLU. Once a filter's gate
+# is 0, the gate outputs 0, and the ReLU has slope 0 there, so $\partial L/\partial y_o = 0$ and the score's gradient
+# $\sum_{n,h,w} a_o\odot\partial L/\partial y_o$ is exactly 0. After that, Adam only coasts on the momentum the score
+# already had, and that momentum shrinks by $\beta_1$ at every step. A pruned *weight* (notebook 02) is different:
+# $\partial L/\partial W_{\text{eff}}$ is computed for every entry, so its score keeps receiving a gradient. The last
+# line of the cell measures this gradient on one batch.
 
 # %%
 learned = copy.deepcopy(dense)
@@ -173,9 +189,20 @@ prune.learned_filter_prune(learned, (xtr, ytr), RATIOS, EPOCHS, rng=np.random.de
                            eval_data=(xte, yte), on_epoch=on_epoch)
 base = prune.filter_norm_scores(dense.conv2.weight.data, "l1"); base = base / base.mean()
 curves = base[None, :] + np.array(trace)
-plt.figure(figsize=(6, 3.5)); plt.plot(range(1, len(trace) + 1), curves, marker="o")
-plt.xlabel("epoch"); plt.ylabel("normalised L1 + s"); plt.title("conv2 filter scores under Adam"); plt.show()
-print("kept conv2 filters:", np.flatnonzero(prune.gates(learned)["conv2"].keep).tolist())
+gate = prune.gates(learned)["conv2"]
+plt.figure(figsize=(6, 3.5))
+for o in range(curves.shape[1]):
+    kept_o = bool(gate.keep[o])
+    plt.plot(range(1, len(trace) + 1), curves[:, o], marker="o", ms=3, ls="-" if kept_o else "--",
+             color="C0" if kept_o else "C3", label=("kept" if kept_o else "pruned") if o in
+             (np.flatnonzero(gate.keep)[0], np.flatnonzero(~gate.keep)[0]) else None)
+plt.xlabel("epoch"); plt.ylabel("normalised L1 + s"); plt.title("conv2 filter scores under Adam (16 filters)")
+plt.legend(fontsize=8); plt.show()
+print("kept conv2 filters:", np.flatnonzero(gate.keep).tolist())
+gate.scores.grad[...] = 0                       # one batch: the score gradients, pruned vs kept filters
+_, dz = nn.cross_entropy(learned(xtr[:256]), ytr[:256]); learned.backward(dz)
+print(f"|∂L/∂s| on one batch: pruned filters {np.abs(gate.scores.grad[~gate.keep]).max():.1e} (max), "
+      f"kept filters {np.abs(gate.scores.grad[gate.keep]).mean():.1e} (mean)")
 
 # %% [markdown]
 # ## Step 5 — remove the filters: a smaller network
@@ -238,3 +265,14 @@ for name in ("lenet5", "teacher"):
     print(f"{name}: keep {r['keep']}, accuracy {100 * r['dense_accuracy']:.2f} → {100 * r['pruned_accuracy']:.2f} % "
           f"(drop {r['accuracy_drop_points']:.2f} points), MAC ratio {r['mac_ratio']:.3f}, "
           f"latency ratio {r['latency_ratio']:.3f} (= {r['latency_over_mac_ratio']:.2f} × MAC ratio)")
+
+# %% [markdown]
+# ## Things to try, and questions
+#
+# 1. **Make the scores disagree.** Change one weight of filter 3 in the small example so that the L1 and the median
+#    rankings put filter 3 first. What is the smallest change?
+# 2. **Taylor without fine-tuning.** In step 3, the Taylor score gives the lowest accuracy without fine-tuning. Run
+#    it with more calibration batches (`num_batches=32`). Does it change the kept filters?
+# 3. **Could a pruned filter come back?** Move the gate *after* the ReLU (in your head, or in a copy of the model).
+#    Would the score of a pruned filter receive a gradient then?
+#    **Question:** why must `remove_filter` shrink the *next* layer too, and which axis of its weight?

@@ -110,13 +110,27 @@ check("symmetric_delta", symmetric_delta)
 # fit in 4 bits; the clipped quantiser saturates them at ±7.
 
 # %%
-q_doc, _ = Q.symmetric_quantize(x, n, delta=0.06, clip=False)
+v = x / np.float32(0.06)                                   # float32, as the library computes
+q_doc, _ = Q.symmetric_quantize(x, n, delta=0.06, clip=False)   # np.rint: a tie goes to the even integer
+q_half_up = (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(int)   # 四舍五入: a tie goes away from zero
 q_clip, _ = Q.symmetric_quantize(x, n, delta=0.06)
-print("round(x/Δ)          ", q_doc, " ← −12 and 11 need 5 bits")
-print("clip(round(x/Δ),±7) ", q_clip)
+print("x/Δ                  ", np.round(v, 4))
+print("np.rint(x/Δ)         ", q_doc, " (library, round half to even)")
+print("四舍五入(x/Δ)        ", q_half_up, " (the document, round half up)")
+print(f"largest |code| {np.abs(q_doc).max()}: more than the 4-bit range ±7, a symmetric code that large needs "
+      f"{int(np.ceil(np.log2(np.abs(q_doc).max() + 1))) + 1} bits")
+print("clip(np.rint(x/Δ),±7)", q_clip)
 
 # %% [markdown]
-# **Exercise — `round_half_up`.** The document says 四舍五入: a tie such as 10.5 goes *up* (away from zero) to 11. NumPy's `np.rint` and `np.round`, and Python's `round`, send a tie to the even integer (10.5 → 10) — that is why the cell above printed 10 for $0.63/0.06 = 10.5$. Write the document's rule. Write the body of the function
+# Look at the last entry: $0.63/0.06 = 10.5$ exactly (in float32 too), a **tie**. The document says 四舍五入, which
+# rounds a tie up, to 11. NumPy's `np.rint` (and `np.round`, and Python's `round`) rounds a tie to the *even*
+# integer, 10 — the library uses `np.rint`, as PyTorch and integer hardware do, because rounding half to even has no
+# upward bias on average. The two rules differ only at exact ties, which are rare with trained weights but common in
+# hand-made examples; the exercise `round_half_up` below writes the document's rule. Either way, −12 does not fit
+# in 4 bits, and the clip is needed.
+
+# %% [markdown]
+# **Exercise — `round_half_up`.** The document says 四舍五入: a tie such as 10.5 goes *up* (away from zero) to 11. NumPy's `np.rint` and `np.round`, and Python's `round`, send a tie to the even integer (10.5 → 10) — that is why `np.rint` gave 10 for $0.63/0.06 = 10.5$ above. Write the document's rule. Write the body of the function
 # (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
 # The cell after it checks your function against numbers worked out by hand.
 
@@ -368,3 +382,14 @@ for name in ("lenet300", "lenet5"):
     for row in rows:
         print(f"  {row['row']:24s} {row['bits']}-bit  {100 * row['accuracy']:6.2f} %   integer model "
               f"{100 * row['int_accuracy']:6.2f} %  bytes {row['bytes_ratio']:.4f} of float32")
+
+# %% [markdown]
+# ## Things to try, and questions
+#
+# 1. **Ties.** Find a weight vector and a Δ for which `np.rint` and 四舍五入 give different codes (the cell of step 3
+#    has one). How often do exact ties occur in `fc1`'s weights at 4 bits with the min–max Δ?
+# 2. **No clip.** Learn Δ for 2 bits with `clip=False` in your head: what happens to the codes of the largest weights
+#    once Adam shrinks Δ, and how many bits would they need?
+# 3. **Pack and count.** Pack the 4-bit codes of `fc1` with your `pack_bits` and compare the byte count with
+#    $\lceil N\cdot 4/8\rceil$ and with the float32 size.
+#    **Question:** why does the straight-through estimator pass the gradient *unchanged* inside the range?

@@ -244,8 +244,10 @@ check("lsq_delta_grad", lsq_delta_grad)
 # ### Adam learns the input's step and offset
 #
 # A 4-bit asymmetric quantiser on the input image (here on its own, to see it move; the network's other quantisers
-# are 8-bit), learned with frozen weights. The offset $\beta$ starts at the observed minimum and $\Delta$ at min–max;
-# Adam trades clipping of the brightest pixels for a finer grid.
+# are 8-bit), learned with frozen weights. The offset $\beta$ starts at the observed minimum and $\Delta$ at min–max.
+# Adam settles a trade-off on the task loss: a smaller $\Delta$ gives a finer grid but clips the brightest pixels, a
+# larger one covers more of the range with coarser steps. The cell prints which way it went: the range the 16 codes
+# cover, $[\beta,\ \beta + 15\Delta]$, before and after.
 
 # %%
 model = Q.prepare(copy.deepcopy(net), 8, 8, input_kind="asymmetric", input_bits=4)
@@ -260,9 +262,14 @@ Q.train_quantized(model, (xtr[:n_train], ytr[:n_train]), epochs=2 if FAST else 1
 print(f"end:   Δ = {qin.delta[0]:.4f}, offset β = {qin.offset.data[0]:.4f}, z = {qin.zero_point()[0]},"
       f" accuracy {evaluate(model, xte, yte)['accuracy']:.4f}")
 path = np.array(path)
+(d0, b0), (d1, b1) = path[0], path[-1]
+print(f"covered range [{b0:.3f}, {b0 + 15 * d0:.3f}] → [{b1:.3f}, {b1 + 15 * d1:.3f}]: Δ {d1 / d0 - 1:+.1%}, "
+      f"a {'coarser' if d1 > d0 else 'finer'} grid over a {'wider' if d1 > d0 else 'narrower'} range")
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-axes[0].plot(path[:, 0]); axes[0].set_title("input Δ under Adam"); axes[0].set_xlabel("step")
-axes[1].plot(path[:, 1]); axes[1].set_title("input offset β under Adam"); axes[1].set_xlabel("step")
+axes[0].plot(path[:, 0], label="Δ"); axes[0].set_title("input Δ under Adam"); axes[0].set_xlabel("Adam step")
+axes[0].set_ylabel("Δ"); axes[0].legend()
+axes[1].plot(path[:, 1], color="C1", label="β"); axes[1].set_title("input offset β under Adam")
+axes[1].set_xlabel("Adam step"); axes[1].set_ylabel("β"); axes[1].legend()
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
@@ -420,3 +427,14 @@ print(f"{len(arrays)} plain arrays, {im.nbytes():,} bytes ({im.weight_bytes():,}
       f"{im.float_bytes:,} float32 bytes → {im.nbytes() / im.float_bytes:.4f} (4/32 = 0.125)")
 for k in list(arrays)[:12]:
     print(f"   {k:32s} {arrays[k].dtype}  {arrays[k].shape}")
+
+# %% [markdown]
+# ## Things to try, and questions
+#
+# 1. **Zero point sign.** Use $z = \mathrm{round}(r_{\min}/\Delta)$ (wrong sign) in the small example. Which real
+#    value does the code $z$ then stand for? Is 0.0 still exact?
+# 2. **LSQ by finite differences.** Check your `lsq_delta_grad` against $(\hat w(\Delta+h) - \hat w(\Delta-h))/2h$ for a
+#    weight inside the range and one outside. Where do they disagree, and why is that expected?
+# 3. **Fewer bits for M₀.** Requantise the traced neuron with `bits=8` in `quantize_multiplier` instead of 27. How many
+#    output codes change?
+#    **Question:** why is $z$ an integer, when the document's $r_{\min}$ is a real number?

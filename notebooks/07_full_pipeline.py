@@ -88,6 +88,18 @@ except RecipeError as e:
 #
 # `PipelineRun` holds the data, the models so far and the stage table; each stage is a function of it. The teacher is
 # the large CNN of DESIGN.md (conv 32 → conv 64 → fc 256), trained here or loaded from a checkpoint.
+#
+# **The stage table**, one row per stage, each measured on the model as it leaves that stage:
+#
+# | column | meaning |
+# | --- | --- |
+# | accuracy | on the test set |
+# | params | number of parameters (weights and biases), zero or not |
+# | nonzero | parameters that are not exactly 0 (pruning lowers this, not *params*) |
+# | MACs | multiply–accumulates for one image, counting only non-zero weights |
+# | bytes | storage: float32 with the cheapest sparse encoding (dense, bitmask or CSR) for the float stages; the real file size for the exported artifact |
+# | ratio | the teacher's dense float32 bytes divided by this row's bytes |
+# | latency | median wall-clock time of one forward pass on a batch of 256 test images, in NumPy on this machine |
 
 # %%
 run = pipeline.PipelineRun(recipe, progress=False)
@@ -112,8 +124,13 @@ print(pipeline.format_table(run.rows))
 # against the *distillation* loss (steps 4–5), and the final mask is exactly at budget (step 6). Notebook 02 explains why
 # the document's literal objective cannot produce sparsity on its own.
 #
-# Which input pixels does the student still look at? Summing the first layer's mask over the hidden units gives a
-# 28×28 (or 8×8) picture: the border of the image, where Fashion-MNIST has no information, is pruned away first.
+# Which input pixels does the student still look at? Counting the first layer's surviving weights per input pixel (a
+# sum over the hidden units) gives a 28×28 (or 8×8) picture. One might expect the border of the image, where
+# Fashion-MNIST has almost no ink, to be pruned away first. Look before you read on: in the run saved as
+# `figures/pipeline_fc1_mask.png`, the left and right columns did lose nearly all their weights, but the top and
+# bottom rows kept many — more than most of the centre. One thing to keep in mind: the inputs are standardised with
+# one global mean and standard deviation, so a pixel that is always dark enters the network as the constant −0.81,
+# not as 0, and its weights act like extra biases (*Try* below).
 
 # %%
 row = pipeline.stage_prune(run)
@@ -217,3 +234,14 @@ sweep = ROOT / "benchmarks" / "results" / "pipeline_sweep.json"
 if sweep.exists():
     for c in sorted(json.loads(sweep.read_text())["configurations"], key=lambda c: c["bytes"]):
         print(f"{c['name']:<32} {c['bytes']:>8,} B  {c['ratio_vs_lenet300']:6.1f}x  {100 * c['accuracy']:.2f} %")
+
+# %% [markdown]
+# ## Things to try, and questions
+#
+# 1. **Predict the artifact.** Before running stage 5, use your `artifact_bytes` to predict the size of `fc1` at
+#    sparsity 0.95 with 3-bit weights, then compare with the stage table.
+# 2. **Dark pixels.** Standardise with a per-pixel mean instead of one global mean (so that an always-dark pixel enters
+#    as 0), rerun stage 3 and redraw the fc1 picture. Does the top and bottom border get pruned now?
+# 3. **Order of the stages.** The document distils, prunes, then quantises. Swap pruning and quantisation in a copy
+#    of the recipe. What breaks, and why?
+#    **Question:** why is the ratio column computed against the *teacher's* dense float32 bytes?
