@@ -214,7 +214,8 @@ ax[0].plot(steps[:50], g[:50], ".", color="0.6", label="$g_t$ (mean 1)")
 ax[0].plot(steps[:50], ms[:50], label="$m_t$ (no correction)")
 ax[0].plot(steps[:50], m_hats[:50], label=r"$\hat m_t = m_t/(1-\beta_1^t)$")
 ax[0].axhline(1, color="k", lw=0.8, ls="--")
-ax[0].set_xlabel("step t"); ax[0].set_title("first moment over the first 50 steps"); ax[0].legend()
+ax[0].set_xlabel("step t"); ax[0].set_ylabel("gradient, moment")
+ax[0].set_title("first moment over the first 50 steps"); ax[0].legend()
 ax[1].plot(steps, step_raw, label=r"$m_t/(\sqrt{v_t}+\epsilon)$  no correction")
 ax[1].plot(steps, step_corr, label=r"$\hat m_t/(\sqrt{\hat v_t}+\epsilon)$  Adam")
 ax[1].set_xlabel("step t"); ax[1].set_ylabel(r"step / $\alpha$"); ax[1].set_title("step size")
@@ -258,7 +259,8 @@ ax[0].contour(X, Y, 0.5 * (X ** 2 + 50 * Y ** 2), levels=np.geomspace(0.01, 100,
 for label, path in runs.items():
     ax[0].plot(path[:, 0], path[:, 1], ".-", ms=3, lw=1, label=label)
     ax[1].semilogy([f(z) + 1e-16 for z in path], label=label)
-ax[0].plot(0, 0, "k*", ms=10); ax[0].set_title("trajectories from (-4, 1.5)"); ax[0].legend(fontsize=8)
+ax[0].plot(0, 0, "k*", ms=10, label="minimum"); ax[0].set_title("trajectories from (-4, 1.5)")
+ax[0].set_xlabel("x"); ax[0].set_ylabel("y"); ax[0].legend(fontsize=8)
 ax[1].set_xlabel("step"); ax[1].set_ylabel("f"); ax[1].set_title("loss"); ax[1].legend(fontsize=8)
 fig.tight_layout(); save(fig, "adam_vs_sgd_quadratic.png"); plt.show()
 for label, path in runs.items():
@@ -322,8 +324,8 @@ for label, hist in histories.items():
     ep = [r["epoch"] for r in hist]
     ax[0].plot(ep, [r["train_loss"] for r in hist], "o-", label=label)
     ax[1].plot(ep, [100 * r["test_accuracy"] for r in hist], "o-", label=label)
-ax[0].set_xlabel("epoch"); ax[0].set_ylabel("training loss"); ax[0].legend()
-ax[1].set_xlabel("epoch"); ax[1].set_ylabel("test accuracy (%)")
+ax[0].set_xlabel("epoch"); ax[0].set_ylabel("training loss"); ax[0].legend(); ax[0].set_title("training loss")
+ax[1].set_xlabel("epoch"); ax[1].set_ylabel("test accuracy (%)"); ax[1].legend(); ax[1].set_title("test accuracy")
 fig.suptitle(f"LeNet-300-100 on {data_name}")
 fig.tight_layout(); save(fig, "adam_vs_sgd_lenet300.png"); plt.show()
 

@@ -246,25 +246,7 @@ def remove_filter(W1, b1, W2, j):
 check("remove_filter", remove_filter)
 
 # %% [markdown]
-# ## Measured on Fashion-MNIST
-#
-# `benchmarks/prune_filters.py` prunes LeNet-5 and the teacher CNN to at most half their MACs and measures accuracy and
-# forward latency (median of interleaved rounds, batch 256, one BLAS thread). Latency does not fall as fast as MACs:
-# an im2col copy scales with a convolution's *input* channels, not with its filters (the first conv of LeNet-5 has one
-# input channel and copies 25 shifted images however many filters it keeps), and ReLU and pooling are memory-bound
-# passes that MACs do not count. The goal was a latency ratio within 1.3× of the MAC ratio; on this (heavily
-# shared) machine we measured 1.4–1.7× for both nets — a **miss**, reported as such. The accuracy (≤ 1 point) and MAC
-# (≤ 50 %) targets are met.
-
-# %%
-for name in ("lenet5", "teacher"):
-    p = ROOT / "benchmarks" / "results" / f"prune_filters_{name}.json"
-    if not p.exists():
-        print(f"{name}: run benchmarks/prune_filters.py"); continue
-    r = json.loads(p.read_text())
-    print(f"{name}: keep {r['keep']}, accuracy {100 * r['dense_accuracy']:.2f} → {100 * r['pruned_accuracy']:.2f} % "
-          f"(drop {r['accuracy_drop_points']:.2f} points), MAC ratio {r['mac_ratio']:.3f}, "
-          f"latency ratio {r['latency_ratio']:.3f} (= {r['latency_over_mac_ratio']:.2f} × MAC ratio)")
+# The benchmark results on Fashion-MNIST that belong here (the full protocol, every configuration, what met its goal and what did not) are in the appendix notebook `08_benchmark_results` and in `docs/RESULTS.md`.
 
 # %% [markdown]
 # ## Things to try, and questions

@@ -192,11 +192,11 @@ fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
 for ax, method in zip(axes, ("minmax", "mse")):
     d, _ = Q.observe(W, 4, "signed", method)
     d = d.item()
-    ax.hist(W.ravel(), bins=200, color="0.6", log=True)
+    ax.hist(W.ravel(), bins=200, color="0.6", log=True, label="fc1 weights")
     for k in range(-7, 8):
-        ax.axvline(k * d, color="C3", lw=0.8, alpha=0.8)
+        ax.axvline(k * d, color="C3", lw=0.8, alpha=0.8, label="grid points kΔ" if k == -7 else None)
     ax.set_title(f"fc1 weights, 4-bit grid from {method}: Δ = {d:.4f}")
-    ax.set_xlabel("weight value"); ax.set_ylabel("count (log)")
+    ax.set_xlabel("weight value"); ax.set_ylabel("count (log)"); ax.legend(fontsize=8)
 plt.tight_layout()
 save(plt.gcf(), "quant_weight_histogram_grid.png")
 plt.show()
@@ -366,22 +366,7 @@ def pack_bits(q, n):
 check("pack_bits", pack_bits)
 
 # %% [markdown]
-# ## On Fashion-MNIST
-#
-# `benchmarks/quant_table.py` runs the benchmark protocol (dense 10-epoch nets; PTQ calibrated on 1000 training images;
-# 3 epochs of Adam at lr 1e-4 for QAT). The rows compare the document's min–max $\Delta$, $\Delta$ learned by Adam with
-# frozen weights, and $\Delta$ learned together with the weights (our LSQ). Notebook 05 plots them against the bits.
-
-# %%
-for name in ("lenet300", "lenet5"):
-    p = ROOT / "benchmarks" / "results" / f"quant_table_{name}.json"
-    if not p.exists():
-        print(f"{name}: run benchmarks/quant_table.py {name}"); continue
-    r = json.loads(p.read_text()); rows, fl = r["rows"], r["float_accuracy"]
-    print(f"{name}: float {100 * fl:.2f} %")
-    for row in rows:
-        print(f"  {row['row']:24s} {row['bits']}-bit  {100 * row['accuracy']:6.2f} %   integer model "
-              f"{100 * row['int_accuracy']:6.2f} %  bytes {row['bytes_ratio']:.4f} of float32")
+# The benchmark results on Fashion-MNIST that belong here (the full protocol, every configuration, what met its goal and what did not) are in the appendix notebook `08_benchmark_results` and in `docs/RESULTS.md`.
 
 # %% [markdown]
 # ## Things to try, and questions

@@ -221,19 +221,7 @@ print(f"artifact: {run.artifact['bytes']:,} bytes = {lenet300_bytes / run.artifa
       f"float32 lenet300; integer-model accuracy {100 * run.artifact['accuracy']:.2f} %")
 
 # %% [markdown]
-# ## Every configuration tried
-#
-# `benchmarks/pipeline_sweep.py` runs several recipes on Fashion-MNIST; each point is an artifact file and the accuracy
-# of the integer model read back from it. The dashed line is the Pareto front.
-
-# %%
-pareto = ROOT / "figures" / "pipeline_pareto.png"
-if pareto.exists():
-    display(Image(str(pareto)))
-sweep = ROOT / "benchmarks" / "results" / "pipeline_sweep.json"
-if sweep.exists():
-    for c in sorted(json.loads(sweep.read_text())["configurations"], key=lambda c: c["bytes"]):
-        print(f"{c['name']:<32} {c['bytes']:>8,} B  {c['ratio_vs_lenet300']:6.1f}x  {100 * c['accuracy']:.2f} %")
+# The benchmark results on Fashion-MNIST that belong here (the full protocol, every configuration, what met its goal and what did not) are in the appendix notebook `08_benchmark_results` and in `docs/RESULTS.md`.
 
 # %% [markdown]
 # ## Things to try, and questions
