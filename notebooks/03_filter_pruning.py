@@ -199,10 +199,12 @@ for o in range(curves.shape[1]):
 plt.xlabel("epoch"); plt.ylabel("normalised L1 + s"); plt.title("conv2 filter scores under Adam (16 filters)")
 plt.legend(fontsize=8); plt.show()
 print("kept conv2 filters:", np.flatnonzero(gate.keep).tolist())
-gate.scores.grad[...] = 0                       # one batch: the score gradients, pruned vs kept filters
+# one batch: |∂L/∂m_c| = |Σ a ⊙ ∂L/∂y|, the gradient a learned score would receive (the gate records it)
+gate.record_taylor, gate.taylor_sum[...], gate.taylor_count = True, 0.0, 0
 _, dz = nn.cross_entropy(learned(xtr[:256]), ytr[:256]); learned.backward(dz)
-print(f"|∂L/∂s| on one batch: pruned filters {np.abs(gate.scores.grad[~gate.keep]).max():.1e} (max), "
-      f"kept filters {np.abs(gate.scores.grad[gate.keep]).mean():.1e} (mean)")
+gate.record_taylor = False
+print(f"|∂L/∂s| on one batch: pruned filters {gate.taylor_sum[~gate.keep].max():.1e} (max), "
+      f"kept filters {gate.taylor_sum[gate.keep].mean():.1e} (mean)")
 
 # %% [markdown]
 # ## Step 5 — remove the filters: a smaller network
