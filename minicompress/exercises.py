@@ -43,13 +43,14 @@ class Mistake:
 
 @dataclass(frozen=True)
 class Exercise:
+    """One exercise: the function ``name`` of notebook ``notebook`` ("01" … "07"), the equation it
+    implements, its outputs, the hand-computed cases and the mistakes recognised."""
     name: str
     notebook: str
     equation: str
     outputs: tuple
     cases: tuple
     mistakes: tuple = field(default=())
-    depends_on: tuple = field(default=())
 
 
 def _sm(z, T=1.0):
