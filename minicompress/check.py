@@ -152,8 +152,8 @@ def _diagnose(ex, case, i, got):
     return None
 
 
-def check(name, fn, lang=None):
-    """Check one exercise function and print PASS or what is wrong; returns True when it passes.
+def passes(name, fn, lang=None):
+    """Check one exercise function, print PASS or what is wrong, and return True when it passes.
 
     Never raises on a wrong answer, so that a notebook keeps running (nbgrader style)."""
     lang = _lang(lang)
@@ -162,6 +162,11 @@ def check(name, fn, lang=None):
     ok, problems = run_exercise(name, fn, lang)
     print(f"{name}: {text('pass', lang)}" if ok else f"{name}: " + "\n    ".join(problems))
     return ok
+
+
+def check(name, fn, lang=None):
+    """The notebook's check cell: :func:`passes` without a return value (nothing echoed after the message)."""
+    passes(name, fn, lang)
 
 
 # ---- extracting the exercise functions from a notebook ----------------------------------------
