@@ -42,7 +42,6 @@
 import os, json, runpy
 from pathlib import Path
 import numpy as np
-from minicompress.check import check
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim
@@ -69,6 +68,9 @@ print("T     " + "".join(f"{c:>10s}" for c in classes))
 for T in (1, 2, 4, 8, 1000):
     p = D.softmax_with_temperature(z, T)
     print(f"{T:<6}" + "".join(f"{v:10.4f}" for v in p))
+
+# %%
+from minicompress.check import check   # prints PASS, or what is wrong, for each exercise below
 
 # %% [markdown]
 # **Exercise — `softmax_t`.** The table above, as a function. Make it work for one example (shape (K,)) and a batch (N, K), and for large logits. Write the body of the function

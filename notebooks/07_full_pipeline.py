@@ -45,7 +45,6 @@ import os, json, runpy, tempfile
 from types import SimpleNamespace
 from pathlib import Path
 import numpy as np
-from minicompress.check import check
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import pipeline, prune, quantize
@@ -183,6 +182,9 @@ for step in header["steps"]:
     w = step.get("weight")
     if w:
         print(f"  {step['kind']:7s} {tuple(w['shape'])}: int{w['bits']}, {w['encoding']}, {w['nbytes']:,} bytes")
+
+# %%
+from minicompress.check import check   # prints PASS, or what is wrong, for each exercise below
 
 # %% [markdown]
 # **Exercise — `artifact_bytes`.** Before reading the stage table: how many bytes does a pruned, quantised weight take? A simple model of the storage (the artifact adds a header and picks the cheapest encoding per tensor). Write the body of the function
