@@ -242,7 +242,7 @@ for lam in (0.001, 0.01, 0.1):
 # No entry of $m$ reaches 0, whatever $\lambda$: the literal method gives **no sparsity**. At $m = 1$ the L1 term
 # is zero and its gradient on $m$ is $-\lambda\lvert W\rvert$ (pushing $m$ up), so the only force on $m$ is the
 # task gradient $g\odot W$, and a real-valued mask simply becomes another scale factor on each weight — it can
-# grow above 1 or drift a little, but nothing drives it to 0. The next cell isolates the L1 term: Adam minimises it
+# grow well above 1 or drift below it, but nothing drives it to 0. The next cell isolates the L1 term: Adam minimises it
 # alone, starting from $m=0.5$ everywhere.
 
 # %%
@@ -324,7 +324,8 @@ check("l1_penalty_grads", l1_penalty_grads)
 # magnitude mask of step 3. The score gradient is $\partial L/\partial s := g\odot W$ for *every* entry, kept or
 # pruned ($g = \partial L_{\text{task}}/\partial W_{\text{eff}}$ is computed for all entries; only $W_{\text{eff}}$ is
 # zero where $m = 0$): that is why a pruned weight can come back. At $t=1$, $\hat m_1 = g_1$ and $\hat v_1 = g_1^2$, so
-# Adam moves every score by exactly $-\alpha\,\mathrm{sign}(g\odot W)$ (section 1 of notebook 01). With $\alpha=0.05$:
+# Adam moves every score by exactly $-\alpha\,\mathrm{sign}(g\odot W)$ (section 1 of notebook 01). With $\alpha=0.05$
+# (the last line says whether any entry crossed the cut; *Try* 3 below asks for a larger $\alpha$):
 
 # %%
 s5 = np.zeros((5, 5), np.float32)
