@@ -289,7 +289,7 @@ _add(
                  {"en": "r_max is the largest *absolute* value: max|w|"}))),
     Exercise(
         "round_half_up", "04", "四舍五入: round to the nearest integer, a tie .5 away from zero",
-        (Output("round(x)", {"en": "the nearest integer, ties (…​.5) away from zero",
+        (Output("round(x)", {"en": "the nearest integer, ties (….5) away from zero",
                              "zh": "最近的整数,.5 远离零舍入 (四舍五入)"}),),
         (Case(dict(x=np.array([0.5, 1.5, 2.5, -0.5, -2.5, 10.5, 2.4, -2.6, 0.0])),
               (np.array([1.0, 2.0, 3.0, -1.0, -3.0, 11.0, 2.0, -3.0, 0.0]),)),),

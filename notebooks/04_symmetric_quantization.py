@@ -136,7 +136,7 @@ print("clip(np.rint(x/Δ),±7)", q_clip)
 
 # %%
 def round_half_up(x):
-    """四舍五入, element-wise: the nearest integer, a tie (…​.5) rounded away from zero
+    """四舍五入, element-wise: the nearest integer, a tie (….5) rounded away from zero
     (2.5 → 3, −2.5 → −3). Returns floats of x's shape. (np.rint and np.round do *not* do this.)
     """
     ### BEGIN SOLUTION
