@@ -295,6 +295,8 @@ def main(argv=None):
     p.add_argument("--lang", choices=LANGUAGES, help="language of the messages (default: the notebook's metadata)")
     p.add_argument("--timeout", type=float, default=TIMEOUT, help=f"seconds for the whole check (default {TIMEOUT})")
     args = p.parse_args(argv)
+    if not (args.timeout > 0 and np.isfinite(args.timeout)):
+        p.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
     try:
         results = check_notebook(args.notebook, lang=args.lang, timeout=args.timeout)
     except ValueError as e:
