@@ -7,6 +7,15 @@ becomes ``notebooks/NN_name.ipynb`` with its outputs.
                                                       # a code cell whose source is unchanged keeps its outputs
     python scripts/build_notebooks.py --check         # exit 1 if some .ipynb's cells differ from its .py
     python scripts/build_notebooks.py --figures figures   # also save every figure into figures/
+    python scripts/build_notebooks.py --student [--lang en|zh] [--out DIR]
+                                                      # student editions, not executed: every
+                                                      # "### BEGIN SOLUTION … ### END SOLUTION" region
+                                                      # becomes raise NotImplementedError, no outputs;
+                                                      # written to notebooks/student/NN_name.ipynb
+                                                      # (zh: translated, in notebooks/student/zh/)
+    python scripts/build_notebooks.py --lang zh       # the Chinese edition notebooks/zh/NN_name.ipynb: the
+                                                      # English .ipynb with notebooks/zh/NN_name.md's markdown
+    python scripts/build_notebooks.py --lang zh --check   # exit 1 if a translation is stale or missing
 
 Executing a notebook: ``jupytext`` reads the .py, ``nbclient`` runs it in a fresh ``python3`` kernel of
 *this* interpreter (this checkout's ``minicompress`` first on its path) with ``notebooks/`` as working
@@ -390,6 +399,33 @@ def edition_differences(py, lang="zh"):
     return []
 
 
+# --- student editions ---------------------------------------------------------------------------------
+
+STUDENT = NOTEBOOKS / "student"
+
+
+def write_student_editions(chosen, out, lang="en"):
+    """``out/NN_name.ipynb`` for each source: the student edition of ``minicompress.check``; with
+    ``lang="zh"`` the markdown is first replaced by its translation (``translated``), code cells untouched."""
+    try:
+        from minicompress.check import student_notebook
+    except ImportError:
+        raise ValueError("--student needs minicompress importable: pip install -e . or PYTHONPATH=.") from None
+    out.mkdir(parents=True, exist_ok=True)
+    for py in chosen:
+        try:
+            nb = read_source(py)
+            if lang != "en":
+                nb = translated(nb, py, lang)
+            nb = student_notebook(nb, lang)
+        except ValueError as e:
+            raise ValueError(f"{py.name}: {e}") from None
+        target = out / f"{py.stem}.ipynb"
+        write_notebook(nb, target)
+        print(f"wrote {shown(target)}", flush=True)
+    return 0
+
+
 # --- command line --------------------------------------------------------------------------------------
 
 def main(argv=None):
@@ -404,12 +440,18 @@ def main(argv=None):
                       help="do not execute: update the .ipynb's cells, keep outputs of unchanged code cells")
     mode.add_argument("--check", action="store_true",
                       help="only check that every .ipynb has the cells of its .py (exit 1 if not)")
+    mode.add_argument("--student", action="store_true",
+                      help="write student editions (solutions replaced by NotImplementedError, no outputs, "
+                           "not executed) to notebooks/student/ or --out")
+    parser.add_argument("--out", metavar="DIR", help="with --student: the folder to write to")
     parser.add_argument("--figures", metavar="DIR",
                         help="also save each figure into DIR (the notebooks' MINICOMPRESS_FIGURES)")
     parser.add_argument("--lang", default="en", choices=("en",) + LANGUAGES,
                         help="en (default): the notebooks themselves; zh: write notebooks/zh/NN_name.ipynb, the "
                              "English .ipynb with the markdown of notebooks/zh/NN_name.md (nothing is executed: "
-                             "the outputs are the English ones; with --check only check)")
+                             "the outputs are the English ones; with --check only check); with --student: the "
+                             "student editions in that language (notebooks/student/zh/ for zh), whose metadata "
+                             "language the checker reads for its messages")
     parser.add_argument("--untranslated", action="store_true",
                         help="with --lang: print, ready to paste into notebooks/<lang>/NN_name.md, the entry "
                              "line and the English text of every markdown cell that has no current translation")
@@ -439,6 +481,9 @@ def main(argv=None):
 
 
 def run(args, chosen):
+    if args.student:
+        out = Path(args.out) if args.out else STUDENT / ("" if args.lang == "en" else args.lang)
+        return write_student_editions(chosen, out, args.lang)
     if args.lang != "en":
         return run_edition(args, chosen)
     if args.check:

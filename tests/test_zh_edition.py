@@ -126,3 +126,17 @@ def test_readme_zh_links_point_into_the_repository():
         if re.match(r"[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
             continue
         assert (ROOT / target.split("#")[0]).exists(), f"README.zh-CN.md: link {target} points to a missing file"
+
+
+@pytest.mark.parametrize("py", SOURCES, ids=lambda p: p.stem)
+def test_the_chinese_student_edition_is_the_english_one_translated(py):
+    """``--student --lang zh``: the same code cells as the English student edition (solutions stripped),
+    every markdown cell translated, metadata language zh (the checker's message language)."""
+    check = pytest.importorskip("minicompress.check")
+    english = check.student_notebook(build.read_source(py), "en")
+    chinese = check.student_notebook(build.translated(build.read_source(py), py, "zh"), "zh")
+    assert [(c.cell_type, c.source) for c in chinese.cells if c.cell_type == "code"] == \
+        [(c.cell_type, c.source) for c in english.cells if c.cell_type == "code"]
+    have = set(build.read_translations(build.translation_file(py, "zh")).values())
+    assert all(c.source in have for c in chinese.cells if c.cell_type == "markdown")
+    assert chinese.metadata["language"] == "zh"
