@@ -79,14 +79,15 @@ def blas_info():
 def numpy_step(name, workers=1):
     from minicompress import models, optim
     from minicompress.parallel import DataParallelStep
-    from minicompress.train import train_step
+    from minicompress.step import Batch, train_step
     x, y = _data()
+    batch = Batch(x, y)
     model = models.build(name, 28, rng=np.random.default_rng(0))
     opt = optim.Adam(model.parameters(), lr=1e-3)
     if workers > 1:
         step = DataParallelStep(model, opt, workers=workers)
-        return lambda: step(x, y)
-    return lambda: train_step(model, opt, x, y)
+        return lambda: step(batch)
+    return lambda: train_step(model, opt, batch)
 
 
 def gemm_shapes(name):

@@ -5,7 +5,8 @@ import pytest
 from minicompress import distill, models, optim, prune
 from minicompress.nn import Linear, ReLU, Sequential
 from minicompress.parallel import DataParallelStep, replicate
-from minicompress.train import fit, train_step
+from minicompress.step import Batch, train_step
+from minicompress.train import TrainConfig, fit
 
 
 def _batch(n=37, size=28, seed=0):
@@ -27,8 +28,8 @@ def test_parallel_step_equals_single_step(name, workers):
     opt_a, opt_b = optim.Adam(a.parameters(), lr=1e-3), optim.Adam(b.parameters(), lr=1e-3)
     with DataParallelStep(b, opt_b, workers=workers) as step:
         for _ in range(3):
-            loss_a, logits_a = train_step(a, opt_a, x, y)
-            loss_b, logits_b = step(x, y)
+            loss_a, logits_a = train_step(a, opt_a, Batch(x, y))
+            loss_b, logits_b = step(Batch(x, y))
             np.testing.assert_allclose(loss_b, loss_a, rtol=1e-5)
             np.testing.assert_allclose(logits_b, logits_a, rtol=1e-4, atol=1e-5)
             for (k, p), q in zip(a.named_parameters(), b.parameters()):
@@ -66,11 +67,10 @@ def test_parallel_step_with_a_pruning_mask_and_a_distillation_loss():
         mask.set(keep)
     z_t = np.random.default_rng(3).normal(size=(20, 10)).astype(np.float32)
     kd = distill.DistillationLoss(4.0, 0.7, teacher_logits=z_t)
-    loss_fn = lambda logits, yy: kd(logits, yy, z_t)  # noqa: E731
     opt_a, opt_b = optim.Adam(a.parameters()), optim.Adam(b.parameters())
-    with DataParallelStep(b, opt_b, workers=2, loss_fn=loss_fn) as step:
-        train_step(a, opt_a, x, y, loss_fn=loss_fn)
-        step(x, y)
+    with DataParallelStep(b, opt_b, workers=2, loss_fn=kd) as step:
+        train_step(a, opt_a, Batch(x, y), loss_fn=kd)
+        step(Batch(x, y))
     for (k, p), q in zip(a.named_parameters(), b.parameters()):
         np.testing.assert_allclose(q.data, p.data, rtol=1e-5, atol=1e-5, err_msg=k)
 
@@ -78,10 +78,10 @@ def test_parallel_step_with_a_pruning_mask_and_a_distillation_loss():
 def test_fit_with_two_workers_matches_one_worker():
     x, y = _batch(n=64, size=8)
     a, b = _pair("lenet5", 8)
-    fit(a, optim.Adam(a.parameters()), (x, y), epochs=2, batch_size=16,
-        rng=np.random.default_rng(5), progress=False)
-    fit(b, optim.Adam(b.parameters()), (x, y), epochs=2, batch_size=16,
-        rng=np.random.default_rng(5), progress=False, workers=2)
+    fit(a, optim.Adam(a.parameters()), (x, y),
+        TrainConfig(epochs=2, rng=np.random.default_rng(5), batch_size=16))
+    fit(b, optim.Adam(b.parameters()), (x, y),
+        TrainConfig(epochs=2, rng=np.random.default_rng(5), batch_size=16, workers=2))
     for (k, p), q in zip(a.named_parameters(), b.parameters()):
         np.testing.assert_allclose(q.data, p.data, rtol=1e-4, atol=1e-5, err_msg=k)
 
@@ -91,8 +91,8 @@ def test_more_workers_than_rows():
     a, b = _pair("student")
     opt_a, opt_b = optim.Adam(a.parameters()), optim.Adam(b.parameters())
     with DataParallelStep(b, opt_b, workers=2) as step:
-        train_step(a, opt_a, x, y)
-        step(x, y)
+        train_step(a, opt_a, Batch(x, y))
+        step(Batch(x, y))
     for p, q in zip(a.parameters(), b.parameters()):
         np.testing.assert_allclose(q.data, p.data, rtol=1e-5, atol=1e-5)
 
@@ -110,7 +110,7 @@ def test_nan_input_is_refused():
     x[0, 0, 0, 0] = np.nan
     with DataParallelStep(model, optim.Adam(model.parameters())) as step, \
             pytest.raises(FloatingPointError, match="NaN"):
-        step(x, y)
+        step(Batch(x, y))
 
 
 def test_replicas_follow_the_models_train_eval_mode():
@@ -118,10 +118,10 @@ def test_replicas_follow_the_models_train_eval_mode():
     model = models.lenet5(rng=np.random.default_rng(0))
     with DataParallelStep(model, optim.Adam(model.parameters()), workers=2) as step:
         model.eval()
-        step(x, y)
+        step(Batch(x, y))
         assert all(not m.training for r in step.replicas for m in r.modules())
         model.train()
-        step(x, y)
+        step(Batch(x, y))
         assert all(m.training for r in step.replicas for m in r.modules())
 
 
@@ -131,4 +131,4 @@ def test_empty_or_mismatched_batch_is_refused(n_x, n_y):
     x, _ = _batch(n=max(n_x, 1))
     with DataParallelStep(model, optim.Adam(model.parameters())) as step, \
             pytest.raises(ValueError, match="labels"):
-        step(x[:n_x], np.zeros(n_y, dtype=np.int64))
+        step(Batch(x[:n_x], np.zeros(n_y, dtype=np.int64)))

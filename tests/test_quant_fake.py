@@ -9,7 +9,7 @@ from gradcheck import numerical_grad
 from minicompress import models, nn, optim, prune
 from minicompress.quantize import (ActivationQuantizer, WeightQuantizer, calibrate, prepare,
                                    quantizer_parameters, quantizers, train_quantized)
-from minicompress.train import evaluate, fit
+from minicompress.train import TrainConfig, evaluate, fit
 
 
 def _float64(q):
@@ -179,8 +179,7 @@ def trained_digits():
     (xtr, ytr), (xte, yte) = load_dataset("digits")
     rng = np.random.default_rng(0)
     model = models.lenet300(8, rng=rng)
-    fit(model, optim.Adam(model.parameters(), lr=1e-3), (xtr, ytr), epochs=10, rng=rng,
-        progress=False)
+    fit(model, optim.Adam(model.parameters(), lr=1e-3), (xtr, ytr), TrainConfig(10, rng))
     return model, (xtr, ytr), (xte, yte)
 
 
@@ -192,7 +191,7 @@ def test_ptq_learned_delta_lowers_loss_weights_frozen(trained_digits):
     w_before = {k: v.copy() for k, v in model.state_dict().items() if k.endswith("weight")}
     d_before = [p.data.copy() for p in quantizer_parameters(model)]
     loss_before = evaluate(model, xtr, ytr)["loss"]
-    train_quantized(model, (xtr, ytr), epochs=3, lr_quant=1e-2, rng=np.random.default_rng(1))
+    train_quantized(model, (xtr, ytr), TrainConfig(3, np.random.default_rng(1)), lr_quant=1e-2)
     assert evaluate(model, xtr, ytr)["loss"] < 0.8 * loss_before
     for k, v in w_before.items():
         np.testing.assert_array_equal(model.state_dict()[k], v)
