@@ -205,3 +205,29 @@ def test_calibrate_needs_quantizers(trained_digits):
     model = prepare(copy.deepcopy(dense), 8, 8, example_input=xtr)
     with pytest.raises(RuntimeError, match="calibrate"):
         model(xtr[:4])
+
+
+# ---- one copy of each formula ----------------------------------------------------------------
+def test_the_rounding_of_functional_is_the_rounding_of_every_quantizer(monkeypatch):
+    """Change round() in functional.py (say, to 四舍五入 or to floor) and the fake quantizers, the
+    observers and the document's equations all change with it: there is no second copy."""
+    from minicompress.quantize import functional, observers
+    w = np.array([[0.34, -0.14, 0.5], [0.1, -0.35, 0.95]], np.float32)  # w/Δ = 1.7, −0.7, ...
+    wq, aq = WeightQuantizer(3), ActivationQuantizer(3, "asymmetric")
+    wq.set_delta(0.2)
+    aq.set_delta(0.2, r_min=-0.35)   # z = round(1.75)
+
+    def outputs():
+        return [wq.forward(w), wq.codes(w), aq.forward(w), aq.zero_point(),
+                observers.fake_quantize(w, np.float32(0.2), 3),
+                functional.symmetric_quantize(w, 3, delta=0.2)[0],
+                functional.affine_quantize(w, 3, 0.2, 2)]
+
+    before = outputs()
+    monkeypatch.setattr(functional, "round_half_even", np.floor)
+    after = outputs()
+    for i, (a, b) in enumerate(zip(before, after)):
+        assert not np.array_equal(a, b), f"output {i} did not follow functional's rounding"
+    # and what floor gives is what the grid formula says: Δ·(clip(⌊w/Δ⌋ + z) − z)
+    np.testing.assert_allclose(after[0], 0.2 * np.clip(np.floor(w / np.float32(0.2)), -3, 3),
+                               rtol=1e-6)
