@@ -8,7 +8,7 @@ fight for the cores: OpenBLAS workers keep spinning ~0.1 s after a call):
 * ``numpy``  — our step (``minicompress.train.train_step``), OpenBLAS on ``--threads`` threads;
 * ``parallel`` — (``--threads`` > 1 only) our step with the batch split across ``--threads``
   Python threads, one BLAS thread each (``minicompress.parallel.DataParallelStep``, what
-  ``fit(..., workers=2)`` runs). The headline NumPy time of a net is the faster of the two, and
+  ``TrainConfig(workers=2)`` runs). The headline NumPy time of a net is the faster of the two, and
   the table says which one it was;
 * ``torch``  — the same net and step in PyTorch on ``--threads`` threads (when torch is installed);
 * ``gemm``   — only the matrix products of our (full-batch) step, same shapes, BLAS on
