@@ -209,7 +209,8 @@ class Trainer:
                 if c.workers > 1 else TrainStep(self.model, self.optimizer, self.loss_fn))
         try:
             history = []
-            for self.epoch in range(1, c.epochs + 1):
+            for epoch in range(1, c.epochs + 1):
+                self.epoch = epoch
                 history.append(self._one_epoch(step, x, y))
             return history
         finally:
