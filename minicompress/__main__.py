@@ -70,8 +70,9 @@ def cmd_evaluate(args):
     dataset = args.dataset or header.get("meta", {}).get("dataset")
     if dataset is None:
         raise SystemExit("evaluate: the artifact does not say its data set; pass --dataset")
-    _, (xte, yte) = load_dataset(dataset)
-    acc = float((im.predict(xte) == yte).mean())
+    _, (xte, yte) = load_dataset(dataset, normalized=False)
+    # standardised with the mean/std recorded in the file, i.e. those the model was trained with
+    acc = float((im.predict(im.standardize(xte)) == yte).mean())
     print(json.dumps({"artifact": str(args.artifact), "dataset": dataset,
                       "test_images": int(len(yte)), "accuracy": acc}))
     return 0

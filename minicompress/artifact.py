@@ -43,7 +43,7 @@ from .io import atomic_write
 from .quantize.bitpack import pack_bits, unpack_bits
 
 FORMAT_NAME = "minicompress-integer-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _MEMBERS = ("blob.npy", "checksum.npy", "header.npy")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -97,36 +97,120 @@ def encode_codes(codes, bits: int) -> tuple[bytes, dict]:
     return min(candidates, key=lambda c: (_deflated(c[0]), len(c[0])))
 
 
-def _unpack(data: bytes, bits: int, count: int) -> np.ndarray:
-    try:
-        return unpack_bits(np.frombuffer(data, np.uint8), bits, count, signed=True)
-    except ValueError as e:
-        raise ArtifactError(f"packed codes: {e}") from None
+MAX_TENSOR_ELEMENTS = 2 ** 22   # 4.2 M codes per tensor (the teacher's largest: 0.8 M)
+MAX_DIM = 2 ** 24
+RAW_DTYPES = ("<i4", "<f4")
+ENTRY_KEYS = {"raw": {"encoding", "offset", "nbytes", "dtype", "shape"},
+              "packed": {"encoding", "offset", "nbytes", "bits", "shape"},
+              "sparse": {"encoding", "offset", "nbytes", "bits", "shape", "nnz", "mask_bytes"},
+              "sparse_gaps": {"encoding", "offset", "nbytes", "bits", "shape", "nnz", "index_bytes"}}
+
+
+def json_int(value, what, lo, hi) -> int:
+    """A JSON integer in [lo, hi] (not a bool, not a float such as 3.0), else ArtifactError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ArtifactError(f"{what} must be an integer in [{lo}, {hi}], got {show(value)}")
+    return value
+
+
+def show(value) -> str:
+    """A JSON value for an error message, cut to 60 characters."""
+    text = json.dumps(value) if isinstance(value, (int, float, str, list, dict, type(None))) \
+        else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def entry_shape(entry: dict, what="shape") -> tuple:
+    """The declared shape, each dimension in [1, MAX_DIM], at most MAX_TENSOR_ELEMENTS in all."""
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not 1 <= len(shape) <= 4:
+        raise ArtifactError(f"{what} must be a list of 1 to 4 integers, got {show(shape)}")
+    dims = tuple(json_int(d, what, 1, MAX_DIM) for d in shape)
+    count = 1
+    for d in dims:
+        count *= d
+    if count > MAX_TENSOR_ELEMENTS:
+        raise ArtifactError(f"{what} {list(dims)} has {count} elements; at most "
+                            f"{MAX_TENSOR_ELEMENTS} are accepted")
+    return dims
+
+
+def check_entry(entry, blob_size: int) -> dict:
+    """Validate a tensor reference against the blob *before* anything is allocated: its keys,
+    offset and byte count, shape and element count, and that the byte count is exactly what the
+    encoding needs for that shape. Returns the entry; raises ArtifactError naming the key."""
+    if not isinstance(entry, dict):
+        raise ArtifactError(f"must be a tensor reference (a JSON object), got {show(entry)}")
+    encoding = entry.get("encoding")
+    if encoding not in ENTRY_KEYS:
+        raise ArtifactError(f"encoding must be one of {sorted(ENTRY_KEYS)}, got {show(encoding)}")
+    if set(entry) != ENTRY_KEYS[encoding]:
+        raise ArtifactError(f"a {encoding} tensor has exactly the keys {sorted(ENTRY_KEYS[encoding])}, "
+                            f"got {sorted(entry)}")
+    offset = json_int(entry["offset"], "offset", 0, blob_size)
+    nbytes = json_int(entry["nbytes"], "nbytes", 0, blob_size - offset)
+    shape = entry_shape(entry)
+    count = int(np.prod(shape))
+    if encoding == "raw":
+        if entry["dtype"] not in RAW_DTYPES:
+            raise ArtifactError(f"dtype must be one of {list(RAW_DTYPES)}, got {show(entry['dtype'])}")
+        need = np.dtype(entry["dtype"]).itemsize * count
+    else:
+        bits = json_int(entry["bits"], "bits", 1, 16)
+        need = -(-count * bits // 8)
+        if encoding == "sparse":
+            nnz = json_int(entry["nnz"], "nnz", 0, count)
+            mask = json_int(entry["mask_bytes"], "mask_bytes", -(-count // 8), -(-count // 8))
+            need = mask + -(-nnz * bits // 8)
+        elif encoding == "sparse_gaps":
+            nnz = json_int(entry["nnz"], "nnz", 0, count)
+            # every marked position costs one byte, every 255 skipped positions one escape byte
+            index = json_int(entry["index_bytes"], "index_bytes", nnz, nnz + count // 255)
+            need = index + -(-nnz * bits // 8)
+    if nbytes != need:
+        raise ArtifactError(f"nbytes is {nbytes}, but a {encoding} tensor of shape {list(shape)} "
+                            f"needs exactly {need}")
+    return entry
+
+
+def _unpack(data, bits: int, count: int) -> np.ndarray:
+    """``count`` signed codes of ``bits`` bits; the padding bits of the last byte must be 0."""
+    packed = np.frombuffer(data, np.uint8)
+    if count * bits % 8 and packed[-1] & ((1 << (8 - count * bits % 8)) - 1):
+        raise ArtifactError("the padding bits after the last code must be 0")
+    return unpack_bits(packed, bits, count, signed=True)
 
 
 def decode_codes(data: bytes, entry: dict) -> np.ndarray:
-    """Inverse of :func:`encode_codes`: the codes as an int32 array of ``entry["shape"]``."""
-    shape = tuple(int(s) for s in entry["shape"])
+    """Inverse of :func:`encode_codes`: the codes as an int32 array of ``entry["shape"]``.
+    ``entry`` must have passed :func:`check_entry` (so the byte counts are right)."""
+    shape = tuple(entry["shape"])
     count = int(np.prod(shape))
     encoding = entry["encoding"]
     if encoding == "packed":
         return _unpack(data, entry["bits"], count).reshape(shape)
-    if encoding not in ("sparse", "sparse_gaps"):
-        raise ArtifactError(f"unknown tensor encoding {encoding!r}")
-    nnz = int(entry["nnz"])
+    nnz = entry["nnz"]
     if encoding == "sparse":
-        split = int(entry["mask_bytes"])
-        if split != (count + 7) // 8:
-            raise ArtifactError(f"sparse tensor: mask of {split} bytes for {count} entries")
-        positions = np.flatnonzero(np.unpackbits(np.frombuffer(data[:split], np.uint8))[:count])
+        split = entry["mask_bytes"]
+        bits = np.unpackbits(np.frombuffer(data[:split], np.uint8))
+        if bits[count:].any():
+            raise ArtifactError("sparse mask: the padding bits after the last entry must be 0")
+        positions = np.flatnonzero(bits)
     else:
-        split = int(entry["index_bytes"])
-        positions = positions_from_gaps(data[:split])
-    if len(positions) != nnz or (nnz and (positions[-1] >= count or positions[0] < 0)):
-        raise ArtifactError(f"sparse tensor: index gives {len(positions)} positions (header "
-                            f"says {nnz}) in a tensor of {count}")
+        split = entry["index_bytes"]
+        index = np.frombuffer(data[:split], np.uint8)
+        if split and index[-1] == 255:
+            raise ArtifactError("sparse_gaps index must not end with an escape byte 255")
+        positions = positions_from_gaps(index)
+    if len(positions) != nnz or (nnz and positions[-1] >= count):
+        raise ArtifactError(f"sparse index gives {len(positions)} positions"
+                            + (f" up to {positions[-1]}" if len(positions) else "")
+                            + f"; the header says nnz={nnz} in a tensor of {count}")
+    values = _unpack(data[split:], entry["bits"], nnz)
+    if np.any(values == 0):
+        raise ArtifactError("a sparse tensor's listed codes must all be non-zero")
     out = np.zeros(count, np.int32)
-    out[positions] = _unpack(data[split:], entry["bits"], nnz)
+    out[positions] = values
     return out.reshape(shape)
 
 
@@ -157,17 +241,13 @@ class BlobWriter:
 
 
 def read_tensor(blob: bytes, entry: dict) -> np.ndarray:
-    """Decode one tensor described by a header ``entry``."""
-    start, n = int(entry["offset"]), int(entry["nbytes"])
-    if start < 0 or start + n > len(blob):
-        raise ArtifactError(f"tensor bytes [{start}, {start + n}) lie outside the blob ({len(blob)} bytes)")
+    """Decode one tensor described by a header ``entry`` (validated first: :func:`check_entry`)."""
+    check_entry(entry, len(blob))
+    start, n = entry["offset"], entry["nbytes"]
     data = blob[start:start + n]
     if entry["encoding"] == "raw":
         dtype = np.dtype(entry["dtype"])
-        shape = tuple(entry["shape"])
-        if dtype.kind not in "iuf" or dtype.itemsize * int(np.prod(shape)) != n:
-            raise ArtifactError(f"raw tensor: {n} bytes do not hold {shape} of {dtype}")
-        return np.frombuffer(data, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+        return np.frombuffer(data, dtype).reshape(tuple(entry["shape"])).astype(dtype.newbyteorder("="))
     return decode_codes(data, entry)
 
 
@@ -199,34 +279,111 @@ def write_artifact(path, header: dict, blob: bytes) -> Path:
     return Path(path)
 
 
-def read_artifact(path) -> tuple[dict, bytes]:
-    """Read and validate an artifact: (header dict, blob bytes). Nothing is unpickled or run."""
-    path = Path(path)
+# Limits a reader enforces before it allocates anything (docs/FORMAT.md, "Limits"). They are
+# far above every model minicompress builds (the largest, the Fashion-MNIST teacher, 0.83 M
+# weights, is under 1 MB even dense at 8 bits) and keep a hostile file from asking for gigabytes.
+MAX_HEADER_BYTES = 16 * 2 ** 20
+MAX_BLOB_BYTES = 32 * 2 ** 20
+_NPY_PREAMBLE = 4096              # an .npy header is at most this long for a 1-D uint8 array
+
+
+def _parse_npy_uint8(data: bytes, name: str) -> memoryview:
+    """The payload of an ``.npy`` member that must hold a 1-D little-endian uint8 array."""
+    buf = io.BytesIO(data)
     try:
-        with np.load(path, allow_pickle=False) as f:
-            names = sorted(f.files)
-            if names != sorted(m[:-4] for m in _MEMBERS):
-                raise ArtifactError(f"{path}: members {names}, expected {sorted(m[:-4] for m in _MEMBERS)}")
-            arrays = {k: f[k] for k in names}
+        version = np.lib.format.read_magic(buf)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
+        else:
+            raise ValueError(f"npy version {version}")
+    except ValueError as e:
+        raise ArtifactError(f"member '{name}' is not a plain .npy array ({e})") from None
+    if dtype != np.uint8 or len(shape) != 1:
+        raise ArtifactError(f"member '{name}' must be a 1-D uint8 array, got {dtype} {shape}")
+    payload = memoryview(data)[buf.tell():]
+    if len(payload) != shape[0]:
+        raise ArtifactError(f"member '{name}' declares {shape[0]} bytes but holds {len(payload)}")
+    return payload
+
+
+def _read_members(path: Path) -> dict:
+    """The three members' payloads. Each member's size is checked against its limit before it is
+    decompressed, and decompression stops at the limit (a zip's sizes can lie), so a
+    decompression bomb costs at most the limit."""
+    limits = {"header.npy": MAX_HEADER_BYTES, "blob.npy": MAX_BLOB_BYTES, "checksum.npy": 32}
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = [i.filename for i in z.infolist()]
+            if sorted(names) != sorted(_MEMBERS):
+                raise ArtifactError(f"members {names}, expected exactly {list(_MEMBERS)}")
+            out = {}
+            for info in z.infolist():
+                cap = limits[info.filename] + _NPY_PREAMBLE
+                if info.file_size > cap:
+                    raise ArtifactError(f"member '{info.filename}' declares {info.file_size} bytes; "
+                                        f"at most {limits[info.filename]} are accepted")
+                with z.open(info) as f:
+                    data = f.read(cap + 1)
+                if len(data) > cap:
+                    raise ArtifactError(f"member '{info.filename}' inflates past its declared "
+                                        f"size; at most {limits[info.filename]} bytes are accepted")
+                out[info.filename[:-4]] = _parse_npy_uint8(data, info.filename)
+            return out
     except ArtifactError:
         raise
     except FileNotFoundError:
         raise
-    except Exception as e:  # BadZipFile, pickled objects, truncated members...
-        raise ArtifactError(f"{path}: not a readable artifact ({type(e).__name__}: {e})") from None
-    for k, a in arrays.items():
-        if a.dtype != np.uint8 or a.ndim != 1:
-            raise ArtifactError(f"{path}: member '{k}' must be a 1-D uint8 array, got {a.dtype} {a.shape}")
-    header_bytes, blob = arrays["header"].tobytes(), arrays["blob"].tobytes()
-    if arrays["checksum"].tobytes() != checksum(header_bytes, blob):
+    except Exception as e:  # BadZipFile, CRC errors, truncated members, zlib errors...
+        raise ArtifactError(f"not a readable artifact ({type(e).__name__}: {e})") from None
+
+
+def read_artifact(path) -> tuple[dict, bytes]:
+    """Read and validate the container: (header dict, blob bytes). Nothing is unpickled or run;
+    the header's *values* are checked by the reader of the model (``serialize``)."""
+    path = Path(path)
+    try:
+        members = _read_members(path)
+    except ArtifactError as e:
+        raise ArtifactError(f"{path}: {e}") from None
+    header_bytes, blob = members["header"], members["blob"]
+    if len(members["checksum"]) != 32:
+        raise ArtifactError(f"{path}: member 'checksum.npy' must hold 32 bytes (SHA-256), "
+                            f"got {len(members['checksum'])}")
+    digest = hashlib.sha256(header_bytes)
+    digest.update(blob)
+    if members["checksum"].tobytes() != digest.digest():
         raise ArtifactError(f"{path}: checksum mismatch — the file was altered or damaged")
     try:
-        header = json.loads(header_bytes.decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{path}: header is not valid JSON ({e})") from None
+        header = json.loads(header_bytes.tobytes().decode("utf-8"), parse_constant=_no_constant,
+                            object_pairs_hook=_unique_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ArtifactError(f"{path}: header is not valid JSON ({type(e).__name__}: "
+                            f"{str(e)[:200]})") from None
+    if not isinstance(header, dict):
+        raise ArtifactError(f"{path}: header must be a JSON object, got {type(header).__name__}")
     if header.get("format") != FORMAT_NAME:
-        raise ArtifactError(f"{path}: format {header.get('format')!r}, expected {FORMAT_NAME!r}")
+        raise ArtifactError(f"{path}: format {str(header.get('format'))[:80]!r}, expected "
+                            f"{FORMAT_NAME!r}")
     if header.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{path}: format version {header.get('format_version')!r}; this "
-                            f"minicompress reads version {FORMAT_VERSION}")
-    return header, blob
+        raise ArtifactError(f"{path}: format version {str(header.get('format_version'))[:20]}; "
+                            f"this minicompress reads version {FORMAT_VERSION} only"
+                            + (" (version 1 files do not record the input shape and "
+                               "standardisation: export the model again)"
+                               if header.get("format_version") == 1 else ""))
+    return header, blob.tobytes()
+
+
+def _unique_keys(pairs):
+    """A JSON object whose keys repeat has two readings; refuse it."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        keys = [k for k, _ in pairs]
+        raise ValueError(f"duplicate key {next(k for k in keys if keys.count(k) > 1)!r}")
+    return out
+
+
+def _no_constant(name):
+    """JSON has no NaN or Infinity; Python's parser accepts them unless told not to."""
+    raise ValueError(f"{name} is not a JSON number")

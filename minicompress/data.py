@@ -232,23 +232,34 @@ def normalize(x, mean, std):
     return ((x - np.float32(mean)) / np.float32(std)).astype(np.float32)
 
 
+def standardization(name):
+    """(mean, std) that :func:`load_dataset` standardises ``name`` with: the training pixels'
+    statistics (the usual published values for (Fashion-)MNIST, computed for the digits).
+    The compressed model's file records them, so it can be run on raw images."""
+    if name == "digits":
+        xtr = load_digits()[0][0]
+        return float(xtr.mean()), float(xtr.std())
+    if name == "fashion-mnist":
+        return FASHION_MNIST_MEAN, FASHION_MNIST_STD
+    if name == "mnist":
+        return MNIST_MEAN, MNIST_STD
+    raise ValueError(f"load_dataset: unknown data set {name!r}; valid: 'digits', "
+                     f"'fashion-mnist', 'mnist'")
+
+
 def load_dataset(name, normalized=True, path=None):
     """``"digits"``, ``"fashion-mnist"`` or ``"mnist"`` → ((x_train, y_train), (x_test, y_test)).
 
-    With ``normalized=True`` images are standardised with the data set's training mean/std.
+    With ``normalized=True`` images are standardised with the data set's training mean/std
+    (:func:`standardization`).
     """
+    mean, std = standardization(name)
     if name == "digits":
         (xtr, ytr), (xte, yte) = load_digits()
-        mean, std = float(xtr.mean()), float(xtr.std())
     elif name == "fashion-mnist":
         (xtr, ytr), (xte, yte) = load_fashion_mnist(path)
-        mean, std = FASHION_MNIST_MEAN, FASHION_MNIST_STD
-    elif name == "mnist":
-        (xtr, ytr), (xte, yte) = load_mnist(path)
-        mean, std = MNIST_MEAN, MNIST_STD
     else:
-        raise ValueError(f"load_dataset: unknown data set {name!r}; valid: 'digits', "
-                         f"'fashion-mnist', 'mnist'")
+        (xtr, ytr), (xte, yte) = load_mnist(path)
     if normalized:
         xtr, xte = normalize(xtr, mean, std), normalize(xte, mean, std)
     return (xtr, ytr), (xte, yte)

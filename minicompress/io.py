@@ -1,31 +1,101 @@
-"""Saving and loading arrays: ``.npz`` files, written atomically, read without pickle."""
+"""Saving and loading arrays: ``.npz`` files, written atomically and durably, read without pickle."""
 from __future__ import annotations
 
 import os
-import tempfile
+import re
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 
+# ---- atomic, durable writes --------------------------------------------------------------------
+# A file is written to a temporary sibling ``.<name>.<pid>-<random>.part`` and renamed over
+# ``<name>`` only when complete. Ordinary failures (an exception, Ctrl-C) remove the temporary
+# file in a ``finally``. A ``kill -9`` runs no cleanup, so the pid is in the name: the next write
+# to the same path removes every part whose writer process no longer exists. A part whose pid is
+# alive (its writer still running, or the pid reused by another process) is left alone.
+def part_name(path: Path) -> Path:
+    """The temporary sibling of ``path`` this process writes to (unique per call)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)           # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:       # exists, owned by someone else
+        return True
+    return True
+
+
+def stale_parts(path) -> list:
+    """Temporary parts of ``path`` left by writers that no longer run (killed mid-write)."""
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)-[0-9a-f]+\.part")
+    if not path.parent.is_dir():
+        return []
+    found = []
+    for p in path.parent.iterdir():
+        m = pattern.fullmatch(p.name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            found.append(p)
+    return sorted(found)
+
+
+def remove_stale_parts(path) -> list:
+    """Delete :func:`stale_parts` of ``path``; returns what was removed."""
+    removed = []
+    for p in stale_parts(path):
+        try:
+            p.unlink()
+            removed.append(p)
+        except FileNotFoundError:  # another process cleaned it first
+            pass
+    return removed
+
+
+def _fsync_dir(directory: Path):
+    """Make a rename in ``directory`` durable (POSIX: the entry lives in the directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:               # e.g. a platform where directories cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_write(path):
-    """Open ``path`` for writing through a temporary file that is renamed into place only when the
-    block succeeds, so a crash or Ctrl-C never leaves a half-written file under the final name.
-    Files are made readable by everyone (0644), like an ordinary ``open``."""
+    """Open ``path`` for writing through a temporary sibling (see :func:`part_name`) that replaces
+    ``path`` only when the block succeeds: a crash, an exception or Ctrl-C never leaves a
+    half-written file under the final name, and never leaves the temporary file either.
+
+    Durable: the data are fsync'ed before the rename and the directory after it, so once this
+    returns the new file survives a power cut. Parts of earlier writers killed mid-write are
+    removed first. Files are made readable by everyone (0644), like an ordinary ``open``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".part")
+    remove_stale_parts(path)
+    tmp = part_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
-        os.chmod(tmp, 0o644)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)      # independent of the umask
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+        _fsync_dir(path.parent)
+    finally:
+        if os.path.lexists(tmp):
             os.remove(tmp)
-        raise
 
 
 def save_npz_atomic(path, arrays: dict, compressed: bool = False):

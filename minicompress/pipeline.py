@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics, models, optim
-from .data import load_dataset
+from .data import load_dataset, standardization
 from .distill import DistillationLoss, fit_distill, teacher_logits
-from .io import load_model
+from .io import atomic_write, load_model
 from .nn import cross_entropy
 from .prune import MaskPruning, learned_mask_prune
 from .quantize import calibrate, convert, prepare, train_quantized
 from .recipe import STAGES, validate
-from .serialize import integer_model_size, load_integer_model, save_integer_model
+from .serialize import input_spec, integer_model_size, load_integer_model, save_integer_model
 from .train import CosineLR, TrainConfig, evaluate, fit
 
 LATENCY_BATCH = 256
@@ -108,6 +108,10 @@ class PipelineRun:
             self.z_teacher = teacher_logits(self.teacher, self.x_train)
         return self.z_teacher
 
+    def input_spec(self):
+        """Per-image shape and the (mean, std) the data set is standardised with."""
+        return input_spec(self.x_train.shape[1:], *standardization(self.recipe["dataset"]))
+
     def meta(self):
         """What the artifact says about itself (``evaluate`` finds its data set here)."""
         return {"dataset": self.recipe["dataset"], "seed": self.seed}
@@ -174,6 +178,7 @@ def stage_quantize(r: PipelineRun):
                         lr_quant=q["lr_delta"], lr_weights=q["lr"], loss_fn=r.task_loss("quantize"))
     acc = r.evaluate()
     r.integer = convert(r.subject)
+    r.integer.input = r.input_spec()   # the file records the input shape and standardisation
     r.log(f"[quantize] W{q['weight_bits']}A{q['activation_bits']} fake-quant test accuracy {acc:.4f}")
     return r.record("quantize", acc, time.perf_counter() - t0,
                     bytes_=integer_model_size(r.integer, r.meta()))
@@ -216,11 +221,8 @@ def run(recipe, *, out="model.npz", report=None, progress=True, data=None):
         raise ValueError("pipeline: nothing to compress — the 'teacher' stage is skipped")
     result = r.result()
     if report:
-        rp = Path(report)
-        rp.parent.mkdir(parents=True, exist_ok=True)
-        tmp = rp.with_name(rp.name + ".part")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(rp)
+        with atomic_write(report) as f:    # durable, and no temporary file left on failure
+            f.write((json.dumps(result, indent=2) + "\n").encode())
     return result
 
 

@@ -2,9 +2,12 @@
 
     python scripts/run_artifact_standalone.py model.npz images.npy      # prints predicted classes
 
-It does not import minicompress: everything it does is written in docs/FORMAT.md. The test suite
-checks that its logits equal minicompress's integer model, so the document cannot drift away
-from the code.
+``images.npy``: float images in [0, 1], shaped (N, C, H, W) (or (N, D)); they are standardised
+with the mean and std recorded in the file. It does not import minicompress: everything it does
+is written in docs/FORMAT.md. It checks only what it needs to run a well-formed file (the full
+validation a reader must do is in the document, and minicompress does it). The test suite checks
+that its logits equal minicompress's integer model bit for bit and that its accuracy equals
+``python -m minicompress evaluate``, so the document cannot drift away from the code.
 """
 import hashlib
 import json
@@ -21,9 +24,15 @@ def read(path):
     if hashlib.sha256(header + blob).digest() != digest:
         raise ValueError("checksum mismatch")
     h = json.loads(header)
-    if h["format"] != "minicompress-integer-model" or h["format_version"] != 1:
-        raise ValueError("not a version-1 minicompress artifact")
+    if h["format"] != "minicompress-integer-model" or h["format_version"] != 2:
+        raise ValueError("not a version-2 minicompress artifact")
     return h, blob
+
+
+def standardize(h, images):
+    """x = (images − mean) / std in float32, with mean and std rounded to float32."""
+    mean, std = np.float32(h["input"]["mean"]), np.float32(h["input"]["std"])
+    return ((np.asarray(images, np.float32) - mean) / std).astype(np.float32)
 
 
 def unpack(data, bits, count):
@@ -100,6 +109,11 @@ def run(h, blob, x):
     return a
 
 
+def predict(h, blob, images):
+    """Classes of raw images in [0, 1]: argmax of the logits, a tie going to the lowest index."""
+    return run(h, blob, standardize(h, images)).argmax(axis=1)
+
+
 if __name__ == "__main__":
     header, blob = read(sys.argv[1])
-    print(run(header, blob, np.load(sys.argv[2], allow_pickle=False)).argmax(1))
+    print(predict(header, blob, np.load(sys.argv[2], allow_pickle=False)))

@@ -18,7 +18,8 @@ from minicompress.artifact import (ArtifactError, BlobWriter, decode_codes, enco
 from minicompress.pipeline import run
 from minicompress.quantize import calibrate, convert, prepare
 from minicompress.recipe import RecipeError, validate
-from minicompress.serialize import load_integer_model, save_integer_model
+from minicompress.data import standardization
+from minicompress.serialize import input_spec, load_integer_model, save_integer_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import run_artifact_standalone as standalone  # noqa: E402
@@ -161,11 +162,11 @@ def test_damaged_artifacts_are_rejected(tmp_path, rng):
 
 def test_other_format_version_is_rejected(tmp_path, monkeypatch):
     import minicompress.artifact as art
-    monkeypatch.setattr(art, "FORMAT_VERSION", 2)
-    write_artifact(tmp_path / "v2.npz", {}, b"")
-    monkeypatch.setattr(art, "FORMAT_VERSION", 1)
-    with pytest.raises(ArtifactError, match="version 2"):
-        read_artifact(tmp_path / "v2.npz")
+    monkeypatch.setattr(art, "FORMAT_VERSION", 3)
+    write_artifact(tmp_path / "v3.npz", {}, b"")
+    monkeypatch.undo()
+    with pytest.raises(ArtifactError, match="version 3"):
+        read_artifact(tmp_path / "v3.npz")
 
 
 def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
@@ -186,6 +187,7 @@ def test_standalone_reader_matches_integer_conv_model(tmp_path, digits, rng):
     prepare(model, 4, 8, input_kind="auto", example_input=xtr[:200])
     calibrate(model, xtr[:200])
     im = convert(model)
+    im.input = input_spec((1, 8, 8), *standardization("digits"))
     path = save_integer_model(im, tmp_path / "lenet5.npz")
     header, blob = standalone.read(path)
     np.testing.assert_array_equal(standalone.run(header, blob, xte[:50]), im.forward(xte[:50]))

@@ -59,8 +59,13 @@ def unpack_bits(packed, n_bits, count, signed=True):
     if count < 0 or packed.size != need:
         raise ValueError(f"unpack_bits: {count} codes of {n} bits need {need} bytes, "
                          f"got {packed.size}")
-    bits = np.unpackbits(packed)[:count * n].reshape(count, n).astype(np.int64)
-    u = bits @ (1 << np.arange(n - 1, -1, -1, dtype=np.int64))
+    # (count, n) bits as uint8, then u = Σ_j bit_j · 2^(n−1−j) column by column: the only
+    # temporaries are count·n bytes and two int32 arrays, whatever n is
+    bits = np.unpackbits(packed)[:count * n].reshape(count, n)
+    u = np.zeros(count, np.int32)
+    for j in range(n):
+        u <<= 1
+        u |= bits[:, j]
     if signed:
-        u = np.where(u >= (1 << (n - 1)), u - (1 << n), u)     # sign extension
-    return u.astype(np.int32)
+        u[u >= (1 << (n - 1))] -= 1 << n                         # sign extension
+    return u

@@ -33,7 +33,8 @@ exact below 2^53 (and we require B < 2^31, the int32 accumulator, or refuse to c
 gives bit-identical results.
 
 Storage (``to_arrays``): weights bit-packed (int8: one per byte; int4: two; int2: four), int32
-biases, float32 steps, int64 M₀ / n / zero points — plain numeric and string arrays, saved with
+biases, float32 steps, int32 M₀ / n (one value when per-tensor), int64 zero points — plain
+numeric and string arrays, saved with
 ``allow_pickle=False``.
 """
 from __future__ import annotations
@@ -63,8 +64,9 @@ def quantize_multiplier(m, bits=M0_BITS):
     we use b = 27 so that acc·M₀ < 2^24 · 2^27 = 2^51 is also exact in float64 (fast path below).
     """
     m = np.asarray(m, dtype=np.float64)
-    if not np.all(np.isfinite(m)) or np.any(m <= 0) or np.any(m >= 2 ** 30):
-        raise ValueError(f"quantize_multiplier: M must be in (0, 2^30), got {m}")
+    if not np.all(np.isfinite(m)) or np.any(m <= 0) or np.any(m >= 2 ** (bits - 2)):
+        # M < 2^(b−2) keeps the shift n ≥ 1 (the rounding term 2^(n−1) is an integer)
+        raise ValueError(f"quantize_multiplier: M must be in (0, 2^{bits - 2}), got {m}")
     f, e = np.frexp(m)
     m0 = np.rint(f * 2.0 ** bits).astype(np.int64)
     carry = m0 == 2 ** bits                     # f rounded up to 1.0
@@ -348,17 +350,65 @@ def _compact(v):
     return v
 
 
+def step_shape(step, shape):
+    """Per-image shape after ``step`` given the one before ((C, H, W) images become (H, W, C)),
+    and the elements of the largest temporary the step builds (im2col columns of a conv)."""
+    if isinstance(step, QuantizeInput):
+        return (tuple(shape[1:]) + tuple(shape[:1]) if len(shape) == 3 else tuple(shape)), 0
+    if isinstance(step, IntFlatten):
+        return (int(np.prod(shape)),), 0
+    if isinstance(step, IntMaxPool):
+        h, w, c = shape
+        k, s = step.kernel_size, step.stride
+        return ((h - k) // s + 1, (w - k) // s + 1, c), 0
+    if isinstance(step, IntLayer):
+        o = step.q_w.shape[0]
+        if step.kind == "linear":
+            return (o,), 0
+        h, w, c = shape
+        k, s, p = step.q_w.shape[2], step.stride, step.padding
+        oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        return (oh, ow, o), oh * ow * k * k * c
+    return tuple(shape), 0
+
+
+PREDICT_ELEMENTS = 2 ** 24
+
+
 STEP_TYPES = {c.kind: c for c in (QuantizeInput, IntReLU, IntMaxPool, IntFlatten)}
 
 
 class IntegerModel:
     """A list of integer steps; ``forward(x_float32) -> logits`` quantises the input itself."""
 
-    def __init__(self, steps, float_bytes=None):
+    def __init__(self, steps, float_bytes=None, input=None):
         if not steps or not isinstance(steps[0], QuantizeInput):
             raise ValueError("IntegerModel: the first step must quantise the input")
         self.steps = list(steps)
         self.float_bytes = float_bytes
+        # what the model expects: {"shape": per-sample shape, "mean": m, "std": s} — inputs are
+        # images in [0, 1] standardised as (x − m) / s (see :meth:`standardize`); None if unknown
+        self.input = input
+
+    def standardize(self, x):
+        """Raw images in [0, 1] → the model's input ``(x − m) / s`` in float32 (m, s float32),
+        exactly as ``data.normalize`` did for the training data."""
+        if self.input is None:
+            raise ValueError("IntegerModel.standardize: this model does not record its input "
+                             "standardisation (set .input or load it from an artifact)")
+        m, s = np.float32(self.input["mean"]), np.float32(self.input["std"])
+        return ((np.asarray(x, np.float32) - m) / s).astype(np.float32)
+
+    def sample_elements(self):
+        """The largest per-image array the forward pass builds (im2col columns or an
+        activation), in elements; None without a recorded input shape."""
+        if self.input is None:
+            return None
+        shape, largest = tuple(self.input["shape"]), 1
+        for step in self.steps:
+            shape, work = step_shape(step, shape)
+            largest = max(largest, work, int(np.prod(shape)))
+        return largest
 
     def forward(self, x):
         x = np.asarray(x)
@@ -366,6 +416,9 @@ class IntegerModel:
             raise TypeError(f"IntegerModel.forward: x must be a float array, got {x.dtype}")
         if not np.all(np.isfinite(x)):
             raise ValueError("IntegerModel.forward: x contains NaN or inf")
+        if self.input is not None and tuple(x.shape[1:]) != tuple(self.input["shape"]):
+            raise ValueError(f"IntegerModel.forward: x must have shape (N, "
+                             f"{', '.join(map(str, self.input['shape']))}), got {x.shape}")
         a = x.astype(np.float32, copy=False)
         for step in self.steps:
             a = step.run(a)
@@ -374,7 +427,11 @@ class IntegerModel:
     __call__ = forward
 
     def predict(self, x, batch_size=1000):
-        """Class indices, computed in batches."""
+        """Class indices (``argmax``: on a tie the lowest index), computed in batches small
+        enough that no intermediate array exceeds ``PREDICT_ELEMENTS`` elements."""
+        per_image = self.sample_elements()
+        if per_image:
+            batch_size = max(1, min(batch_size, PREDICT_ELEMENTS // per_image))
         return np.concatenate([self.forward(x[i:i + batch_size]).argmax(1)
                                for i in range(0, len(x), batch_size)])
 
@@ -398,12 +455,19 @@ class IntegerModel:
         if "format" not in d or str(np.asarray(d["format"])) != FORMAT:
             raise ValueError(f"IntegerModel.from_arrays: not a {FORMAT} dict "
                              f"(format={d.get('format')!r})")
+        # group the keys by step once: looking every step's keys up among all keys would make
+        # loading quadratic in the number of steps
+        by_step = {}
+        for k, v in d.items():
+            if k.startswith("steps."):
+                index, _, field = k[len("steps."):].partition(".")
+                by_step.setdefault(index, {})[field] = np.asarray(v)
         steps = []
         for i in range(int(d["num_steps"])):
-            prefix = f"steps.{i}."
-            kind = str(np.asarray(d[prefix + "kind"]))
-            fields = {k[len(prefix):]: np.asarray(v) for k, v in d.items()
-                      if k.startswith(prefix) and k != prefix + "kind"}
+            fields = dict(by_step.get(str(i), {}))
+            if "kind" not in fields:
+                raise ValueError(f"IntegerModel.from_arrays: step {i} has no kind")
+            kind = str(fields.pop("kind"))
             if kind in ("linear", "conv2d"):
                 steps.append(IntLayer.from_arrays(fields, kind, gemm))
             elif kind in STEP_TYPES:
