@@ -145,7 +145,7 @@ def test_wide_accumulator_falls_back_exactly(rng):
     """If the bound B ≥ 2^24 the float32 path would not be exact: the layer uses float64 and
     still matches int64."""
     q_w = rng.integers(-127, 128, size=(3, 2000))
-    layer = IntLayer("linear", q_w, 8, np.ones(3), np.zeros(3), (np.float32(1), 0, 0, 255),
+    layer = IntLayer("linear", (q_w, 8, np.ones(3)), np.zeros(3), (np.float32(1), 0, 0, 255),
                      {"out_scale": np.ones(3, np.float32)})
     assert layer.bound >= 2 ** 24 and layer.exact_dtype == np.float64
     x = rng.integers(0, 256, size=(5, 2000))
