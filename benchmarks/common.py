@@ -1,6 +1,6 @@
 """Shared helpers for the benchmark scripts: data, the dense reference models, result files.
 
-The dense nets (10 epochs, Adam 1e-3, batch 128, normalised inputs — the issue's recipe) are
+The dense nets (10 epochs, Adam 1e-3, batch 128, normalised inputs) are
 trained once and cached in ``~/.cache/minicompress/checkpoints`` so that every pruning,
 quantization and distillation benchmark starts from the same weights.
 """
@@ -38,7 +38,7 @@ def fashion():
 def dense_model(name, *, epochs=10, seed=0, data=None, progress=True, cosine_lr=None, workers=1):
     """The dense reference net ``name`` trained ``epochs`` epochs (cached on disk).
 
-    Adam 1e-3 by default (the issue's recipe); ``cosine_lr=2e-3`` trains with a cosine schedule
+    Adam 1e-3 by default; ``cosine_lr=2e-3`` trains with a cosine schedule
     from that rate instead (a separate checkpoint). ``workers=2`` splits each batch across two
     threads (faster; equal to one thread up to float rounding)."""
     tag = "" if cosine_lr is None else f"_cos{cosine_lr:g}"
@@ -74,15 +74,47 @@ def _git_commit():
         return None
 
 
+def _machine():
+    """Where and with what the numbers were measured: cores, date, commit, BLAS threads."""
+    return {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "commit": _git_commit(),
+            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")}
+
+
+def _write_json(path, payload):
+    """Write ``payload`` to ``path`` atomically: a temporary file in the same folder, then rename,
+    so an interrupted run never leaves half a results file."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(json.dumps(payload, indent=2) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def save_result(name, payload):
-    """Write ``benchmarks/results/<name>.json`` (the numbers quoted in the README)."""
+    """Write ``benchmarks/results/<name>.json`` (the numbers quoted in docs/RESULTS.md).
+
+    ``name`` is the benchmark script's name, or ``<script>_<net>`` for a script run once per
+    network: one current file per measurement, its history in git."""
     RESULTS.mkdir(exist_ok=True)
-    payload = dict(payload, machine={"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
-                                     "commit": _git_commit(),
-                                     "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")})
     path = RESULTS / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    _write_json(path, dict(payload, machine=_machine()))
     print(f"wrote {path}")
+    return path
+
+
+def update_result(name, key, payload, *, merge=False):
+    """Put ``payload`` (with its own machine record) under ``key`` of ``results/<name>.json``,
+    keeping the file's other keys: for a script whose runs differ by one argument (a seed, a
+    thread count) and belong in its one results file. ``merge=True`` keeps the entries of the old
+    ``key`` that ``payload`` does not replace (a run of some of the models)."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    old = data.get(key, {}) if merge else {}
+    data[key] = {**old, **payload, "machine": _machine()}
+    _write_json(path, data)
+    print(f"wrote {path} [{key}]")
     return path
 
 

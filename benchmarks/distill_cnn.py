@@ -1,5 +1,5 @@
 """A small CNN student (lenet5) distilled from the teacher CNN, with and without feature hints
-(issue #6), Fashion-MNIST, 10 epochs, Adam, batch 128, same schedule for every arm.
+(document §3.3), Fashion-MNIST, 10 epochs, Adam, batch 128, same schedule for every arm.
 
 Arms (each a few seeds):
   alone      lenet5 on the labels (α = 0)
@@ -8,14 +8,18 @@ Arms (each a few seeds):
              teacher pool1 (32x14x14) — FitNets' guided/hint layers, trained in one stage
   kd+at      + attention transfer between the same two maps (no regressor)
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/distill_cnn.py --arms alone --seeds 3 --out distill_cnn_alone
-    OPENBLAS_NUM_THREADS=1 python benchmarks/distill_cnn.py --arms kd --seeds 3 --out distill_cnn_kd
-    OPENBLAS_NUM_THREADS=1 python benchmarks/distill_cnn.py --arms kd --T 1 --alpha 0.5 \
-        --teacher teacher-cosine --out distill_cnn_T1_cosine_teacher
-    OPENBLAS_NUM_THREADS=1 python benchmarks/distill_cnn.py --arms kd+hint,kd+at --seeds 1 \
-        --out distill_cnn_feat
-    python benchmarks/distill_cnn.py --arms none --out distill_cnn --merge benchmarks/results/\
-distill_cnn_alone.json,benchmarks/results/distill_cnn_kd.json,benchmarks/results/distill_cnn_feat.json
+The recorded run (lenet5 alone vs logits-only distillation at T = 1 from a cosine-trained teacher):
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/distill_cnn.py --arms alone,kd --T 1 --alpha 0.5 \
+        --seeds 3 --teacher teacher-cosine
+
+The hint and attention-transfer arms at T = 4:
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/distill_cnn.py --arms alone,kd,kd+hint,kd+at --T 4
+
+Arms can run in separate processes (``--out NAME`` each) and be joined by
+``--arms none --merge results/NAME1.json,results/NAME2.json``; delete the partial files afterwards
+(``benchmarks/results`` keeps one file per script).
 
 Writes benchmarks/results/distill_cnn.json.
 """

@@ -1,4 +1,4 @@
-"""Distilling the teacher CNN into the student MLP 784-64-10 on Fashion-MNIST (issue #6).
+"""Distilling the teacher CNN into the student MLP 784-64-10 on Fashion-MNIST (document §3.3).
 
 Sweeps the temperature T and the soft weight α (α = 0 is the student trained alone, through the
 very same code path) for two learning-rate schedules, each applied to BOTH arms, 3 seeds each,
@@ -11,6 +11,7 @@ very same code path) for two learning-rate schedules, each applied to BOTH arms,
     python benchmarks/distill_mlp.py --schedules cosine-3e-3 --out distill_mlp_cosine --no-figures
     python benchmarks/distill_mlp.py --out distill_mlp \
         --runs-from benchmarks/results/distill_mlp_const.json,benchmarks/results/distill_mlp_cosine.json
+    # (then delete the per-schedule files: benchmarks/results keeps one file per script)
 
 Writes benchmarks/results/distill_mlp.json and figures/distill_accuracy_vs_T.png,
 figures/distill_accuracy_vs_alpha.png, figures/distill_soft_targets.png.
@@ -92,7 +93,7 @@ def main():
 
     if args.full_grid:
         configs = [(T, a) for T in temps for a in alphas]
-    else:   # the cross: T sweep at one α, α sweep at one T (plus the issue's T = 4, α = 0.9)
+    else:   # the cross: T sweep at one α, α sweep at one T (plus T = 4, α = 0.9, the PyTorch reference's setting)
         configs = [(T, args.alpha_for_T) for T in temps] + \
                   [(args.T_for_alpha, a) for a in alphas] + [(4, 0.9)]
     configs += [(float(T) if float(T) != int(float(T)) else int(T), float(a))

@@ -1,4 +1,4 @@
-"""Out-of-fold soft targets and an MLP hint for the 784-64-10 student (issue #6, second round).
+"""Out-of-fold soft targets and an MLP hint for the 784-64-10 student (document §3.3).
 
 The teacher is 97.9 % right on its own training images, with a median top probability of
 0.99995: its soft targets there are almost one-hot. ``distill.out_of_fold_logits`` replaces them

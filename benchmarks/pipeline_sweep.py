@@ -1,22 +1,23 @@
 """Run several pipeline recipes on Fashion-MNIST and plot accuracy vs artifact bytes.
 
-    python benchmarks/pipeline_sweep.py recipes/fashion_*.json
+    python benchmarks/pipeline_sweep.py recipes/*.json benchmarks/recipes/*.json
 
-The teacher is the cached 10-epoch dense teacher (``benchmarks/train_dense.py``), so the recipes
-here set ``teacher.checkpoint`` to it. Each recipe's report goes to
-``benchmarks/results/pipeline_<name>.json``; the table of all reports in ``results/`` to
-``benchmarks/results/pipeline_sweep.json``, and the figure to ``figures/pipeline_pareto.png``
-(``--stage-chart`` also draws each recipe's stage table).
+``recipes/`` holds the examples a user starts from, ``benchmarks/recipes/`` the other points of
+the sweep. The teacher is the cached 10-epoch dense teacher (``benchmarks/train_dense.py``), so
+each recipe's ``teacher.checkpoint`` is set to it. Each recipe's report goes under
+"reports"/<recipe name> in ``benchmarks/results/pipeline_sweep.json`` (reports of recipes not run
+this time are kept), with the table of all of them under "configurations"; the figure goes to
+``figures/pipeline_pareto.png`` (``--stage-chart`` also draws each recipe's stage table).
 
-Targets (issue "combined pipeline"): an artifact ≤ 10.7 KB (≥ 100× smaller than float32
-lenet300, 1,066,440 bytes) whose integer model scores ≥ 88.7 %; a point ≥ 91.0 % at ≤ 40 KB.
+Targets: an artifact ≤ 10.7 KB (≥ 100× smaller than float32 lenet300, 1,066,440 bytes) whose
+integer model scores ≥ 88.7 %; a point ≥ 91.0 % at ≤ 40 KB.
 """
 import argparse
 import json
 import time
 from pathlib import Path
 
-from common import RESULTS, dense_model, fashion, save_result
+from common import RESULTS, _machine, dense_model, fashion, save_result
 from minicompress import pipeline
 from minicompress.data import cache_dir
 from minicompress.figures import pareto_chart, stage_chart
@@ -24,6 +25,18 @@ from minicompress.recipe import load_recipe
 
 LENET300_FLOAT32 = 1_066_440
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def sweep():
+    """The results file as recorded so far (empty if there is none)."""
+    path = RESULTS / "pipeline_sweep.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def reports():
+    """Every recipe's report recorded so far: {recipe name: report}."""
+    return sweep().get("reports", {})
+
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("recipes", nargs="*", help="recipe JSON files to run (none: just replot)")
@@ -46,26 +59,26 @@ for path in args.recipes:
     result["recipe_file"] = str(path)
     print(f"\n== {name} ({result['wall_seconds']:.0f} s)\n" + pipeline.format_table(result["stages"]),
           flush=True)
-    save_result(f"pipeline_{name}", result)
+    result["machine"] = _machine()
+    save_result("pipeline_sweep", {**sweep(), "reports": {**reports(), name: result}})
     if args.stage_chart:
         stage_chart(result["stages"], ROOT / "figures" / f"pipeline_stages_{name}.png",
                     title=f"{name}: bytes and accuracy per stage (Fashion-MNIST)")
 
-reports = sorted(RESULTS.glob("pipeline_fashion*.json"))
 rows = []
-for rp in reports:
-    r = json.loads(rp.read_text())
+for name, r in sorted(reports().items()):
     if "artifact" not in r:
         continue
     a = r["artifact"]
-    rows.append({"name": rp.stem.removeprefix("pipeline_"), "bytes": a["bytes"],
+    rows.append({"name": name, "bytes": a["bytes"],
                  "accuracy": a["accuracy"], "ratio_vs_lenet300": LENET300_FLOAT32 / a["bytes"],
                  "compress_seconds": r.get("wall_seconds")})
 for row in sorted(rows, key=lambda r: r["bytes"]):
     print(f"{row['name']:<28} {row['bytes']:>8,} B  {LENET300_FLOAT32 / row['bytes']:6.1f}x  "
           f"{100 * row['accuracy']:.2f} %")
 if rows:
-    save_result("pipeline_sweep", {"configurations": rows, "lenet300_float32_bytes": LENET300_FLOAT32})
+    save_result("pipeline_sweep", {**sweep(), "configurations": rows,
+                                   "lenet300_float32_bytes": LENET300_FLOAT32})
     pareto_chart([(r["bytes"], r["accuracy"]) for r in rows], [r["name"].removeprefix("fashion_")
                  for r in rows], ROOT / "figures" / "pipeline_pareto.png",
                  title="Fashion-MNIST: integer-model accuracy vs artifact size",

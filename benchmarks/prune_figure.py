@@ -4,7 +4,7 @@
 
 * ``figures/prune_accuracy_vs_sparsity.png``: test accuracy against global sparsity, lenet300 and
   lenet5, for magnitude / gradient / Taylor / learned mask (``prune_weights.py``), the PyTorch
-  reference run on this machine (``prune_torch_reference.py``) and the issue's reference table,
+  reference run on this machine (``prune_torch_reference.py``) and the reference table the goals were set from,
   with the no-pruning control as a horizontal line.
 * ``figures/prune_sparse_bytes.png``: stored bytes of the pruned nets / dense float32 bytes.
 """
@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 FIGURES = ROOT / "figures"
-ISSUE_TABLE = {"lenet300": [None, None, 0.881, 0.863, 0.785], "lenet5": [None, None, 0.886, 0.847, 0.685]}
+REFERENCE_TABLE = {"lenet300": [None, None, 0.881, 0.863, 0.785], "lenet5": [None, None, 0.886, 0.847, 0.685]}
 STYLE = {"magnitude": ("C0", "o"), "gradient": ("C1", "s"), "taylor": ("C2", "^"),
          "learned": ("C3", "D"), "control": ("0.4", None)}
 
@@ -58,8 +58,8 @@ def main():
         if ref is not None:
             ax.plot(x, [100 * a for a in ref["accuracy"]], ":", color="k", marker="x",
                     label="PyTorch global L1 (run here)")
-        issue = [(xi, 100 * a) for xi, a in zip(x, ISSUE_TABLE[net]) if a is not None]
-        ax.plot(*zip(*issue), "k*", ms=10, label="issue's reference table")
+        reference = [(xi, 100 * a) for xi, a in zip(x, REFERENCE_TABLE[net]) if a is not None]
+        ax.plot(*zip(*reference), "k*", ms=10, label="reference table (PyTorch)")
         ax.axhline(100 * res["dense_accuracy"], color="k", lw=0.8, ls=(0, (1, 3)), label="dense start")
         ax.set_title(f"{net} on Fashion-MNIST (solid: lr 1e-3, dashed: lr 1e-4)")
         ax.set_xlabel("global sparsity (%)")

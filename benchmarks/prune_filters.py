@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from common import dense_model, fashion, save_result
+from common import dense_model, fashion, save_result, update_result
 
 from minicompress import metrics, prune
 from minicompress.nn import Conv2d
@@ -106,8 +106,8 @@ def main():
 
 def latency_only(args):
     """Forward latency of the dense net and of a net with the shrunk *shapes* (which filters are
-    kept does not change the cost of dense matmuls), without training. Saved separately as
-    ``prune_filters_latency_<net>.json`` so the trained run's numbers are never overwritten."""
+    kept does not change the cost of dense matmuls), without training. Saved under
+    "latency_only" in ``prune_filters_<net>.json``, beside the trained run's numbers."""
     from minicompress import models
     dense = models.build(args.net, 28, rng=np.random.default_rng(args.seed))
     small = dense
@@ -125,7 +125,7 @@ def latency_only(args):
                       f"--keep {args.keep} --latency-only --rounds {args.rounds}"}
     for k, v in res.items():
         print(f"{k}: {v}")
-    save_result(f"prune_filters_latency_{args.net}", res)
+    update_result(f"prune_filters_{args.net}", "latency_only", res)
 
 
 if __name__ == "__main__":

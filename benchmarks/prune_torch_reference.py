@@ -1,4 +1,4 @@
-"""PyTorch reference for weight pruning (the issue's table), same dense start and protocol.
+"""PyTorch reference for weight pruning (the reference table's protocol), same dense start and protocol.
 
 ``torch.nn.utils.prune.global_unstructured`` with L1 (magnitude) over every weight tensor,
 stepping to 50/75/90/95/98 % global sparsity, 2 epochs of Adam (lr 1e-4) fine-tuning per step.

@@ -1,4 +1,4 @@
-"""Weight pruning on Fashion-MNIST, the issue's protocol (document §3.1.1).
+"""Weight pruning on Fashion-MNIST, the protocol of docs/RESULTS.md (document §3.1.1).
 
 Start from the cached dense net (10 epochs); prune in steps to 50/75/90/95/98 % *global* sparsity,
 2 epochs of Adam fine-tuning per step (10 epochs in all), test accuracy measured at the end of each

@@ -1,4 +1,4 @@
-"""Forward time of the integer model vs the float model (issue #4, item 5), Fashion-MNIST test set.
+"""Forward time of the integer model vs the float model (document §3.2.1 step 6), Fashion-MNIST test set.
 
 The machine is shared, so the two are timed *interleaved*: each round runs the float model over
 the 10 000 test images (batches of 1000), then the integer model, and the ratio of that round is

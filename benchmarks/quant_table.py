@@ -1,7 +1,7 @@
-"""Quantisation table on Fashion-MNIST (issue #4): PTQ, Adam-learned Δ, QAT, per-channel, and the
+"""Quantisation table on Fashion-MNIST (document §3.2): PTQ, Adam-learned Δ, QAT, per-channel, and the
 integer model (agreement, bytes, forward time) for every row.
 
-Protocol (as the issue's PyTorch reference): start from the cached dense nets (10 epochs);
+Protocol (the same as the PyTorch reference table's): start from the cached dense nets (10 epochs);
 weights signed symmetric, activations after ReLU unsigned, per tensor unless stated; the input
 8-bit asymmetric (it is normalised, so it has negative values); PTQ calibrated with min–max on
 1000 training images; QAT 3 epochs, Adam lr 1e-4 for the weights.
@@ -17,12 +17,14 @@ Rows:
   *-perchannel      the same with one Δ per output channel for the weights
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/quant_table.py lenet5 [--rows ptq,qat-learned] [--fast]
-writes benchmarks/results/quant_<model>.json
+writes benchmarks/results/quant_table_<model>.json; a row already in the file is replaced, the
+others are kept, so ``--rows`` adds to the table.
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import sys
 import time
 from pathlib import Path
@@ -31,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import dense_model, fashion, save_result  # noqa: E402
+from common import RESULTS, dense_model, fashion, save_result  # noqa: E402
 
 from minicompress.quantize import (QuantizerOptions, calibrate, convert, prepare,  # noqa: E402
                                    train_quantized)
@@ -129,7 +131,6 @@ def main():
     ap.add_argument("model", choices=["lenet300", "lenet5"])
     ap.add_argument("--rows", default=",".join(ROWS))
     ap.add_argument("--fast", action="store_true", help="1 epoch of training, 10k train images")
-    ap.add_argument("--out", default=None)
     ap.add_argument("--time-repeats", type=int, default=5,
                     help="timed forward passes per row (0: skip; quant_speed.py measures speed "
                          "properly, interleaved)")
@@ -142,13 +143,16 @@ def main():
     result = {"model": args.model, "float_accuracy": evaluate(dense, xte, yte)["accuracy"],
               "protocol": __doc__.split("Rows:")[0].strip(), "rows": []}
     print(f"{args.model}: float {result['float_accuracy']:.4f}", flush=True)
-    out = args.out or f"quant_{args.model}"
+    out = f"quant_table_{args.model}"
+    previous = RESULTS / f"{out}.json"
+    kept = json.loads(previous.read_text())["rows"] if previous.exists() else []
     for name in args.rows.split(","):
         spec = ROWS[name]
         for bits in spec["bits"]:
-            result["rows"].append(run_row(name, spec, bits, dense, data, 0, args.fast,
-                                          args.time_repeats))
-            save_result(out, result)
+            row = run_row(name, spec, bits, dense, data, 0, args.fast, args.time_repeats)
+            kept = [r for r in kept if (r["row"], r["bits"]) != (name, bits)]
+            result["rows"].append(row)
+            save_result(out, dict(result, rows=kept + result["rows"]))
 
 
 if __name__ == "__main__":

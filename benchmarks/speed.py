@@ -20,9 +20,9 @@ The three run one after another in ``--rounds`` rounds; each process first takes
 steps. Reported: the median ms/step over rounds and the median of the per-round ratios (the
 machine is shared, so single numbers vary by 10-40 %), and the same for CPU time per step, which
 does not count the time other jobs on the machine held the core (a fairer measure under load
-with ``--threads 1``; with 2 threads it adds both threads' time, so use the wall clock there). Results → ``benchmarks/results/speed.json``
-(``speed_<n>thread.json`` for ``--threads n`` other than 2).
-Targets (issue "Foundation"): numpy/torch ≤ 1.0 (lenet300), ≤ 1.5 (lenet5), ≤ 1.25 (teacher).
+with ``--threads 1``; with 2 threads it adds both threads' time, so use the wall clock there).
+Results → ``benchmarks/results/speed.json``, under "threads_<n>" for ``--threads n``.
+Targets: numpy/torch ≤ 1.0 (lenet300), ≤ 1.5 (lenet5), ≤ 1.25 (teacher).
 """
 import argparse
 import json
@@ -256,8 +256,8 @@ def main():
                    f"wall-clock ratios are unreliable (with several BLAS threads badly so)")
         print("WARNING:", warning)
     if not args.no_save:
-        from common import save_result
-        save_result("speed" if args.threads == 2 else f"speed_{args.threads}thread", {"batch": BATCH, "threads": args.threads, "rounds": args.rounds,
+        from common import update_result
+        update_result("speed", f"threads_{args.threads}", {"batch": BATCH, "threads": args.threads, "rounds": args.rounds,
                               "steps": args.steps, "blas": blas, "load_average": os.getloadavg(),
                               "warning": warning,
                               "nets": rows})
