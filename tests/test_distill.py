@@ -192,7 +192,7 @@ def test_attention_transfer_gradient(rng):
 
 # ---- training ----------------------------------------------------------------------------------
 class _NoStep:
-    """An optimizer that only zeroes gradients, so a test can read them after distill_step."""
+    """An optimizer that only zeroes gradients, so a test can read them after a training step."""
 
     def __init__(self, params):
         self.params = params
@@ -205,7 +205,7 @@ class _NoStep:
         pass
 
 
-def test_distill_step_with_hint_backpropagates_everything(rng):
+def test_distillation_step_with_hint_backpropagates_everything(rng):
     """Whole step (KD + CE + hint through a regressor into the student's middle layer) against
     central differences on a few entries of every student and regressor Parameter."""
     x = rng.standard_normal((4, 1, 8, 8))
