@@ -298,6 +298,12 @@ def cmd_info(args):
     return 0
 
 
+def cmd_check(args):
+    from .check import main as check_main
+    argv = [args.notebook, "--timeout", str(args.timeout)] + (["--lang", args.lang] if args.lang else [])
+    return check_main(argv)
+
+
 # ---- parser ------------------------------------------------------------------------------------
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (no usage block) ending in a pointer to --help."""
@@ -354,6 +360,13 @@ def build_parser():
     i = sub.add_parser("info", help="layers, bits, sparsity and bytes of an artifact")
     i.add_argument("artifact")
     i.set_defaults(func=cmd_info)
+
+    k = sub.add_parser("check", help="check the exercise functions of a (student's) notebook")
+    k.add_argument("notebook", help="a notebook (.ipynb) with exercise functions")
+    k.add_argument("--lang", choices=["en", "zh"], help="language of the messages (default: the notebook's)")
+    k.add_argument("--timeout", type=positive_float(3600.0), default=60.0,
+                   help="seconds for the whole check, in (0, 3600] (default 60)")
+    k.set_defaults(func=cmd_check)
     return p
 
 

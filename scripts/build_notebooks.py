@@ -7,6 +7,11 @@ becomes ``notebooks/NN_name.ipynb`` with its outputs.
                                                       # a code cell whose source is unchanged keeps its outputs
     python scripts/build_notebooks.py --check         # exit 1 if some .ipynb's cells differ from its .py
     python scripts/build_notebooks.py --figures figures   # also save every figure into figures/
+    python scripts/build_notebooks.py --student [--lang en|zh] [--out DIR]
+                                                      # student editions, not executed: every
+                                                      # "### BEGIN SOLUTION … ### END SOLUTION" region
+                                                      # becomes raise NotImplementedError, no outputs;
+                                                      # written to notebooks/student/NN_name.ipynb
 
 Executing a notebook: ``jupytext`` reads the .py, ``nbclient`` runs it in a fresh ``python3`` kernel of
 *this* interpreter (this checkout's ``minicompress`` first on its path) with ``notebooks/`` as working
@@ -235,6 +240,29 @@ def sync(py):
     return ipynb, changed
 
 
+# --- student editions ---------------------------------------------------------------------------------
+
+STUDENT = NOTEBOOKS / "student"
+
+
+def write_student_editions(chosen, out, lang=None):
+    """``out/NN_name.ipynb`` for each source: the student edition of ``minicompress.check``."""
+    try:
+        from minicompress.check import student_notebook
+    except ImportError:
+        raise ValueError("--student needs minicompress importable: pip install -e . or PYTHONPATH=.") from None
+    out.mkdir(parents=True, exist_ok=True)
+    for py in chosen:
+        try:
+            nb = student_notebook(read_source(py), lang)
+        except ValueError as e:
+            raise ValueError(f"{py.name}: {e}") from None
+        target = out / f"{py.stem}.ipynb"
+        write_notebook(nb, target)
+        print(f"wrote {shown(target)}", flush=True)
+    return 0
+
+
 # --- command line --------------------------------------------------------------------------------------
 
 def main(argv=None):
@@ -249,6 +277,12 @@ def main(argv=None):
                       help="do not execute: update the .ipynb's cells, keep outputs of unchanged code cells")
     mode.add_argument("--check", action="store_true",
                       help="only check that every .ipynb has the cells of its .py (exit 1 if not)")
+    mode.add_argument("--student", action="store_true",
+                      help="write student editions (solutions replaced by NotImplementedError, no outputs, "
+                           "not executed) to notebooks/student/ or --out")
+    parser.add_argument("--lang", choices=["en", "zh"],
+                        help="with --student: the language recorded in the notebook's metadata (checker messages)")
+    parser.add_argument("--out", metavar="DIR", help="with --student: the folder to write to")
     parser.add_argument("--figures", metavar="DIR",
                         help="also save each figure into DIR (the notebooks' MINICOMPRESS_FIGURES)")
     args = parser.parse_args(argv)
@@ -283,6 +317,9 @@ def run(args, chosen):
                      "(or build, to re-execute)")
         print(f"{len(chosen)} notebooks in sync with their .py sources")
         return 0
+
+    if args.student:
+        return write_student_editions(chosen, Path(args.out) if args.out else STUDENT, args.lang)
 
     for py in chosen:
         if args.sync:
