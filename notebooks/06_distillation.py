@@ -298,7 +298,7 @@ check("distillation_loss", distillation_loss)
 # higher $T$ the wrong classes become visible, and the question is whether the student ranks them as the teacher
 # does. Look at the second-largest bar of each pair: in the committed full-mode run the student agrees with the
 # teacher on the top class but *not* on the ranking of the wrong ones (image 0 at $T=4$: the teacher's second choice
-# is class 7, the student's class 5; image 1: class 0 against class 4). That fits the small effect of distillation
+# is class 7, the student's class 5; image 2: class 3 against class 0). That fits the small effect of distillation
 # measured by the benchmark (appendix notebook `08_benchmark_results`). The dark knowledge is there in the teacher's outputs, but this student has copied
 # little of it.
 
