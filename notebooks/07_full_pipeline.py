@@ -223,6 +223,59 @@ print(f"artifact: {run.artifact['bytes']:,} bytes = {lenet300_bytes / run.artifa
       f"float32 lenet300; integer-model accuracy {100 * run.artifact['accuracy']:.2f} %")
 
 # %% [markdown]
+# ## Leaving the classroom — the same integer model in ONNX Runtime
+#
+# The artifact is our own format. To run the model elsewhere, `python -m minicompress export-onnx MODEL.npz --out
+# MODEL.onnx` writes it as an ONNX graph (`docs/ONNX.md`): the graph takes the images as the data loader gives them,
+# in [0, 1], and does the standardisation and the input quantisation itself; each layer is `MatMulInteger` /
+# `ConvInteger` (int32 accumulation) plus the int32 bias, and the requantisation is the same fixed-point
+# $((acc\cdot M_0 + 2^{n-1}) \gg n) + z$ in int64 integer operations. Nothing is approximated, so ONNX Runtime must give
+# the **same logits, bit for bit**, as the NumPy integer model read back from the artifact — hence the same predictions.
+#
+# ONNX Runtime's integer kernels take one byte per weight, and ONNX has no compact 4-bit sparse form that runtimes
+# accept, so the `.onnx` file holds dense 8-bit weights: larger than the artifact raw, but mostly the byte for 0, which
+# gzip compresses well. (`onnx` and `onnxruntime` are optional: `pip install -e .[onnx]`.)
+
+# %%
+try:
+    import onnx, onnxruntime
+    HAVE_ORT = True
+except ImportError:
+    HAVE_ORT = False
+    print("onnx / onnxruntime are not installed (pip install -e .[onnx]): skipping the ONNX export.")
+
+if HAVE_ORT:
+    import gzip
+    from minicompress.data import load_dataset
+    from minicompress.export_onnx import OnnxRunner, export_onnx
+    from minicompress.metrics import median_seconds
+    from minicompress.serialize import load_integer_model
+
+    onnx_path = export_onnx(out, out.with_suffix(".onnx"))           # the artifact of stage 5
+    onnx.checker.check_model(onnx.load(str(onnx_path)), full_check=True)
+    integer = load_integer_model(out)                                  # what `evaluate` runs
+    runner = OnnxRunner(onnx_path)                                     # ONNX Runtime, default options
+    _, (x_raw, y_raw) = load_dataset(recipe["dataset"], normalized=False)   # [0, 1], not standardised
+    x_std = integer.standardize(x_raw)         # the same images, standardised as `evaluate` does
+
+    np_logits = np.concatenate([integer.forward(x_std[i:i + 1000]) for i in range(0, len(x_std), 1000)])
+    ort_logits = np.concatenate([runner.forward(x_raw[i:i + 1000]) for i in range(0, len(x_raw), 1000)])
+    ort_labels = runner.predict(x_raw)
+    print(f"test images: {len(y_raw):,}")
+    print(f"logits identical bit for bit: {np.array_equal(ort_logits, np_logits)}")
+    print(f"predictions identical: {np.array_equal(ort_labels, np_logits.argmax(1))}   "
+          f"accuracy NumPy {100 * (np_logits.argmax(1) == y_raw).mean():.2f} %, "
+          f"ONNX Runtime {100 * (ort_labels == y_raw).mean():.2f} %")
+
+    raw = onnx_path.read_bytes()
+    batch = min(256, len(x_raw))
+    t_np = median_seconds(integer.forward, x_std[:batch], 10, 2)
+    t_ort = median_seconds(runner.forward, x_raw[:batch], 10, 2)
+    print(f"\n{'':24s} {'bytes':>10s} {'gzip -9':>10s} {'ms / ' + str(batch) + ' images':>18s}")
+    print(f"{'artifact (NumPy)':24s} {out.stat().st_size:>10,} {'(deflated)':>10s} {1e3 * t_np:>18.2f}")
+    print(f"{'ONNX (ONNX Runtime)':24s} {len(raw):>10,} {len(gzip.compress(raw, 9)):>10,} {1e3 * t_ort:>18.2f}")
+
+# %% [markdown]
 # The benchmark results on Fashion-MNIST that belong here (the full protocol, every configuration, what met its goal and what did not) are in the appendix notebook `08_benchmark_results` and in `docs/RESULTS.md`.
 
 # %% [markdown]

@@ -15,10 +15,11 @@ from minicompress.step import Batch, train_step
 from minicompress.train import TrainConfig, fit
 from tests.gradcheck import to_float64
 
-# Every gradient entry (and every logit) is a sum of at most K ≈ 37 rows × 800 features ≈ 3·10⁴
-# terms of magnitude < 1 (inputs in [0, 1), small initial weights, ∂L/∂z = (p − onehot)/N),
-# grouped differently by the two paths: float64 rounding changes it by at most K·eps64 ≈ 7e-12
-# (worst case; measured: ~1e-16). A real bug (a shard lost or counted twice) changes it by O(|g|).
+# Every gradient entry (and every logit) is a sum of at most K ≈ 3·10⁴ terms (a first-conv weight
+# gradient sums over 37 images × 28·28 positions), grouped differently by the two paths; float64
+# rounding moves it by at most K·eps64·Σ|terms| ≈ 7e-12 · Σ|terms|, and Σ|terms| is O(1) here
+# (inputs in [0, 1), small initial weights, ∂L/∂z = (p − onehot)/N carries the 1/N). Measured:
+# ~1e-16. A real bug (a shard lost or counted twice) changes a gradient by O(|g|) ≈ 1e-2.
 SUM_ATOL = 3e4 * np.finfo(np.float64).eps
 
 
