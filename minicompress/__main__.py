@@ -153,14 +153,14 @@ def cmd_train(args):
     from . import models, optim
     from .data import load_dataset
     from .io import save_model
-    from .train import evaluate, fit
+    from .train import TrainConfig, evaluate, fit
     out = output_file(args.out, "--out", ".npz")
     (xtr, ytr), (xte, yte) = load_dataset(args.dataset)
     rng = np.random.default_rng(args.seed)
     model = models.build(args.model, xtr.shape[-1], rng=rng)
-    fit(model, optim.Adam(model.parameters(), lr=args.lr), (xtr, ytr), epochs=args.epochs,
-        batch_size=args.batch_size, rng=rng, eval_data=(xte, yte), progress=not args.quiet,
-        desc=args.model)
+    fit(model, optim.Adam(model.parameters(), lr=args.lr), (xtr, ytr),
+        TrainConfig(args.epochs, rng, batch_size=args.batch_size, progress=not args.quiet,
+                    desc=args.model), eval_data=(xte, yte))
     acc = evaluate(model, xte, yte)["accuracy"]
     save_model(model, out)
     print(json.dumps({"model": args.model, "dataset": args.dataset, "accuracy": acc,

@@ -40,7 +40,7 @@ ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, nn, optim
 from minicompress.nn import Parameter
 from minicompress.data import load_dataset
-from minicompress.train import fit, evaluate
+from minicompress.train import TrainConfig, fit, evaluate
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
 print("fast mode (8x8 digits, few epochs)" if FAST else "full mode (Fashion-MNIST)")
@@ -313,8 +313,8 @@ histories = {}
 for label, make in setups.items():
     model = models.lenet300(size, rng=np.random.default_rng(0))   # same initial weights
     t0 = time.perf_counter()
-    histories[label] = fit(model, make(model.parameters()), (xtr, ytr), epochs=epochs, batch_size=128,
-                           rng=np.random.default_rng(1), eval_data=(xte, yte), progress=False)
+    histories[label] = fit(model, make(model.parameters()), (xtr, ytr),
+                           TrainConfig(epochs, np.random.default_rng(1), batch_size=128), eval_data=(xte, yte))
     h = histories[label][-1]
     print(f"{label:30s} test accuracy after {epochs} epochs: {100 * h['test_accuracy']:.2f} %  "
           f"({time.perf_counter() - t0:.1f} s)")

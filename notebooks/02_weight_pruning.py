@@ -48,7 +48,7 @@ import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim, prune, metrics, nn
 from minicompress.data import load_dataset
-from minicompress.train import fit, evaluate
+from minicompress.train import EveryEpoch, TrainConfig, fit, evaluate
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
 FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # if set, a folder to also save the figures in
@@ -130,7 +130,7 @@ for name in prune.WEIGHT_SCORES:
 if FAST:
     (xtr, ytr), (xte, yte) = load_dataset("digits")
     net = models.lenet300(8, rng=np.random.default_rng(0))
-    fit(net, optim.Adam(net.parameters(), 1e-3), (xtr, ytr), epochs=10, rng=np.random.default_rng(1), progress=False)
+    fit(net, optim.Adam(net.parameters(), 1e-3), (xtr, ytr), TrainConfig(10, np.random.default_rng(1)))
     input_shape, EPOCHS = (1, 8, 8), 6
 else:
     common = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))   # the cached dense reference nets
@@ -372,8 +372,9 @@ check("cubic_sparsity", cubic_sparsity)
 # %% [markdown]
 # ## Step 5 — Adam optimises the mask on the real network
 #
-# `learned_mask_prune` trains weights and scores together (two Adam instances, because a score and a weight live on
-# different scales and Adam's step is ≈ its learning rate whatever the gradient's size), reaching 90 % global sparsity
+# `learned_mask_prune` trains weights and scores together (one Adam with two parameter groups, each with its own
+# learning rate, because a score and a weight live on different scales and Adam's step is ≈ its learning rate whatever
+# the gradient's size), reaching 90 % global sparsity
 # along the cubic schedule. We watch a few mask scores $\lvert W\rvert+s$ of `fc2` that start near the cut, and count how
 # many mask entries differ from plain magnitude pruning at the same sparsity. Two counts, because two things move
 # during training: the weights $W$ (Adam trains them too, so the magnitude ranking of the *trained* weights is not
@@ -396,8 +397,9 @@ def on_epoch(epoch, record):
     print(f"epoch {epoch}: sparsity {record['sparsity']:.3f} test accuracy {record['test_accuracy']:.4f}")
 
 trace.append(w_fc2[watch])
-hist = prune.learned_mask_prune(learned, (xtr, ytr), SP, EPOCHS, rng=np.random.default_rng(5), lr=1e-3,
-                                score_lr=1e-3, eval_data=(xte, yte), on_epoch=on_epoch)
+hist = prune.learned_mask_prune(learned, (xtr, ytr), prune.MaskPruning(SP, lr=1e-3, score_lr=1e-3),
+                                TrainConfig(EPOCHS, np.random.default_rng(5)), eval_data=(xte, yte),
+                                hooks=[EveryEpoch(on_epoch)])
 learned_keep = {n: mk.keep for n, mk in prune.masks(learned).items()}
 diff = sum(int((learned_keep[n] != mk.keep).sum()) for n, mk in prune.masks(mag).items())
 final_keep = prune.select({n: np.abs(l.weight.data) for n, l in prune.prunable_layers(learned)}, SP, "global")

@@ -52,7 +52,7 @@ import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim, prune, metrics, nn
 from minicompress.data import load_dataset
-from minicompress.train import fit, evaluate
+from minicompress.train import EveryEpoch, TrainConfig, fit, evaluate
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
 FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # if set, a folder to also save the figures in
@@ -65,7 +65,7 @@ np.set_printoptions(precision=3, suppress=True, linewidth=110)
 if FAST:
     (xtr, ytr), (xte, yte) = load_dataset("digits")
     net = models.lenet5(8, rng=np.random.default_rng(0))
-    fit(net, optim.Adam(net.parameters(), 1e-3), (xtr, ytr), epochs=15, rng=np.random.default_rng(1), progress=False)
+    fit(net, optim.Adam(net.parameters(), 1e-3), (xtr, ytr), TrainConfig(15, np.random.default_rng(1)))
     size, EPOCHS = 8, 6
 else:
     common = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))   # the cached dense reference nets
@@ -186,8 +186,8 @@ def on_epoch(epoch, record):
     gt = prune.gates(learned)["conv2"]
     trace.append(gt.scores.data.copy())
     print(f"epoch {epoch}: kept {int(gt.keep.sum())} conv2 filters, test accuracy {record['test_accuracy']:.4f}")
-prune.learned_filter_prune(learned, (xtr, ytr), RATIOS, EPOCHS, rng=np.random.default_rng(4),
-                           eval_data=(xte, yte), on_epoch=on_epoch)
+prune.learned_filter_prune(learned, (xtr, ytr), prune.FilterPruning(RATIOS), TrainConfig(EPOCHS, np.random.default_rng(4)),
+                           eval_data=(xte, yte), hooks=[EveryEpoch(on_epoch)])
 base = prune.filter_norm_scores(dense.conv2.weight.data, "l1"); base = base / base.mean()
 curves = base[None, :] + np.array(trace)
 gate = prune.gates(learned)["conv2"]

@@ -54,7 +54,7 @@ import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim
 from minicompress.data import load_dataset
-from minicompress.train import fit, evaluate
+from minicompress.train import EveryStep, TrainConfig, fit, evaluate
 from minicompress import quantize as Q
 from minicompress.quantize.functional import symmetric_delta
 
@@ -178,7 +178,7 @@ if FAST:
     (xtr, ytr), (xte, yte) = load_dataset("digits")
     rng = np.random.default_rng(0)
     dense = models.lenet300(8, rng=rng)
-    fit(dense, optim.Adam(dense.parameters(), lr=1e-3), (xtr, ytr), epochs=10, rng=rng, progress=False)
+    fit(dense, optim.Adam(dense.parameters(), lr=1e-3), (xtr, ytr), TrainConfig(10, rng))
 else:
     dense_model = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))["dense_model"]  # cached dense nets
     (xtr, ytr), (xte, yte) = load_dataset("fashion-mnist")
@@ -274,8 +274,9 @@ def record(step):
         trajectory[k].append(q.delta[0])
 
 n_train = 3000 if FAST else 20000
-hist = Q.train_quantized(model, (xtr[:n_train], ytr[:n_train]), epochs=3 if FAST else 1, lr_quant=1e-2,
-                         rng=np.random.default_rng(1), on_step=record, batch_size=128)
+hist = Q.train_quantized(model, (xtr[:n_train], ytr[:n_train]),
+                         TrainConfig(3 if FAST else 1, np.random.default_rng(1), batch_size=128), lr_quant=1e-2,
+                         hooks=[EveryStep(record)])
 print("after Adam on log Δ:  test accuracy", evaluate(model, xte, yte)["accuracy"])
 
 # %%

@@ -54,7 +54,7 @@ import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim
 from minicompress.data import load_dataset
-from minicompress.train import fit, evaluate, predict
+from minicompress.train import EveryStep, TrainConfig, fit, evaluate, predict
 from minicompress import quantize as Q
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
@@ -158,8 +158,7 @@ if FAST:
     dense = {}
     for name in ("lenet300", "lenet5"):
         dense[name] = models.build(name, 8, rng=rng)
-        fit(dense[name], optim.Adam(dense[name].parameters(), lr=1e-3), (xtr, ytr), epochs=10, rng=rng,
-            progress=False)
+        fit(dense[name], optim.Adam(dense[name].parameters(), lr=1e-3), (xtr, ytr), TrainConfig(10, rng))
 else:
     dense_model = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))["dense_model"]  # cached dense nets
     (xtr, ytr), (xte, yte) = load_dataset("fashion-mnist")
@@ -251,15 +250,15 @@ check("lsq_delta_grad", lsq_delta_grad)
 # cover, $[\beta,\ \beta + 15\Delta]$, before and after.
 
 # %%
-model = Q.prepare(copy.deepcopy(net), 8, 8, input_kind="asymmetric", input_bits=4)
+model = Q.prepare(copy.deepcopy(net), 8, 8, input_kind="asymmetric", options=Q.QuantizerOptions(input_bits=4))
 Q.calibrate(model, calib)
 qin = model["quant_input"]
 print(f"start: Δ = {qin.delta[0]:.4f}, offset β = {qin.offset.data[0]:.4f}, z = {qin.zero_point()[0]},"
       f" accuracy {evaluate(model, xte, yte)['accuracy']:.4f}")
 path = [(qin.delta[0], qin.offset.data[0])]
 n_train = 3000 if FAST else 20000
-Q.train_quantized(model, (xtr[:n_train], ytr[:n_train]), epochs=2 if FAST else 1, lr_quant=1e-2,
-                  rng=np.random.default_rng(2), on_step=lambda s: path.append((qin.delta[0], qin.offset.data[0])))
+Q.train_quantized(model, (xtr[:n_train], ytr[:n_train]), TrainConfig(2 if FAST else 1, np.random.default_rng(2)),
+                  lr_quant=1e-2, hooks=[EveryStep(lambda s: path.append((qin.delta[0], qin.offset.data[0])))])
 print(f"end:   Δ = {qin.delta[0]:.4f}, offset β = {qin.offset.data[0]:.4f}, z = {qin.zero_point()[0]},"
       f" accuracy {evaluate(model, xte, yte)['accuracy']:.4f}")
 path = np.array(path)
@@ -292,15 +291,15 @@ def digits_rows(name):
     rows = []
     for row, bits_list, kw, train in [
             ("ptq-minmax", (8, 4, 3, 2), {}, None),
-            ("ptq-learned", (8, 4, 3, 2), {"method": "mse"}, dict(epochs=3, lr_quant=1e-2)),
-            ("qat-fixed", (4, 3, 2), {"learn": False}, dict(epochs=3, lr_weights=1e-3)),
-            ("qat-learned", (4, 3, 2), {"method": "mse"}, dict(epochs=3, lr_weights=1e-3, lr_quant=1e-2))]:
+            ("ptq-learned", (8, 4, 3, 2), {"method": "mse"}, dict(lr_quant=1e-2)),          # 3 epochs each
+            ("qat-fixed", (4, 3, 2), {"learn": False}, dict(lr_weights=1e-3)),
+            ("qat-learned", (4, 3, 2), {"method": "mse"}, dict(lr_weights=1e-3, lr_quant=1e-2))]:
         for b in bits_list:
             m = Q.prepare(copy.deepcopy(dense[name]), b, b, input_kind="asymmetric",
-                          learn_delta=kw.get("learn", True))
+                          options=Q.QuantizerOptions(learn_delta=kw.get("learn", True)))
             Q.calibrate(m, calib, method=kw.get("method", "minmax"), weight_method=kw.get("method", "minmax"))
             if train:
-                Q.train_quantized(m, (xtr, ytr), rng=np.random.default_rng(0), **train)
+                Q.train_quantized(m, (xtr, ytr), TrainConfig(3, np.random.default_rng(0)), **train)
             rows.append({"row": row, "bits": b, "accuracy": evaluate(m, xte, yte)["accuracy"]})
     return rows
 
