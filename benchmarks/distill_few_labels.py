@@ -125,6 +125,7 @@ def make_figure(data):
         s = data.get(model_name, {}).get("summary")
         if not s:
             continue
+        label = f"{label} ({data[model_name].get('steps_per_run', '?')} steps)"
         for arm, fmt, what in (("distilled", "-o", "distilled (labels + transfer set)"),
                                ("alone", "--s", "labels alone")):
             ns = sorted(int(k.split("/")[1]) for k in s if k.startswith(arm + "/"))
@@ -144,7 +145,7 @@ def make_figure(data):
     ax.set_xlabel("number of labelled training images N (class-balanced)")
     ax.set_ylabel("Fashion-MNIST test accuracy (%)")
     ax.set_title("Few labels + the teacher's soft targets on the other 60,000 − N images\n"
-                 "(mean ± sd of 3 seeds, same number of Adam steps in every arm)", fontsize=9)
+                 "(mean ± sd of 3 seeds; every arm of a network takes the same number of Adam steps)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
