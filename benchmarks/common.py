@@ -157,16 +157,30 @@ def torch_model(name, input_size=28, num_classes=10):
     return tnn.Sequential(OrderedDict(layers))
 
 
+def results_lock(name):
+    """An exclusive lock on ``results/<name>.json`` for a read-modify-write (``with
+    results_lock(name): ...``); the lock file lives in the temporary folder, not beside the
+    results."""
+    import fcntl
+    import tempfile
+    from contextlib import contextmanager
+
+    @contextmanager
+    def held():
+        with open(Path(tempfile.gettempdir()) / f"minicompress-results-{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    return held()
+
+
 def add_run(name, key, run, match, settings=None):
     """Add one ``run`` (a dict) to ``results/<name>.json`` under ``[key]["runs"]``, replacing an
     earlier run that agrees with it on the fields ``match`` (e.g. arm, seed); ``settings`` are
-    stored beside the runs. The file is read and rewritten under an exclusive lock, so several
+    stored beside the runs. The file is read and rewritten under :func:`results_lock`, so several
     processes (arms run in parallel) can add runs to the one results file of a script."""
-    import fcntl
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
-    with open(RESULTS / f".{name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with results_lock(name):
         data = json.loads(path.read_text()) if path.exists() else {}
         entry = data.setdefault(key, {"runs": []})
         same = tuple(run[m] for m in match)

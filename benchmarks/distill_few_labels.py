@@ -21,7 +21,6 @@ are rebuilt from all the runs in the file.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import time
 from contextlib import contextmanager
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, _write_json, add_run, dense_model, fashion
+from common import RESULTS, _write_json, add_run, dense_model, fashion, results_lock
 
 from minicompress import distill as D
 from minicompress import models, optim
@@ -78,10 +77,8 @@ def train_arm(arm, model_name, data, z_t, n_labels, seed, *, epochs, T, alpha, l
 @contextmanager
 def locked_results():
     """The results file, read and rewritten under the lock ``common.add_run`` takes."""
-    RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{NAME}.json"
-    with open(RESULTS / f".{NAME}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with results_lock(NAME):
         data = json.loads(path.read_text()) if path.exists() else {}
         yield data
         _write_json(path, data)

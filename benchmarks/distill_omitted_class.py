@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from common import RESULTS, _write_json, add_run, dense_model, fashion, mean_std
+from common import RESULTS, _write_json, add_run, dense_model, fashion, mean_std, results_lock
 
 from minicompress import distill as D
 from minicompress import models, optim
@@ -78,7 +78,11 @@ def run(cls, seed, T, alpha, data, z_t, epochs=10):
 
 
 def summarise():
-    path = RESULTS / f"{NAME}.json"
+    with results_lock(NAME):
+        return _summarise(RESULTS / f"{NAME}.json")
+
+
+def _summarise(path):
     data = json.loads(path.read_text())
     for key, entry in data.items():
         if not isinstance(entry, dict) or "runs" not in entry:

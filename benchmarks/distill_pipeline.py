@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, add_run, fashion, mean_std, _write_json
+from common import RESULTS, _write_json, add_run, fashion, mean_std, results_lock
 
 from minicompress import pipeline as P
 from minicompress.data import cache_dir
@@ -72,7 +72,11 @@ def run_arm(arm, seed, epochs, data):
 
 
 def summarise():
-    path = RESULTS / f"{NAME}.json"
+    with results_lock(NAME):
+        return _summarise(RESULTS / f"{NAME}.json")
+
+
+def _summarise(path):
     data = json.loads(path.read_text())
     for key, entry in data.items():
         if not isinstance(entry, dict) or "runs" not in entry:
