@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -64,39 +66,102 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 # ---- IDX ---------------------------------------------------------------------------------------
-def parse_idx(raw: bytes, source: str = "<bytes>") -> np.ndarray:
-    """Parse the IDX format: 2 zero bytes, a type code, the number of dimensions, the sizes
-    (big-endian uint32), then the data. A wrong magic number or length is an error."""
-    if len(raw) < 4:
-        raise ValueError(f"{source}: not an IDX file (only {len(raw)} bytes)")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{source}: bad IDX magic number {raw[:4].hex()} (expected 0000XXDD with "
+# What each Fashion-MNIST / MNIST file may hold: its role and the most items it can have. A header
+# is checked against these *before* anything is allocated, so a hostile or corrupt header cannot
+# ask for gigabytes.
+IMAGE_SIDE = 28
+_ROLE = {"train-images-idx3-ubyte": ("images", 60000), "train-labels-idx1-ubyte": ("labels", 60000),
+         "t10k-images-idx3-ubyte": ("images", 10000), "t10k-labels-idx1-ubyte": ("labels", 10000)}
+MAX_IDX_BYTES = 1 << 30  # any IDX file read without an expected shape
+
+
+def _idx_header(f, source):
+    """Read the magic number and sizes from an open binary file: (dtype, dims, header bytes)."""
+    magic = f.read(4)
+    if len(magic) < 4:
+        raise ValueError(f"{source}: not an IDX file (only {len(magic)} bytes)")
+    if magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
+        raise ValueError(f"{source}: bad IDX magic number {magic.hex()} (expected 0000XXDD with "
                          f"type XX in {sorted(hex(k) for k in _IDX_DTYPES)})")
-    ndim = raw[3]
+    ndim = magic[3]
     if ndim == 0:
         raise ValueError(f"{source}: IDX file declares 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{source}: truncated IDX header ({len(raw)} bytes, need {header})")
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = header + int(np.prod(dims)) * dtype.itemsize
-    if len(raw) != expected:
+    sizes = f.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise ValueError(f"{source}: truncated IDX header ({4 + len(sizes)} bytes, need {4 + 4 * ndim})")
+    dims = tuple(int.from_bytes(sizes[4 * i:4 * i + 4], "big") for i in range(ndim))
+    return np.dtype(_IDX_DTYPES[magic[2]]), dims, 4 + 4 * ndim
+
+
+def _check_dims(dims, dtype, source, shape=None, max_count=None):
+    """Refuse a header whose sizes do not match ``shape`` (None = any size on that axis) or whose
+    first size exceeds ``max_count``; return the data bytes the header declares."""
+    if shape is not None:
+        if len(dims) != len(shape) or any(s is not None and d != s for d, s in zip(dims, shape)):
+            want = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{source}: IDX header declares shape {dims}, expected {want}")
+    if max_count is not None and dims[0] > max_count:
+        raise ValueError(f"{source}: IDX header declares {dims[0]:,} items; this file holds at "
+                         f"most {max_count:,}")
+    nbytes = dtype.itemsize * math.prod(dims)  # Python ints: no overflow
+    if nbytes > MAX_IDX_BYTES:
+        raise ValueError(f"{source}: IDX header declares {nbytes:,} bytes of data {dims}, more "
+                         f"than the {MAX_IDX_BYTES:,} accepted")
+    return nbytes
+
+
+def parse_idx(raw: bytes, source: str = "<bytes>", shape=None, max_count=None) -> np.ndarray:
+    """Parse the IDX format: 2 zero bytes, a type code, the number of dimensions, the sizes
+    (big-endian uint32), then the data. A wrong magic number or length is an error."""
+    import io
+    f = io.BytesIO(raw)
+    dtype, dims, header = _idx_header(f, source)
+    nbytes = _check_dims(dims, dtype, source, shape, max_count)
+    if len(raw) != header + nbytes:
         raise ValueError(f"{source}: IDX file has {len(raw)} bytes but its header {dims} "
-                         f"({dtype}) needs {expected}: the file is truncated or corrupt")
+                         f"({dtype}) needs {header + nbytes}: the file is truncated or corrupt")
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
-def read_idx(path) -> np.ndarray:
-    """Read an IDX file, gzip-compressed (``.gz``) or raw."""
+def read_idx(path, shape=None, max_count=None) -> np.ndarray:
+    """Read an IDX file, gzip-compressed (``.gz``) or raw, in bounded memory.
+
+    The header is read first and checked against ``shape`` (sizes, None = any) and ``max_count``
+    (the most items); then exactly the declared bytes are read — from a raw file only if its
+    length matches, from a gzip stream at most declared + 1 bytes — so neither a lying header nor
+    a small archive that inflates to gigabytes can exhaust memory.
+    """
     path = Path(path)
-    data = path.read_bytes()
-    if data[:2] == b"\x1f\x8b":
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, expected an IDX file")
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as e:
+            f = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
+            dtype, dims, header = _idx_header(f, str(path))
+            nbytes = _check_dims(dims, dtype, str(path), shape, max_count)
+            if not compressed:
+                size = os.fstat(raw.fileno()).st_size
+                if size != header + nbytes:
+                    what = "truncated" if size < header + nbytes else "longer than its header declares"
+                    raise ValueError(f"{path}: IDX file is {what}: {size} bytes, but its header "
+                                     f"{dims} ({dtype}) needs {header + nbytes}")
+            data = f.read(nbytes + 1)  # one byte more: is there anything after the data?
+        except (OSError, EOFError, zlib.error) as e:
             raise ValueError(f"{path}: corrupt gzip data ({e})") from None
-    return parse_idx(data, str(path))
+    if len(data) != nbytes:
+        what = "truncated" if len(data) < nbytes else "longer than its header declares"
+        raise ValueError(f"{path}: IDX data is {what} (header {dims} of {dtype} needs "
+                         f"{nbytes} bytes{', got ' + str(len(data)) if len(data) < nbytes else ''})")
+    return np.frombuffer(data, dtype=dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def read_idx_file(path, stem):
+    """One of the four (Fashion-)MNIST files, its header checked against what ``stem`` holds."""
+    role, count = _ROLE[stem]
+    shape = (None, IMAGE_SIDE, IMAGE_SIDE) if role == "images" else (None,)
+    return read_idx(path, shape=shape, max_count=count)
 
 
 # ---- locating and downloading ------------------------------------------------------------------
@@ -113,14 +178,22 @@ def _find_file(directory: Path, stem: str):
 
 
 def _candidate_dirs(name, path):
-    if path is not None:
-        return [Path(path)]
-    dirs = []
-    if os.environ.get("MINICOMPRESS_DATA"):
-        env = Path(os.environ["MINICOMPRESS_DATA"])
-        dirs += [env / name, env]
-    dirs += [cache_dir() / name, Path("/usr/share/datasets") / name]
-    return dirs
+    """Where to look when neither ``path`` nor ``$MINICOMPRESS_DATA`` chose a folder."""
+    return [cache_dir() / name, Path("/usr/share/datasets") / name]
+
+
+_MAX_RAW_BYTES = 16 + 60000 * IMAGE_SIDE * IMAGE_SIDE  # the largest genuine (train images) file
+
+
+def _gunzip_bounded(blob, limit):
+    """Decompress at most ``limit`` bytes; more is an error (a tiny archive cannot inflate into
+    gigabytes here)."""
+    import io
+    with gzip.GzipFile(fileobj=io.BytesIO(blob)) as f:
+        out = f.read(limit + 1)
+    if len(out) > limit:
+        raise OSError(f"decompresses to more than {limit:,} bytes")
+    return out
 
 
 def _digest_problem(spec, stem, blob):
@@ -130,7 +203,7 @@ def _digest_problem(spec, stem, blob):
             expected, digest = spec["sha256_gz"][stem], hashlib.sha256(blob).hexdigest()
         else:
             expected = spec["sha256"][stem]
-            digest = hashlib.sha256(gzip.decompress(blob)).hexdigest()
+            digest = hashlib.sha256(_gunzip_bounded(blob, _MAX_RAW_BYTES)).hexdigest()
     except (OSError, EOFError) as e:
         return f"not a valid gzip file ({e})"
     if digest != expected:
@@ -175,17 +248,49 @@ def _download(name, target: Path, timeout=30):
     return target
 
 
+def _missing(directory: Path):
+    return [stem for stem in _FILES if _find_file(directory, stem) is None]
+
+
+def _chosen_folder(name, path):
+    """The folder the user asked for (``path``, else ``$MINICOMPRESS_DATA``), or None.
+
+    A folder that was asked for must hold all four files: when it does not, the error names the
+    missing ones — never a silent fall-back to another copy of the data set."""
+    if path is not None:
+        folders = [Path(path)]
+        what = f"path={str(path)!r}"
+    elif os.environ.get("MINICOMPRESS_DATA"):
+        env = Path(os.environ["MINICOMPRESS_DATA"])
+        folders = [env / name, env]
+        what = f"MINICOMPRESS_DATA={str(env)!r}"
+    else:
+        return None
+    for d in folders:
+        if not _missing(d):
+            return d
+    if not folders[0].is_dir() and not folders[-1].is_dir():
+        raise DatasetNotFoundError(f"{name}: {what} is not a folder; it must hold the four files "
+                                   f"{[s + '(.gz)' for s in _FILES]}")
+    d = folders[0] if folders[0].is_dir() else folders[-1]
+    raise DatasetNotFoundError(f"{name}: folder {d} ({what}) lacks {_missing(d)} (raw or .gz); "
+                               f"it must hold all four of {list(_FILES)}")
+
+
 def _load_idx_dataset(name, path, download):
+    chosen = _chosen_folder(name, path)
+    if chosen is not None:
+        return [read_idx_file(_find_file(chosen, stem), stem) for stem in _FILES]
     searched = []
     for d in _candidate_dirs(name, path):
         searched.append(str(d))
         files = [_find_file(d, stem) for stem in _FILES]
         if all(files):
-            return [read_idx(f) for f in files]
-    if path is None and download:
+            return [read_idx_file(f, stem) for f, stem in zip(files, _FILES)]
+    if download:
         try:
             d = _download(name, cache_dir() / name)
-            return [read_idx(_find_file(d, stem)) for stem in _FILES]
+            return [read_idx_file(_find_file(d, stem), stem) for stem in _FILES]
         except OSError as e:
             reason = f"download failed ({e})"
     else:
@@ -198,20 +303,51 @@ def _load_idx_dataset(name, path, download):
     )
 
 
-def _to_images(x):
+def _to_images(x, source):
+    """IDX pixels → float32 (N, 1, H, W) in [0, 1]. Bytes (0..255) are divided by 255; float
+    pixels must already lie in [0, 1] and are kept as they are (never divided twice)."""
+    if x.dtype.kind == "f":
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"{source}: float pixels must be finite and in [0, 1], got NaN or inf")
+        if x.size and not (x.min() >= 0.0 and x.max() <= 1.0):
+            raise ValueError(f"{source}: float pixels must be finite and in [0, 1], got "
+                             f"[{x.min():g}, {x.max():g}]")
+        return x.astype(np.float32)[:, None, :, :]
+    if x.size and (x.min() < 0 or x.max() > 255):
+        raise ValueError(f"{source}: integer pixels must lie in [0, 255], got [{x.min()}, {x.max()}]")
     return (x.astype(np.float32) / 255.0)[:, None, :, :]
+
+
+def _to_labels(y, source, num_classes=10):
+    """IDX labels → int64 class indices in [0, num_classes)."""
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"{source}: labels must be integers (IDX type 0x08..0x0c), got {y.dtype}")
+    if y.size and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"{source}: labels must lie in [0, {num_classes - 1}], got "
+                         f"[{y.min()}, {y.max()}]")
+    return y.astype(np.int64)
+
+
+def _split(name, x, y, images_stem, labels_stem):
+    if len(x) != len(y):
+        raise ValueError(f"{name}: {images_stem} holds {len(x)} images but {labels_stem} holds "
+                         f"{len(y)} labels")
+    return _to_images(x, f"{name} {images_stem}"), _to_labels(y, f"{name} {labels_stem}")
+
+
+def _load_pair_of_splits(name, path, download):
+    xtr, ytr, xte, yte = _load_idx_dataset(name, path, download)
+    return _split(name, xtr, ytr, *_FILES[:2]), _split(name, xte, yte, *_FILES[2:])
 
 
 def load_fashion_mnist(path=None, download=True):
     """Fashion-MNIST: ((x_train (60000,1,28,28), y_train), (x_test (10000,1,28,28), y_test))."""
-    xtr, ytr, xte, yte = _load_idx_dataset("fashion-mnist", path, download)
-    return (_to_images(xtr), ytr.astype(np.int64)), (_to_images(xte), yte.astype(np.int64))
+    return _load_pair_of_splits("fashion-mnist", path, download)
 
 
 def load_mnist(path=None, download=True):
     """MNIST, same format as :func:`load_fashion_mnist`."""
-    xtr, ytr, xte, yte = _load_idx_dataset("mnist", path, download)
-    return (_to_images(xtr), ytr.astype(np.int64)), (_to_images(xte), yte.astype(np.int64))
+    return _load_pair_of_splits("mnist", path, download)
 
 
 def load_digits():

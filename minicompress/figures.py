@@ -1,12 +1,19 @@
-"""Figures of the combined pipeline (matplotlib, saved as PNG under figures/)."""
+"""Figures of the combined pipeline (matplotlib, saved as PNG under figures/).
+
+The figures are built as ``matplotlib.figure.Figure`` objects, not through ``pyplot``: saving one
+needs no backend, so importing this module leaves the caller's backend alone (a notebook keeps
+showing its own figures inline) and works on a machine without a display.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+
+def _figure(figsize):
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots()
 
 
 def _save(fig, path):
@@ -14,7 +21,6 @@ def _save(fig, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
@@ -22,7 +28,7 @@ def stage_chart(rows, path, title="stage table"):
     """Bytes (log scale, bars) and accuracy (line) per pipeline stage, like Deep Compression's
     stage table."""
     stages = [r["stage"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = _figure((7, 3.6))
     bars = ax.bar(stages, [r["bytes"] for r in rows], color="#4C72B0")
     ax.set_yscale("log")
     ax.set_ylabel("bytes stored (log)")
@@ -50,7 +56,7 @@ def pareto_front(points):
 def pareto_chart(points, labels, path, title="accuracy vs bytes", anchors=()):
     """Every configuration tried (bytes, accuracy) with its Pareto front; ``anchors`` are
     (bytes, accuracy, label) reference points drawn as stars."""
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = _figure((7, 4.2))
     xs, ys = [p[0] / 1024 for p in points], [100 * p[1] for p in points]
     ax.scatter(xs, ys, color="#4C72B0", zorder=3, label="configurations tried")
     front = pareto_front(points)

@@ -31,7 +31,7 @@ from .io import atomic_write, load_model
 from .nn import cross_entropy
 from .prune import learned_mask_prune
 from .quantize import calibrate, convert, prepare, train_quantized
-from .recipe import STAGES, validate
+from .recipe import STAGES, check_feasible, validate
 from .serialize import input_spec, integer_model_size, load_integer_model, save_integer_model
 from .train import evaluate, fit
 
@@ -48,6 +48,7 @@ class PipelineRun:
         (self.x_train, self.y_train), (self.x_test, self.y_test) = \
             data if data is not None else load_dataset(self.recipe["dataset"])
         self.input_size = self.x_train.shape[-1]
+        check_feasible(self.recipe, self.input_size)  # checkpoint and bit widths, before training
         self.rng = np.random.default_rng(self.seed)
         self.index = np.arange(len(self.x_train))  # batches of indices find teacher logits
         self.teacher = self.subject = self.z_teacher = self.integer = None

@@ -22,29 +22,41 @@ from .nn import Sequential, cross_entropy
 
 
 class Progress:
-    """A single updating line on stderr (no dependency on tqdm)."""
+    """A single updating line on stderr (no dependency on tqdm).
+
+    On a terminal the line is redrawn (``\\r``) as steps go by; when stderr is a file or a pipe
+    (a log, CI) nothing is written until :meth:`close`, which writes the final state once — one
+    line per epoch instead of thousands of carriage-return updates."""
 
     def __init__(self, total, desc="", enabled=True, stream=None):
         self.total, self.desc, self.enabled = total, desc, enabled
         self.stream = stream or sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.live = bool(enabled and isatty is not None and isatty())
         self.n, self.start, self._last = 0, time.perf_counter(), 0.0
+        self.info = {}
+
+    def _line(self):
+        frac = self.n / max(self.total, 1)
+        bar = "#" * int(20 * frac)
+        extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                         for k, v in self.info.items())
+        return (f"{self.desc} [{bar:<20}] {self.n}/{self.total} "
+                f"{time.perf_counter() - self.start:5.1f}s {extra}")
 
     def update(self, n=1, **info):
         self.n += n
+        self.info.update(info)
         now = time.perf_counter()
-        if not self.enabled or (now - self._last < 0.2 and self.n < self.total):
+        if not self.live or (now - self._last < 0.2 and self.n < self.total):
             return
         self._last = now
-        frac = self.n / max(self.total, 1)
-        bar = "#" * int(20 * frac)
-        extra = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info.items())
-        self.stream.write(f"\r{self.desc} [{bar:<20}] {self.n}/{self.total} "
-                          f"{now - self.start:5.1f}s {extra}   ")
+        self.stream.write(f"\r{self._line()}   ")
         self.stream.flush()
 
     def close(self):
         if self.enabled:
-            self.stream.write("\n")
+            self.stream.write("\n" if self.live else self._line() + "\n")
             self.stream.flush()
 
 

@@ -99,11 +99,13 @@ def run(h, blob, x):
                 cols = windows(xc, k, st["stride"])                    # (N, OH, OW, k, k, C)
                 acc = np.einsum("nhwijc,ocij->nhwo", cols, w) + b
             if "out.m0" in st:
-                m0, sh = tensor(blob, st["out.m0"]), tensor(blob, st["out.shift"])
-                y = ((acc * m0 + (np.int64(1) << (sh - 1))) >> sh) + st["out.out_zero"]
+                # int64 throughout: M0 and n are stored as int32, and 2^(n-1) overflows int32
+                m0 = tensor(blob, st["out.m0"]).astype(np.int64)
+                sh = tensor(blob, st["out.shift"]).astype(np.int64)
+                y = ((acc * m0 + np.left_shift(np.ones_like(sh), sh - 1)) >> sh) + st["out.out_zero"]
                 a = np.clip(y, st["out.out_lo"], st["out.out_hi"])
             else:
-                a = acc.astype(np.float32) * tensor(blob, st["out.out_scale"])
+                a = acc.astype(np.float32) * tensor(blob, st["out.out_scale"]).astype(np.float32)
         else:
             raise ValueError(f"unknown step kind {kind!r}")
     return a

@@ -206,7 +206,7 @@ def test_corrupt_local_file_is_a_clear_error(isolated, rng):
     files, _ = _fake_dataset(rng)
     files["t10k-images-idx3-ubyte"] = files["t10k-images-idx3-ubyte"][:-10]  # truncated
     folder = _write(isolated / "d", files, gz=False)
-    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.*truncated or corrupt"):
+    with pytest.raises(ValueError, match="t10k-images-idx3-ubyte.*truncated"):
         data.load_fashion_mnist(path=folder)
 
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from minicompress import nn
+from bounds import assert_within, matmul_error_bound
 from gradcheck import check_module_grads, numerical_grad, to_float64
 
 
@@ -123,4 +124,4 @@ def test_conv_weight_gradient_is_g_transpose_cols(kkc, o, one_channel):
         cols = r.standard_normal((n * p, kkc)).astype(np.float32)
     g = r.standard_normal((n * p, o)).astype(np.float32)
     expected = g.astype(np.float64).T @ cols.astype(np.float64)
-    np.testing.assert_allclose(weight_gradient(cols, g, n), expected, rtol=1e-4, atol=1e-4)
+    assert_within(weight_gradient(cols, g, n), expected, matmul_error_bound(g.T, cols), "∂L/∂W")

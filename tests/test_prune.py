@@ -138,8 +138,9 @@ def test_remove_bakes_the_mask_in(digits):
 
 # ---- scores ---------------------------------------------------------------------------------------
 def test_gradient_and_taylor_scores_match_a_direct_computation(rng):
-    model = nn.Sequential(fc=nn.Linear(6, 3, rng=rng))
-    x = rng.standard_normal((40, 6)).astype(np.float32)
+    # float64, so that the library and the by-hand sums agree to ~1e-16 whatever their order
+    model = to_float64(nn.Sequential(fc=nn.Linear(6, 3, rng=rng)))
+    x = rng.standard_normal((40, 6))
     y = rng.integers(0, 3, 40)
     # two batches of 20, no shuffling effect on the sums: compute by hand per batch
     r = np.random.default_rng(7)
@@ -154,8 +155,9 @@ def test_gradient_and_taylor_scores_match_a_direct_computation(rng):
     got_g = prune.weight_scores(model, "gradient", data=(x, y), num_batches=2, batch_size=20, rng=r)
     got_t = prune.weight_scores(model, "taylor", data=(x, y), num_batches=2, batch_size=20,
                                 rng=np.random.default_rng(7))
-    np.testing.assert_allclose(got_g["fc"], want_g / 2, rtol=1e-5)
-    np.testing.assert_allclose(got_t["fc"], want_t / 2, rtol=1e-5)
+    # terms of magnitude < 10, 20 rows a batch: float64 rounding < 40·10·eps64 ≈ 1e-13
+    np.testing.assert_allclose(got_g["fc"], want_g / 2, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(got_t["fc"], want_t / 2, rtol=1e-9, atol=1e-12)
     assert model.fc.weight_transforms == []  # the probe is gone
     assert np.all(model.fc.weight.grad == 0)
 
@@ -241,13 +243,14 @@ def test_learned_mask_score_gradient_is_straight_through(rng):
     pruner.update(0)
     mk = prune.get_mask(layer)
     assert int(mk.keep.sum()) == 10
-    x = rng.standard_normal((3, 5)).astype(np.float32)
-    g = rng.standard_normal((3, 4)).astype(np.float32)
+    # small integers: g.T @ x is exact in float32 whatever the summation order
+    x = rng.integers(-4, 5, (3, 5)).astype(np.float32)
+    g = rng.integers(-4, 5, (3, 4)).astype(np.float32)
     layer.zero_grad()
     layer.forward(x)
     layer.backward(g)
-    np.testing.assert_allclose(mk.scores.grad, (g.T @ x) * layer.weight.data, rtol=1e-5)
-    np.testing.assert_allclose(layer.weight.grad, (g.T @ x) * mk.mask.data, rtol=1e-5)
+    np.testing.assert_array_equal(mk.scores.grad, (g.T @ x) * layer.weight.data)
+    np.testing.assert_array_equal(layer.weight.grad, (g.T @ x) * mk.mask.data)
 
 
 def test_learned_mask_prune_on_digits(digits):

@@ -7,8 +7,8 @@ import pytest
 
 from minicompress import models, nn, optim
 from minicompress.io import load_npz, save_npz_atomic
-from minicompress.quantize import (IntegerModel, calibrate, convert, prepare, quantize_multiplier,
-                                   requantize, train_quantized)
+from minicompress.quantize import (ActivationQuantizer, IntegerModel, calibrate, convert, prepare,
+                                   quantize_multiplier, requantize, train_quantized)
 from minicompress.quantize.integer import IntLayer, requantize_exact_float
 from minicompress.train import fit, predict
 
@@ -31,6 +31,23 @@ def test_requantize_by_hand():
     # 2.5 → 3 (half up), −2.5 → −2 (half up), 300 clipped to 255, 30 (+ zero point 10)
     out = requantize(acc, m0, n, np.array([0, 0, 0, 10]), -128, 255)
     np.testing.assert_array_equal(out, [[3, -2, 255, 40]])
+
+
+def test_requantize_with_stored_int32_multipliers_and_large_shifts():
+    """M₀ and n are stored as int32; 2^(n−1) for n ≥ 32 must still be computed in int64 (in int32
+    it wraps to −2^31 and every result is off by one), whatever NumPy's promotion rules."""
+    m0, n = quantize_multiplier(np.array([2.0 ** -6, 0.0259, 3e-4]))
+    assert n.max() >= 32
+    acc = np.array([[703, 3543, -4372], [-1, 100000, 2 ** 23]], np.int64)
+    # the same formula with Python's unbounded integers
+    want = [[min(max(((a * int(m) + (1 << (int(s) - 1))) >> int(s)) + 2, -128), 127)
+             for a, m, s in zip(row, m0, n)] for row in acc.tolist()]
+    for dtype in (np.int64, np.int32):
+        got = requantize(acc, m0.astype(dtype), n.astype(dtype), 2, -128, 127)
+        np.testing.assert_array_equal(got, want, err_msg=str(dtype))
+        fast = requantize_exact_float(acc.astype(np.float32), m0.astype(dtype), n.astype(dtype),
+                                      2, -128, 127)
+        np.testing.assert_array_equal(fast, want, err_msg=str(dtype))
 
 
 def test_exact_float_requantize_equals_integer(rng):
@@ -63,13 +80,41 @@ def _digits_model(name, bits, rng, train=False):
     return model, xte
 
 
+NEAR_TIE = 1e-3  # code units
+
+
+def _rows_with_a_near_tie(model, x, tol=NEAR_TIE):
+    """Rows of ``x`` for which some value entering a hidden activation quantizer of the (float32)
+    fake model lies within ``tol`` code units of a rounding boundary (v/Δ = k + ½)."""
+    near = np.zeros(len(x), bool)
+    h = x
+    model.eval()
+    for i, (_, m) in enumerate(model.named_children()):
+        if i > 0 and isinstance(m, ActivationQuantizer):
+            v = h.astype(np.float64) / float(m.delta[0])
+            near |= (np.abs(v - np.floor(v) - 0.5) < tol).reshape(len(x), -1).any(axis=1)
+        h = m(h)
+    return near
+
+
 def _check_agreement(model, im, x):
+    """The integer model computes the fake-quantised model's numbers exactly.
+
+    The fake model's float32 sums miss the exact values by up to ~1e-4 code units (8-bit codes;
+    how much depends on the BLAS kernel's summation order), and the integer model's M₀·2^(−n)
+    differs from M by ≤ 2^(−27) relative. Where that lands within NEAR_TIE (≫ both) of a rounding
+    boundary, the two may round a code differently, so a row may differ only if it has such a
+    near tie — and such rows must be rare. All other rows hold the same logits: the fake model's
+    last BiasQuantizer snaps them to s·acc, as the integer model's are (one float32 rounding of
+    the same product each), exact ties included.
+    """
     fake = predict(model, x)
     real = im.forward(x)
-    # the fake model's last BiasQuantizer snaps its logits to the accumulator grid s·acc, so both
-    # hold the same numbers up to the float32 rounding of s·acc, exact ties included
-    np.testing.assert_allclose(real, fake, rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(real.argmax(1), fake.argmax(1))
+    same = np.all(np.isclose(real, fake, rtol=1e-6, atol=1e-6), axis=1)
+    unexplained = np.flatnonzero(~same & ~_rows_with_a_near_tie(model, x))
+    assert unexplained.size == 0, f"rows {unexplained[:10]} differ without a near tie"
+    assert (~same).mean() <= 0.02, f"{int((~same).sum())} of {len(x)} rows differ"
+    np.testing.assert_array_equal(real[same].argmax(1), fake[same].argmax(1))
 
 
 @pytest.mark.parametrize("name,bits", [("lenet300", 8), ("lenet5", 4), ("lenet5", 2)])

@@ -81,9 +81,13 @@ def requantize(acc, m0, shift, zero, q_lo, q_hi):
     """``clip(((acc · M₀ + 2^(n−1)) >> n) + z, q_lo, q_hi)`` in int64 (round half up).
 
     acc (..., O) int64 with |acc| < 2^31; m0, shift (O,) int64 broadcast over the last axis.
+    Every operand is made int64 first: with an int32 ``shift`` (as stored) NumPy would compute
+    2^(n−1) in int32 — for n = 32 that is −2^31 — and NumPy 1.x also demotes an ``np.int64(1)``
+    scalar to the array's int32 (value-based casting; NumPy 2 keeps int64, NEP 50).
     """
-    out = acc * m0
-    out += np.left_shift(1, shift - 1)
+    m0, shift = np.asarray(m0, np.int64), np.asarray(shift, np.int64)
+    out = np.asarray(acc, np.int64) * m0
+    out += np.left_shift(np.ones_like(shift), shift - 1)
     np.right_shift(out, shift, out=out)         # arithmetic shift = floor division by 2^n
     out += zero
     np.clip(out, q_lo, q_hi, out=out)
@@ -102,7 +106,8 @@ def requantize_exact_float(acc, m0, shift, zero, q_lo, q_hi, out_dtype=None):
     z = 0 and q_lo ≥ 0 the floor pass is skipped: clip(floor(y)) = floor(clip(y)) for integer
     bounds, and the cast truncates a non-negative number, which *is* floor.
     """
-    out = acc * np.ldexp(m0.astype(np.float64), -shift)   # float32 acc → float64, exact
+    m = np.ldexp(np.asarray(m0, np.float64), -np.asarray(shift, np.int64))  # M = M₀·2^(−n)
+    out = np.multiply(acc, m, dtype=np.float64)           # float32 acc → float64, exact
     out += 0.5
     if out_dtype is not None and q_lo >= 0 and not np.any(zero):
         np.clip(out, q_lo, q_hi, out=out)
@@ -133,7 +138,7 @@ class QuantizeInput:
         self.q_lo, self.q_hi = int(q_lo), int(q_hi)
 
     def run(self, x):
-        q = x / self.delta
+        q = np.divide(x, self.delta, dtype=np.float32)
         np.rint(q, out=q)
         # clip(round(v) + z, q_lo, q_hi) = clip(round(v), q_lo − z, q_hi − z) + z: the + z and the
         # cast to the integer dtype happen in one pass (the values are integers already)
@@ -161,7 +166,7 @@ class IntReLU:
         self.zero = int(zero)
 
     def run(self, q):
-        return np.maximum(q, self.zero)
+        return np.maximum(q, np.asarray(self.zero, q.dtype))
 
     def arrays(self):
         return {"zero": np.int64(self.zero)}
@@ -304,7 +309,7 @@ class IntLayer:
         acc, shape = self.accumulate(q)
         o = self.out
         if "out_scale" in o:
-            y = acc.astype(np.float32) * o["out_scale"]
+            y = np.multiply(acc, np.asarray(o["out_scale"], np.float32), dtype=np.float32)
         else:
             args = (o["m0"], o["shift"], o["out_zero"], o["out_lo"], o["out_hi"])
             dtype = code_dtype(o["out_lo"], o["out_hi"])

@@ -1,0 +1,408 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Knowledge distillation — 知识蒸馏, §3.3
+#
+# *(The document writes the heading as 知识蒸馃 and the body as 蒸馆 in places; both are typos of 蒸馏, "distillation".)*
+#
+# A large **teacher** network that is already trained hands what it knows to a small **student** of a different
+# architecture. The student is trained on the labels *and* on the teacher's outputs. The teacher's outputs carry more
+# than the label: how much a "Shirt" looks like a "T-shirt" or a "Coat" is in the relative sizes of the wrong-class
+# probabilities, which the plain label throws away.
+#
+# **What the document gives, and where it stops.** §3.3 lists the steps — train a teacher $T$, build a student $S$
+# whose structure and parameters differ, define a transfer loss $\mathcal{L}_{\text{KD}}$ — and starts to list the
+# usual transfer losses. The text ends in the middle of the first one (`\mathcal{L}_{\text{KD}}^{\text{soft`), so the
+# formula itself, the weight between the soft and hard terms, the temperature, and the feature-map losses are all
+# missing. We complete them from the two papers the section is clearly following:
+#
+# * **Soft targets** — Hinton, Vinyals & Dean (2015), *Distilling the knowledge in a neural network*:
+#   $$\mathcal{L}_{\text{soft}} = T^2\cdot\frac1N\sum_n \mathrm{KL}\big(p_t^{T}\,\|\,p_s^{T}\big),\qquad p^{T}=\mathrm{softmax}(z/T)$$
+#   $$\mathcal{L} = \alpha\,\mathcal{L}_{\text{soft}} + (1-\alpha)\,\mathrm{CE}(z_s, y)$$
+# * **Feature-map hints** — Romero et al. (2015), *FitNets*: a learned regressor $r$ maps a student feature map onto
+#   a teacher feature map, $\mathcal{L}_{\text{hint}} = \beta\,\mathrm{mean}\big((r(F_s)-F_t)^2\big)$.
+# * Optional: **attention transfer** (Zagoruyko & Komodakis 2017), which matches *where* the two networks look.
+#
+# Everything below is in `minicompress/distill.py`; the tests are `tests/test_distill.py`.
+
+# %%
+import os, json, runpy
+from pathlib import Path
+import numpy as np
+import matplotlib.pyplot as plt
+ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+from minicompress import models, optim
+from minicompress import distill as D
+from minicompress.data import load_dataset
+from minicompress.train import fit, evaluate
+from minicompress.nn import Conv2d, softmax
+
+FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
+print("fast mode (digits, few epochs)" if FAST else "full mode (Fashion-MNIST)")
+
+# %% [markdown]
+# ## 1. Softmax with a temperature, on one example you can read
+#
+# Four classes, and the logits a network might give to a picture of a coat. Dividing the logits by $T$ before the
+# softmax flattens the distribution: at $T=1$ almost all the mass sits on "Coat"; at $T=4$ we can see that the
+# network thinks "Pullover" and "Shirt" are plausible and "Bag" is not. That ranking of the wrong answers is what the
+# student is asked to copy ("dark knowledge"). As $T\to\infty$ every class tends to $1/K$.
+
+# %%
+classes = ["Coat", "Pullover", "Shirt", "Bag"]
+z = np.array([6.0, 3.5, 2.5, -2.0])
+print("T     " + "".join(f"{c:>10s}" for c in classes))
+for T in (1, 2, 4, 8, 1000):
+    p = D.softmax_with_temperature(z, T)
+    print(f"{T:<6}" + "".join(f"{v:10.4f}" for v in p))
+
+# %% [markdown]
+# ## 2. The soft-target loss and its gradient, by hand
+#
+# For one image, with $p_s = \mathrm{softmax}(z_s/T)$ and $p_t = \mathrm{softmax}(z_t/T)$:
+#
+# $$\mathrm{KL}(p_t\|p_s) = \sum_i p_{t,i}\,(\log p_{t,i} - \log p_{s,i}).$$
+#
+# Only $-\sum_i p_{t,i}\log p_{s,i}$ depends on $z_s$. Writing $u = z_s/T$, the derivative of
+# $-\sum_i p_{t,i}\log\mathrm{softmax}(u)_i$ with respect to $u_j$ is $p_{s,j} - p_{t,j}$ (the same algebra as for
+# cross-entropy, because $\sum_i p_{t,i} = 1$), and $\partial u/\partial z_s = 1/T$. With the $T^2/N$ in front:
+#
+# $$\frac{\partial\mathcal{L}_{\text{soft}}}{\partial z_s} = \frac{T}{N}\,(p_s - p_t).$$
+#
+# The teacher gets no gradient: it is frozen. Below we compute the loss and the gradient with plain `exp`/`log`,
+# compare them with `soft_target_loss`, and check the gradient by central differences in float64.
+
+# %%
+z_s = np.array([[1.0, 2.0, 3.0, 0.5]])
+z_t = np.array([[6.0, 3.5, 2.5, -2.0]])
+T = 4.0
+p_s = np.exp(z_s / T) / np.exp(z_s / T).sum()
+p_t = np.exp(z_t / T) / np.exp(z_t / T).sum()
+loss_by_hand = T**2 * np.sum(p_t * np.log(p_t / p_s))
+grad_by_hand = T * (p_s - p_t) / 1
+
+def numerical_grad(f, x, eps=1e-6):
+    """∂f/∂x by central differences, (f(x+ε) − f(x−ε)) / 2ε, one entry of x at a time (f() reads x)."""
+    g = np.zeros_like(x)
+    for i in np.ndindex(*x.shape):
+        old = x[i]
+        x[i] = old + eps; f_plus = f()
+        x[i] = old - eps; f_minus = f()
+        x[i] = old
+        g[i] = (f_plus - f_minus) / (2 * eps)
+    return g
+
+loss, grad = D.soft_target_loss(z_s, z_t, T)
+numeric = numerical_grad(lambda: D.soft_target_loss(z_s, z_t, T)[0], z_s)
+print("loss   by hand", round(float(loss_by_hand), 6), "  library", round(loss, 6))
+print("grad   by hand", np.round(grad_by_hand, 6))
+print("       library", np.round(grad, 6))
+print("  central diff", np.round(numeric, 6))
+print("max |library − numeric| =", np.abs(grad - numeric).max())
+
+# %% [markdown]
+# ## 3. Why the factor $T^2$
+#
+# Without it, the gradient of the KL term is $(p_s-p_t)/(TN)$, and for large $T$ both softmaxes are close to uniform:
+# for zero-mean logits $p \approx (1 + z/T)/K$, so $p_s - p_t \approx (z_s - z_t)/(KT)$ and the bare gradient shrinks
+# like $1/T^2$. Multiplying the loss by $T^2$ cancels that: the gradient tends to $(z_s - z_t)/(KN)$ — plain *logit
+# matching*, as Hinton et al. point out in their §2.1. So the balance between the soft term and the hard
+# cross-entropy (the α you choose) does not drift when you change $T$. The plot shows the size of both gradients
+# against $T$, and how close the $T^2$-scaled gradient gets to the logit-matching limit.
+
+# %%
+rng = np.random.default_rng(0)
+n, k = 8, 10
+zs = rng.standard_normal((n, k)); zs -= zs.mean(1, keepdims=True)
+zt = 2 * rng.standard_normal((n, k)); zt -= zt.mean(1, keepdims=True)
+limit = (zs - zt) / (k * n)
+Ts = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256])
+with_T2, without_T2, gap = [], [], []
+for T in Ts:
+    _, g = D.soft_target_loss(zs, zt, float(T))
+    with_T2.append(np.abs(g).mean()); without_T2.append(np.abs(g).mean() / T**2)
+    gap.append(np.abs(g - limit).max() / np.abs(limit).max())
+fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+ax[0].loglog(Ts, with_T2, "o-", label="T² · KL (what we use)")
+ax[0].loglog(Ts, without_T2, "s--", label="KL alone")
+ax[0].set_xlabel("T"); ax[0].set_ylabel("mean |∂L/∂z_s|"); ax[0].legend(); ax[0].set_title("gradient size")
+ax[1].loglog(Ts, gap, "o-"); ax[1].set_xlabel("T")
+ax[1].set_title("relative distance to (z_s − z_t)/(K·N)")
+fig.tight_layout(); plt.show()
+print("relative gap at T=256:", f"{gap[-1]:.2e}")
+
+# %% [markdown]
+# ## 4. Teacher → student
+#
+# The teacher is the CNN of the project (`conv 32 – conv 64 – fc 256`, 92 % on Fashion-MNIST); the student is the
+# MLP 784-64-10, a different architecture, 12× fewer parameters. The teacher is frozen (`D.freeze`: eval mode, its
+# Parameters marked `requires_grad=False`) and, since there is no data augmentation, its logits for the training set
+# never change — we compute them once (`D.teacher_logits`, cached on disk) and look them up by batch index.
+# Adam updates only the student.
+#
+# Both arms below use the same code path: α = 0 *is* the student trained alone. In fast mode the teacher is a small
+# CNN trained here on the 8×8 digits in a few seconds.
+
+# %%
+if FAST:
+    (xtr, ytr), (xte, yte) = load_dataset("digits")
+    size, epochs = 8, 15
+    teacher = models.teacher(size, rng=np.random.default_rng(0))
+    fit(teacher, optim.Adam(teacher.parameters()), (xtr, ytr), epochs=10,
+        rng=np.random.default_rng(1), progress=False)
+    z_train = D.teacher_logits(D.freeze(teacher), xtr)
+else:
+    dense_model = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))["dense_model"]  # cached dense nets
+    (xtr, ytr), (xte, yte) = load_dataset("fashion-mnist")
+    size, epochs = 28, 10
+    teacher = D.freeze(dense_model("teacher", data=((xtr, ytr), (xte, yte)), progress=False))
+    z_train = D.teacher_logits(teacher, xtr, cache="teacher_fashion_e10_s0_train")
+print("teacher test accuracy:", round(evaluate(teacher, xte, yte)["accuracy"], 4))
+print("teacher logits for the training set:", z_train.shape)
+
+# %%
+# the recipe: the best (T, α, schedule) of benchmarks/distill_mlp.py if it has been run, else T=4, α=0.5, cosine 3e-3
+T_best, alpha_best, kind, lr = 4.0, 0.5, "cosine", 3e-3
+sweep = ROOT / "benchmarks" / "results" / "distill_mlp.json"
+if sweep.exists():
+    res = json.loads(sweep.read_text())
+    sched = max(res["summary"], key=lambda k: res["summary"][k]["gain_points"])
+    T_best, alpha_best = res["summary"][sched]["best"]["T"], res["summary"][sched]["best"]["alpha"]
+    kind, lr = res["schedules"][sched]
+print(f"recipe: T = {T_best:g}, α = {alpha_best}, {kind} learning rate from {lr:g}, {epochs} epochs")
+
+def train_student(T, alpha, seed=0):
+    student = models.student(size, rng=np.random.default_rng(seed))
+    opt = optim.Adam(student.parameters(), lr=lr)
+    steps = epochs * -(-len(xtr) // 128)
+    kd = D.DistillationLoss(T, alpha, teacher_logits=z_train)
+    hist = D.fit_distill(student, opt, (xtr, ytr), kd, epochs=epochs, rng=np.random.default_rng(1000 + seed),
+                         on_step=D.cosine_lr(opt, lr, steps) if kind == "cosine" else None,
+                         eval_data=(xte, yte), progress=False)
+    return student, [h["test_accuracy"] for h in hist]
+
+alone, acc_alone = train_student(T=1.0, alpha=0.0)
+distilled, acc_kd = train_student(T=T_best, alpha=alpha_best)
+plt.figure(figsize=(5, 3.2))
+plt.plot(range(1, epochs + 1), 100 * np.array(acc_alone), "o-", label="student alone (α = 0)")
+plt.plot(range(1, epochs + 1), 100 * np.array(acc_kd), "s-", label=f"distilled (T = {T_best:g}, α = {alpha_best})")
+plt.xlabel("epoch"); plt.ylabel("test accuracy (%)"); plt.legend(); plt.grid(alpha=0.3); plt.show()
+print(f"student alone {100 * acc_alone[-1]:.2f} %   distilled {100 * acc_kd[-1]:.2f} %  (one seed)")
+
+# %% [markdown]
+# Teacher and student soft outputs on a few test images, at three temperatures. At $T=1$ both are nearly one-hot;
+# at higher $T$ the distilled student's ranking of the wrong classes follows the teacher's.
+
+# %%
+idx = [0, 1, 2]
+zt_img, zs_img = teacher(xte[idx]), distilled(xte[idx])
+fig, axes = plt.subplots(len(idx), 3, figsize=(11, 2.3 * len(idx)))
+for r, i in enumerate(idx):
+    for c, T in enumerate((1, 4, 16)):
+        ax = axes[r, c]
+        ax.bar(np.arange(10) - 0.2, D.softmax_with_temperature(zt_img[r], T), 0.4, label="teacher")
+        ax.bar(np.arange(10) + 0.2, D.softmax_with_temperature(zs_img[r], T), 0.4, label="student")
+        ax.set_ylim(0, 1); ax.set_xticks(range(10))
+        ax.set_title(f"test image {i} (label {yte[i]}), T = {T}", fontsize=8)
+axes[0, 0].legend(fontsize=7); fig.tight_layout(); plt.show()
+
+# %% [markdown]
+# ## 5. The sweep: temperature, α and the learning-rate schedule
+#
+# **The problem.** A PyTorch run with the usual recipe (T = 4, α = 0.9, Adam 1e-3, 10 epochs) gave a distilled
+# student that was slightly *worse* than the student trained alone (87.6 % vs 87.9 %). Distillation is not free: with
+# α = 0.9 the student spends most of its small capacity imitating the teacher's soft outputs, and a fixed learning rate
+# leaves it noisy at the end of a short budget.
+#
+# `benchmarks/distill_mlp.py` sweeps the temperature T ∈ {1, 2, 4, 8, 16} at α = 0.5 and the weight
+# α ∈ {0.1, 0.25, 0.5, 0.75, 0.9, 1} at T = 4 (plus T = 2 with α = 0.25 and 0.75), for learning-rate schedules applied
+# to **both** arms (constant 1e-3 as in the PyTorch run, cosine decay from 1e-3 and from 3e-3), 3 seeds each, and
+# draws the figures below. It takes tens of minutes on a shared machine, so the notebook only reads its results.
+
+# %%
+res_path = ROOT / "benchmarks" / "results" / "distill_mlp.json"
+if res_path.exists():
+    res = json.loads(res_path.read_text())
+    print(f"teacher: {100 * res['teacher_test_accuracy']:.2f} %   seeds: {res['seeds']}")
+    for sched, s in res["summary"].items():
+        b = s["best"]
+        print(f"[{sched}] student alone {100 * s['student_alone']['mean']:.2f} %; "
+              f"best distilled T={b['T']:g}, α={b['alpha']}: {100 * b['mean']:.2f} % "
+              f"(gain {s['gain_points']:+.2f} points); T=4, α=0.9: {100 * s['issue_recipe_T4_alpha0.9']:.2f} %")
+        print("    " + "  ".join(f"{k}: {100 * v:.2f}" for k, v in s["table"].items()))
+else:
+    print("run benchmarks/distill_mlp.py to produce the sweep")
+
+# %% [markdown]
+# **What the sweep says.** Under every schedule the picture is the same and it is monotonic: the *higher* the
+# temperature and the *larger* α, the *worse* the 64-unit student. The recipe we were asked to try (T = 4, α = 0.9, constant 1e-3)
+# reproduces the PyTorch result — a little below the student alone. The only setting that does not lose is T = 1 with
+# α = 0.5, and it wins by a fraction of a point, not the 0.5 point that was the goal. **The target is missed.**
+#
+# Why, as far as we can tell: the teacher is very sure of itself on the images it was trained on (it classifies 97.9 %
+# of the training set correctly, and the median gap between its largest and smallest logit there is about 27). On
+# those images its softened outputs carry little "dark knowledge", and at high T the $T^2$-scaled loss becomes logit
+# matching — it asks a 64-unit network to reproduce logit gaps of 20–40, which spends its small capacity on the wrong
+# thing. A lower temperature keeps only the useful part (which wrong class is the likely one). What is left to try,
+# and what the literature suggests for this situation: teacher outputs on *new* inputs (mixup or augmentation,
+# "function matching", Beyer et al. 2022) and much longer training; both change the budget, which the target fixes.
+
+# %%
+from IPython.display import Image, display
+for name in ("distill_accuracy_vs_T.png", "distill_accuracy_vs_alpha.png"):
+    path = ROOT / "figures" / name
+    if path.exists():
+        display(Image(filename=str(path), width=520))
+
+
+# %% [markdown]
+# ### 5b. Soft targets from a teacher that has not seen the image
+#
+# The diagnosis above can be checked in two lines: how sure is the teacher on the images it was trained on, and on
+# images it has never seen?
+
+# %%
+def top_probability(z):
+    return D.softmax_with_temperature(z, 1.0).max(axis=1)
+
+z_test = D.teacher_logits(teacher, xte)
+for name, z, y in (("training images (seen)", z_train, ytr), ("test images (unseen)", z_test, yte)):
+    print(f"{name:24s} accuracy {np.mean(z.argmax(1) == y):.4f}   "
+          f"median top probability {np.median(top_probability(z)):.5f}")
+
+# %% [markdown]
+# The median is the same on both: the teacher is sure of itself everywhere, on images it has seen and on images it
+# has not, so its soft targets at T = 1 are close to one-hot in either case. What differs is *where it is wrong*: on
+# the training set it almost never is (it has memorised the labels), so there its soft targets add nothing to the
+# labels; on new images it is wrong on 7.9 %, and those errors and near-misses are the "dark knowledge" a student
+# could learn from. One remedy that keeps the 10-epoch student budget: **out-of-fold soft targets**
+# (`D.out_of_fold_logits`). Split the training set in two halves, train a teacher of the same architecture on each
+# half, and give every image the logits of the teacher that did *not* train on it. The two teachers together cost one
+# teacher's worth of epochs.
+#
+# `benchmarks/distill_oof.py` compares, with the same cosine schedule for every arm and 3 seeds: the student alone,
+# soft targets of the full teacher, out-of-fold soft targets, and out-of-fold soft targets plus a hint from the
+# student's 64 hidden units to the teacher's 256 (through a `Linear(64, 256)` regressor).
+
+# %%
+res_path = ROOT / "benchmarks" / "results" / "distill_oof.json"
+if res_path.exists():
+    res = json.loads(res_path.read_text())
+    for who, c in res["soft_target_confidence"].items():
+        print(f"{who:8s} soft targets on the training set: right on {100 * c['train_accuracy']:.2f} %, "
+              f"median top probability {c['median_top_probability']:.5f}")
+    print(f"\n  {'arm':40s} {'mean %':>7s} {'vs alone':>9s}   seeds")
+    for arm, row in res["table"].items():
+        print(f"  {arm:40s} {100 * row['mean']:7.2f} {100 * row['gain_over_alone']:+9.2f}   "
+              + " ".join(f"{100 * a:.2f}" for a in row["accs"]))
+else:
+    print("run benchmarks/distill_oof.py to produce the comparison")
+
+# %% [markdown]
+# **What it says.** The out-of-fold teachers behave on the training images as a teacher behaves on new images —
+# wrong on 8.5 % of them instead of 2 %, and still very sure of themselves (median top probability 0.9995) — but the
+# student does not profit: every arm ends within ±0.3 point of the student alone, the best (out-of-fold soft targets plus the
+# hint) +0.12 point, about the seed-to-seed spread. An earlier exploratory run with differently seeded fold teachers
+# had shown +0.24; it did not survive this rerun, so we do not claim it. Our conclusion: for a 64-unit MLP trained
+# 10 epochs, the teacher has little to give that the labels do not — the student alone reaches 88.66 % here, and in
+# one exploratory run trained for 30 epochs instead of 10 only 88.95 % (seed 0), so there is hardly any room left between what it learns alone and what a network
+# of its size can hold. **The +0.5 point goal is missed, and we leave it missed.**
+
+# %% [markdown]
+# ## 6. Hints: matching a feature map through a learned regressor (FitNets)
+#
+# Logits are only the last 10 numbers of the teacher. FitNets also asks a middle layer of the student (the *guided*
+# layer) to predict a middle layer of the teacher (the *hint*). The two usually have different widths, so a small
+# **regressor** $r$ — here a 1×1 convolution from the student's 6 channels to the teacher's 32 — sits in between:
+#
+# $$\mathcal{L}_{\text{hint}} = \beta\cdot\mathrm{mean}\big((r(F_s) - F_t)^2\big),\qquad
+# \frac{\partial\mathcal{L}_{\text{hint}}}{\partial r(F_s)} = \frac{2\beta}{\text{size}}\,(r(F_s)-F_t).$$
+#
+# The regressor's weights are ordinary Parameters, so the **same Adam** trains them together with the student; the
+# gradient enters the student's backward pass at the guided layer (`Sequential.backward(..., feature_grads=...)`).
+# FitNets trains the hint first and distils afterwards; we add the two losses in a single stage, which is simpler.
+# For a CNN student (lenet5), student `pool1` (6×14×14) is matched to teacher `pool1` (32×14×14).
+
+# %%
+hint = D.HintLoss(Conv2d(6, 32, 1, rng=np.random.default_rng(4)), "pool1", "pool1", beta=1.0)
+cnn = models.lenet5(size, rng=np.random.default_rng(3))
+kd = D.DistillationLoss(4.0, 0.5, teacher_logits=z_train, teacher=teacher)
+opt = optim.Adam(cnn.parameters() + hint.parameters(), lr=2e-3)
+probe = xtr[:256]
+
+def hint_value():
+    cnn(probe, capture=("pool1",))
+    value = hint(cnn.features["pool1"], D.teacher_features(teacher, probe, "pool1"))[0]
+    hint.zero_grad()      # hint() also adds the regressor's gradient; this was only a measurement
+    return value
+
+values = [hint_value()]
+n_sub = len(xtr) if FAST else 6000       # full mode: a 6,000-image slice keeps this cell short
+sub = (xtr[:n_sub], ytr[:n_sub])
+kd_sub = D.DistillationLoss(4.0, 0.5, teacher_logits=z_train[:n_sub], teacher=teacher)
+for epoch in range(10 if FAST else 3):
+    D.fit_distill(cnn, opt, sub, kd_sub, epochs=1, rng=np.random.default_rng(epoch), hint=hint, progress=False)
+    values.append(hint_value())
+print("hint loss on 256 training images after each epoch:", np.round(values, 4))
+print("lenet5 with KD + hint, test accuracy:", round(evaluate(cnn, xte, yte)["accuracy"], 4))
+
+# %%
+for name in ("distill_cnn.json", "distill_cnn_T1.json", "distill_cnn_T1_cosine_teacher.json",
+             "distill_cnn_T1_cosine_teacher_v2.json"):
+    res_path = ROOT / "benchmarks" / "results" / name
+    if not res_path.exists():
+        print(f"run benchmarks/distill_cnn.py to produce {name}")
+        continue
+    res = json.loads(res_path.read_text())
+    print(f"lenet5 students ({name}), Fashion-MNIST, {res['epochs']} epochs, T={res['T']:g}, α={res['alpha']}, "
+          f"{res['schedule']} learning rate from {res['lr']}; teacher {100 * res['teacher_test_accuracy']:.2f} %")
+    print(f"  {'arm':10s} {'mean %':>8s} {'sd':>6s}  seeds")
+    for arm, row in res["table"].items():
+        print(f"  {arm:10s} {100 * row['mean']:8.2f} {100 * row['std']:6.2f}  {len(row['accs'])}")
+
+# %% [markdown]
+# **What the CNN runs say.** The CNN student tells the same story as the MLP. With T = 4, α = 0.5, distilling the
+# logits costs lenet5 about half a point against training it alone. Adding the FitNets hint (through the 1×1
+# regressor) does not help on average: it is ahead of logits-only on one seed and behind on the other two. Attention
+# transfer ends level with logits-only. None of them reaches the student alone. At T = 1 (3 seeds) the distilled lenet5 is ahead
+# of lenet5 alone by less than a tenth of a point, which is smaller than the seed-to-seed spread: nominally a win, in
+# practice a tie. So the second goal ("a distilled lenet5 beats lenet5 alone") is met only in that weak
+# sense, under the same 10-epoch budget. The hint loss itself does its job (it falls steadily, above); what it
+# transfers is not what this student lacks.
+#
+# A better teacher helps a little. The same teacher architecture trained with a cosine schedule (92.77 % instead of
+# 92.15 %) and T = 1, α = 0.5 gives 90.90 / 90.83 / 90.90 against 90.74 / 90.77 / 90.85 alone (last table above):
+# ahead on each of the three seeds (same initialisation and batch order), by 0.05–0.16 points. Re-run from scratch
+# after a change in the order in which the convolution adds up its weight gradient (same mathematics, other float
+# rounding; `distill_cnn_T1_cosine_teacher_v2.json`), the mean gain was again +0.09, but ahead on only two of the
+# three seeds. So: a win on the mean, a narrow one, within the seed-to-seed spread.
+
+# %% [markdown]
+# ## 7. Where the document is silent or wrong, and what we do
+#
+# * **The soft-target formula is cut off.** We use Hinton et al.'s $T^2\,\mathrm{KL}(p_t^T\|p_s^T)$, batch-mean, and
+#   their mix $\alpha\mathcal{L}_{\text{soft}} + (1-\alpha)\mathrm{CE}$. The KL direction matters: the teacher's
+#   distribution is the target, so it is $\mathrm{KL}(p_t\|p_s)$ (= cross-entropy to the soft targets minus a
+#   constant), not the reverse.
+# * **No temperature, α or $T^2$ is given.** We explain $T^2$ above and choose T and α by the sweep, not by habit:
+#   the common α = 0.9 was the losing choice for this small student.
+# * **"Other transfer losses"** are announced but not written: we implement FitNets hints (with a learned regressor)
+#   and attention transfer, both checked by central differences in `tests/test_distill.py`.
+# * **Training details.** The document does not say that the teacher must be frozen; we freeze it (eval mode,
+#   `requires_grad=False`, no backward), and precompute its logits because nothing about an image's teacher output
+#   changes during training. The per-step path (`DistillationLoss(teacher=...)`, `kd.step_fn`) gives the same result
+#   and is what other training loops (pruning, QAT) can use with distillation as their task loss.
+# * **Typos**: 蒸馃 / 蒸馆 for 蒸馏.
