@@ -142,7 +142,7 @@ def make_figure(data):
     ax.set_xlabel("number of labelled training images N (class-balanced)")
     ax.set_ylabel("Fashion-MNIST test accuracy (%)")
     ax.set_title("Few labels + the teacher's soft targets on the other 60,000 − N images\n"
-                 "(mean ± sd of 3 seeds; every arm of a network takes the same number of Adam steps)", fontsize=9)
+                 "(mean ± sd over the seeds; every arm of a network takes the same number of Adam steps)", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
