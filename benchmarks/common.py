@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from minicompress import models, optim  # noqa: E402
 from minicompress.data import cache_dir, load_dataset  # noqa: E402
 from minicompress.io import load_model, save_model  # noqa: E402
-from minicompress.train import evaluate, fit  # noqa: E402
+from minicompress.train import CosineLR, TrainConfig, evaluate, fit  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -50,12 +50,9 @@ def dense_model(name, *, epochs=10, seed=0, data=None, progress=True, cosine_lr=
     rng = np.random.default_rng(seed + 1000)
     t0 = time.perf_counter()
     opt = optim.Adam(model.parameters(), lr=1e-3 if cosine_lr is None else cosine_lr)
-    on_step = None
-    if cosine_lr is not None:
-        from minicompress.distill import cosine_lr as cosine
-        on_step = cosine(opt, cosine_lr, epochs * -(-len(xtr) // 128))
-    fit(model, opt, (xtr, ytr), epochs=epochs, batch_size=128, rng=rng, progress=progress,
-        desc=name, on_step=on_step, workers=workers)
+    config = TrainConfig(epochs, rng, batch_size=128, workers=workers, progress=progress, desc=name)
+    hooks = [] if cosine_lr is None else [CosineLR(config.total_steps(len(xtr)))]
+    fit(model, opt, (xtr, ytr), config, hooks=hooks)
     acc = evaluate(model, xte, yte)["accuracy"]
     print(f"{name}: trained {epochs} epochs in {time.perf_counter() - t0:.0f}s, "
           f"test accuracy {acc:.4f}", flush=True)

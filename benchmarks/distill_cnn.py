@@ -36,9 +36,9 @@ from common import RESULTS, dense_model, fashion, save_result
 from distill_wait import wait_for_teacher
 
 from minicompress import distill as D
-from minicompress import models, optim
+from minicompress import models
 from minicompress.nn import Conv2d
-from minicompress.train import evaluate
+from minicompress.train import CosineLR, TrainConfig, evaluate
 
 
 def run(arm, data, teacher, z_t, T, alpha, beta, schedule, lr, seed, epochs=10, batch_size=128):
@@ -50,15 +50,11 @@ def run(arm, data, teacher, z_t, T, alpha, beta, schedule, lr, seed, epochs=10, 
                           "pool1", "pool1", beta=beta)
     elif arm == "kd+at":
         hint = D.AttentionTransferLoss("pool1", "pool1", beta=beta)
-    params = student.parameters() + (hint.parameters() if hint is not None else [])
-    opt = optim.Adam(params, lr=lr)
-    steps = epochs * -(-len(xtr) // batch_size)
-    on_step = D.cosine_lr(opt, lr, steps) if schedule == "cosine" else None
+    config = TrainConfig(epochs, np.random.default_rng(1000 + seed), batch_size=batch_size)
+    hooks = [CosineLR(config.total_steps(len(xtr)))] if schedule == "cosine" else []
     kd = D.DistillationLoss(T, 0.0 if arm == "alone" else alpha, teacher_logits=z_t,
-                            teacher=teacher if hint is not None else None)
-    hist = D.fit_distill(student, opt, (xtr, ytr), kd, epochs=epochs, batch_size=batch_size,
-                         rng=np.random.default_rng(1000 + seed), hint=hint, on_step=on_step,
-                         progress=False)
+                            teacher=teacher if hint is not None else None, hint=hint)
+    hist = D.fit_distill(student, (xtr, ytr), kd, config, lr=lr, hooks=hooks)
     return evaluate(student, xte, yte)["accuracy"], hist[-1]["train_loss"]
 
 

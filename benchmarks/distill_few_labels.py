@@ -33,7 +33,7 @@ from common import RESULTS, _write_json, add_run, dense_model, fashion, results_
 from minicompress import distill as D
 from minicompress import models, optim
 from minicompress import transfer as X
-from minicompress.train import evaluate, fit
+from minicompress.train import EveryStep, TrainConfig, evaluate, fit
 
 NAME = "distill_few_labels"
 FIGURE = Path(__file__).resolve().parent.parent / "figures" / f"{NAME}.png"
@@ -60,8 +60,7 @@ def train_arm(arm, model_name, data, z_t, n_labels, seed, *, epochs, T, alpha, l
     opt = optim.Adam(model.parameters(), lr=lr)
     fit_rng = np.random.default_rng(1000 + seed)
     if arm == "all":
-        fit(model, opt, (xtr, ytr), epochs=epochs, batch_size=batch_size, rng=fit_rng,
-            progress=False)
+        fit(model, opt, (xtr, ytr), TrainConfig(epochs, fit_rng, batch_size=batch_size))
         return evaluate(model, xte, yte)["accuracy"]
     labelled = X.balanced_label_subset(ytr, n_labels, np.random.default_rng(500 + seed))
     if arm == "alone":
@@ -71,12 +70,12 @@ def train_arm(arm, model_name, data, z_t, n_labels, seed, *, epochs, T, alpha, l
         def record(step):
             if curve is not None and step % 469 == 0:
                 curve.append((step, evaluate(model, xte, yte)["accuracy"]))
-        fit(model, opt, (xtr[labelled], ytr[labelled]), epochs=-(-steps // per_epoch),
-            batch_size=b, rng=fit_rng, progress=False, on_step=record)
+        fit(model, opt, (xtr[labelled], ytr[labelled]),
+            TrainConfig(-(-steps // per_epoch), fit_rng, batch_size=b), hooks=[EveryStep(record)])
     elif arm == "distilled":
         kd = X.MaskedDistillationLoss(T, alpha, teacher_logits=z_t)
-        D.fit_distill(model, opt, (xtr, X.hide_labels(ytr, labelled)), kd, epochs=epochs,
-                      batch_size=batch_size, rng=fit_rng, progress=False)
+        D.fit_distill(model, (xtr, X.hide_labels(ytr, labelled)), kd,
+                      TrainConfig(epochs, fit_rng, batch_size=batch_size), lr=lr)
     else:
         raise ValueError(f"unknown arm {arm!r}")
     return evaluate(model, xte, yte)["accuracy"]

@@ -29,8 +29,8 @@ from common import RESULTS, dense_model, fashion, save_result
 from distill_wait import wait_for_teacher
 
 from minicompress import distill as D
-from minicompress import models, optim
-from minicompress.train import evaluate
+from minicompress import models
+from minicompress.train import CosineLR, TrainConfig, evaluate
 
 FIGURES = Path(__file__).resolve().parent.parent / "figures"
 SCHEDULES = {"const-1e-3": ("const", 1e-3), "cosine-3e-3": ("cosine", 3e-3),
@@ -42,12 +42,10 @@ def train_student(data, z_t, T, alpha, schedule, seed, epochs=10, batch_size=128
     (xtr, ytr), (xte, yte) = data
     kind, lr = SCHEDULES[schedule]
     student = models.student(28, rng=np.random.default_rng(seed))
-    opt = optim.Adam(student.parameters(), lr=lr)
-    steps = epochs * -(-len(xtr) // batch_size)
-    on_step = D.cosine_lr(opt, lr, steps) if kind == "cosine" else None
+    config = TrainConfig(epochs, np.random.default_rng(1000 + seed), batch_size=batch_size)
+    hooks = [CosineLR(config.total_steps(len(xtr)))] if kind == "cosine" else []
     kd = D.DistillationLoss(T, alpha, teacher_logits=z_t)
-    D.fit_distill(student, opt, (xtr, ytr), kd, epochs=epochs, batch_size=batch_size,
-                  rng=np.random.default_rng(1000 + seed), on_step=on_step, progress=False)
+    D.fit_distill(student, (xtr, ytr), kd, config, lr=lr, hooks=hooks)
     return evaluate(student, xte, yte)["accuracy"], student
 
 

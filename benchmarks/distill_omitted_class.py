@@ -30,9 +30,9 @@ import numpy as np
 from common import RESULTS, _write_json, add_run, dense_model, fashion, mean_std, results_lock
 
 from minicompress import distill as D
-from minicompress import models, optim
+from minicompress import models
 from minicompress import transfer as X
-from minicompress.train import evaluate, predict
+from minicompress.train import TrainConfig, evaluate, predict
 
 NAME = "distill_omitted_class"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -61,10 +61,9 @@ def run(cls, seed, T, alpha, data, z_t, epochs=10):
     held_out, pool = split(len(xtr))
     transfer = pool[ytr[pool] != cls]          # no image of cls at all
     student = models.student(28, rng=np.random.default_rng(seed))
-    opt = optim.Adam(student.parameters(), lr=1e-3)
     kd = D.DistillationLoss(T, alpha, teacher_logits=z_t[transfer])
-    D.fit_distill(student, opt, (xtr[transfer], ytr[transfer]), kd, epochs=epochs,
-                  rng=np.random.default_rng(1000 + seed), progress=False)
+    D.fit_distill(student, (xtr[transfer], ytr[transfer]), kd,
+                  TrainConfig(epochs, np.random.default_rng(1000 + seed)), lr=1e-3)
     out = {"class": cls, "seed": seed, "T": T, "alpha": alpha,
            "before": scores(predict(student, xte).argmax(1), yte, cls)}
     z_held = predict(student, xtr[held_out])

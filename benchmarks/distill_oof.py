@@ -31,7 +31,7 @@ from minicompress import models, optim
 from minicompress.data import cache_dir
 from minicompress.io import load_npz, save_npz_atomic
 from minicompress.nn import Linear
-from minicompress.train import evaluate, fit
+from minicompress.train import CosineLR, TrainConfig, evaluate, fit
 
 LR, EPOCHS, BATCH = 3e-3, 10, 128
 
@@ -43,8 +43,8 @@ def oof_logits(xtr, ytr):
         return load_npz(path)["logits"]
 
     def train(model, x, y):
-        fit(model, optim.Adam(model.parameters(), lr=1e-3), (x, y), epochs=EPOCHS,
-            batch_size=BATCH, rng=np.random.default_rng(20), progress=False)
+        fit(model, optim.Adam(model.parameters(), lr=1e-3), (x, y),
+            TrainConfig(EPOCHS, np.random.default_rng(20), batch_size=BATCH))
 
     t0 = time.perf_counter()
     z = D.out_of_fold_logits(lambda fold: models.teacher(rng=np.random.default_rng(10 + fold)),
@@ -58,16 +58,15 @@ def oof_logits(xtr, ytr):
 def train_student(data, z_t, T, alpha, seed, teacher=None, beta=0.0, feature_var=1.0):
     (xtr, ytr), (xte, yte) = data
     student = models.student(28, rng=np.random.default_rng(seed))
-    params, hint = student.parameters(), None
+    hint = None
     if beta > 0:
         hint = D.HintLoss(Linear(64, 256, rng=np.random.default_rng(99 + seed)), "relu1", "relu3",
                           beta=beta / feature_var)
-        params = params + hint.parameters()
-    opt = optim.Adam(params, lr=LR)
-    on_step = D.cosine_lr(opt, LR, EPOCHS * -(-len(xtr) // BATCH))
-    kd = D.DistillationLoss(T, alpha, teacher_logits=z_t, teacher=teacher if beta > 0 else None)
-    D.fit_distill(student, opt, (xtr, ytr), kd, epochs=EPOCHS, batch_size=BATCH, hint=hint,
-                  rng=np.random.default_rng(1000 + seed), on_step=on_step, progress=False)
+    kd = D.DistillationLoss(T, alpha, teacher_logits=z_t, teacher=teacher if beta > 0 else None,
+                            hint=hint)
+    config = TrainConfig(EPOCHS, np.random.default_rng(1000 + seed), batch_size=BATCH)
+    D.fit_distill(student, (xtr, ytr), kd, config, lr=LR,
+                  hooks=[CosineLR(config.total_steps(len(xtr)))])
     return evaluate(student, xte, yte)["accuracy"]
 
 

@@ -43,7 +43,8 @@ def arm_recipe(arm, seed, epochs):
     """The recipe for one arm: fashion_10kb with the given seed and epochs; α = 0 for 'ce'."""
     recipe = copy.deepcopy(load_recipe(RECIPE))
     recipe["seed"] = seed
-    recipe["teacher"]["checkpoint"] = str(TEACHER)
+    if arm == "kd":   # the ce arm loads no teacher
+        recipe["teacher"]["checkpoint"] = str(TEACHER)
     for stage, n in zip(("distill", "prune", "quantize"), epochs):
         if n is not None:
             recipe[stage]["epochs"] = n

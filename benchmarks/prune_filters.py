@@ -22,7 +22,7 @@ from common import dense_model, fashion, save_result, update_result
 
 from minicompress import metrics, prune
 from minicompress.nn import Conv2d
-from minicompress.train import evaluate
+from minicompress.train import EveryEpoch, TrainConfig, evaluate
 
 
 def interleaved_latency(models_, x, rounds=15, repeats=3):
@@ -66,9 +66,11 @@ def main():
     model = copy.deepcopy(dense)
     t0 = time.perf_counter()
     hist = prune.learned_filter_prune(
-        model, (xtr, ytr), ratios, args.epochs, rng=np.random.default_rng(args.seed),
-        init_score=args.init_score, lr=args.lr, score_lr=args.score_lr, eval_data=(xte, yte),
-        on_epoch=lambda e, r: print(f"  epoch {e}: test acc {r['test_accuracy']:.4f}", flush=True))
+        model, (xtr, ytr),
+        prune.FilterPruning(ratios, lr=args.lr, score_lr=args.score_lr, init_score=args.init_score),
+        TrainConfig(args.epochs, np.random.default_rng(args.seed)), eval_data=(xte, yte),
+        hooks=[EveryEpoch(lambda e, r: print(f"  epoch {e}: test acc {r['test_accuracy']:.4f}",
+                                             flush=True))])
     train_s = time.perf_counter() - t0
     small = prune.shrink(model)
     gated_logits, small_logits = model(xte[:500]), small(xte[:500])

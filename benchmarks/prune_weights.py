@@ -24,7 +24,7 @@ from common import RESULTS, dense_model, fashion, save_result
 
 from minicompress import optim, prune
 from minicompress.metrics import model_bytes
-from minicompress.train import evaluate, fit
+from minicompress.train import EveryEpoch, TrainConfig, evaluate, fit
 
 TARGETS = (0.5, 0.75, 0.9, 0.95, 0.98)
 EPOCHS_PER_STEP = 2
@@ -61,18 +61,18 @@ def run(net, method, lr, data, seed, score_lr, lam):
                   f"{prune.sparsity(model):.4f} acc {acc:.4f}", flush=True)
 
     t0 = time.perf_counter()
+    config, hooks = TrainConfig(epochs, rng, batch_size=BATCH), [EveryEpoch(on_epoch)]
     if method == "control":
-        fit(model, optim.Adam(model.parameters(), lr=lr), (xtr, ytr), epochs=epochs,
-            batch_size=BATCH, rng=rng, on_epoch=on_epoch, progress=False)
+        fit(model, optim.Adam(model.parameters(), lr=lr), (xtr, ytr), config, hooks=hooks)
     elif method == "learned":
-        prune.learned_mask_prune(model, (xtr, ytr), TARGETS[-1], epochs, rng=rng, lr=lr,
-                                 score_lr=score_lr, lam=lam,
-                                 schedule=step_schedule(EPOCHS_PER_STEP * spe, ramp=0.5),
-                                 batch_size=BATCH, on_epoch=on_epoch)
+        schedule = step_schedule(EPOCHS_PER_STEP * spe, ramp=0.5)
+        prune.learned_mask_prune(model, (xtr, ytr),
+                                 prune.MaskPruning(TARGETS[-1], lr=lr, score_lr=score_lr, lam=lam,
+                                                   schedule=schedule), config, hooks=hooks)
     else:
-        prune.scheduled_prune(model, (xtr, ytr), step_schedule(EPOCHS_PER_STEP * spe), epochs,
-                              rng=rng, score=method, every=EPOCHS_PER_STEP * spe, lr=lr,
-                              batch_size=BATCH, on_epoch=on_epoch)
+        method_ = prune.ScheduledPruning(step_schedule(EPOCHS_PER_STEP * spe), method,
+                                         every=EPOCHS_PER_STEP * spe, lr=lr)
+        prune.scheduled_prune(model, (xtr, ytr), method_, config, hooks=hooks)
     return {"accuracy": accs, "bytes": sizes, "seconds": round(time.perf_counter() - t0, 1)}
 
 

@@ -35,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import RESULTS, dense_model, fashion, save_result  # noqa: E402
 
-from minicompress.quantize import calibrate, convert, prepare, train_quantized  # noqa: E402
-from minicompress.train import evaluate, predict  # noqa: E402
+from minicompress.quantize import (QuantizerOptions, calibrate, convert, prepare,  # noqa: E402
+                                   train_quantized)
+from minicompress.train import TrainConfig, evaluate, predict  # noqa: E402
 
 # (row name, bits, kwargs for prepare, calibration method, training)
 ROWS = {
@@ -98,8 +99,10 @@ def integer_report(fake, xte, yte, float_model, time_repeats=5):
 def run_row(name, spec, bits, dense, data, rng_seed, fast, time_repeats=5):
     (xtr, ytr), (xte, yte) = data
     model = copy.deepcopy(dense)
+    options = QuantizerOptions(narrow_range=spec.get("narrow_range", True),
+                               learn_delta=spec.get("learn_delta", True))
     prepare(model, bits, bits, per_channel=spec.get("per_channel", False), input_kind="asymmetric",
-            narrow_range=spec.get("narrow_range", True), learn_delta=spec.get("learn_delta", True))
+            options=options)
     calib = xtr[np.random.default_rng(rng_seed).choice(len(xtr), 1000, replace=False)]
     calibrate(model, calib, method=spec["method"], weight_method=spec["method"])
     t0 = time.perf_counter()
@@ -109,8 +112,9 @@ def run_row(name, spec, bits, dense, data, rng_seed, fast, time_repeats=5):
         tr = dict(spec["train"])
         if fast:
             tr["epochs"] = 1
-        history = train_quantized(model, (xtr, ytr), rng=np.random.default_rng(rng_seed + 1),
-                                  progress=False, desc=f"{name}-{bits}", **tr)
+        config = TrainConfig(tr.pop("epochs"), np.random.default_rng(rng_seed + 1),
+                             desc=f"{name}-{bits}")
+        history = train_quantized(model, (xtr, ytr), config, **tr)
     row["accuracy"] = evaluate(model, xte, yte)["accuracy"]
     row["train_seconds"] = time.perf_counter() - t0
     row["history"] = history

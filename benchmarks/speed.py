@@ -8,7 +8,7 @@ fight for the cores: OpenBLAS workers keep spinning ~0.1 s after a call):
 * ``numpy``  — our step (``minicompress.train.train_step``), OpenBLAS on ``--threads`` threads;
 * ``parallel`` — (``--threads`` > 1 only) our step with the batch split across ``--threads``
   Python threads, one BLAS thread each (``minicompress.parallel.DataParallelStep``, what
-  ``fit(..., workers=2)`` runs). The headline NumPy time of a net is the faster of the two, and
+  ``TrainConfig(workers=2)`` runs). The headline NumPy time of a net is the faster of the two, and
   the table says which one it was;
 * ``torch``  — the same net and step in PyTorch on ``--threads`` threads (when torch is installed);
 * ``gemm``   — only the matrix products of our (full-batch) step, same shapes, BLAS on
@@ -79,14 +79,15 @@ def blas_info():
 def numpy_step(name, workers=1):
     from minicompress import models, optim
     from minicompress.parallel import DataParallelStep
-    from minicompress.train import train_step
+    from minicompress.step import Batch, train_step
     x, y = _data()
+    batch = Batch(x, y)
     model = models.build(name, 28, rng=np.random.default_rng(0))
     opt = optim.Adam(model.parameters(), lr=1e-3)
     if workers > 1:
         step = DataParallelStep(model, opt, workers=workers)
-        return lambda: step(x, y)
-    return lambda: train_step(model, opt, x, y)
+        return lambda: step(batch)
+    return lambda: train_step(model, opt, batch)
 
 
 def gemm_shapes(name):

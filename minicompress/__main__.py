@@ -153,14 +153,14 @@ def cmd_train(args):
     from . import models, optim
     from .data import load_dataset
     from .io import save_model
-    from .train import evaluate, fit
+    from .train import TrainConfig, evaluate, fit
     out = output_file(args.out, "--out", ".npz")
     (xtr, ytr), (xte, yte) = load_dataset(args.dataset)
     rng = np.random.default_rng(args.seed)
     model = models.build(args.model, xtr.shape[-1], rng=rng)
-    fit(model, optim.Adam(model.parameters(), lr=args.lr), (xtr, ytr), epochs=args.epochs,
-        batch_size=args.batch_size, rng=rng, eval_data=(xte, yte), progress=not args.quiet,
-        desc=args.model)
+    fit(model, optim.Adam(model.parameters(), lr=args.lr), (xtr, ytr),
+        TrainConfig(args.epochs, rng, batch_size=args.batch_size, progress=not args.quiet,
+                    desc=args.model), eval_data=(xte, yte))
     acc = evaluate(model, xte, yte)["accuracy"]
     save_model(model, out)
     print(json.dumps({"model": args.model, "dataset": args.dataset, "accuracy": acc,
@@ -298,6 +298,12 @@ def cmd_info(args):
     return 0
 
 
+def cmd_check(args):
+    from .check import main as check_main
+    argv = [args.notebook, "--timeout", str(args.timeout)] + (["--lang", args.lang] if args.lang else [])
+    return check_main(argv)
+
+
 # ---- parser ------------------------------------------------------------------------------------
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (no usage block) ending in a pointer to --help."""
@@ -354,6 +360,13 @@ def build_parser():
     i = sub.add_parser("info", help="layers, bits, sparsity and bytes of an artifact")
     i.add_argument("artifact")
     i.set_defaults(func=cmd_info)
+
+    k = sub.add_parser("check", help="check the exercise functions of a (student's) notebook")
+    k.add_argument("notebook", help="a notebook (.ipynb) with exercise functions")
+    k.add_argument("--lang", choices=["en", "zh"], help="language of the messages (default: the notebook's)")
+    k.add_argument("--timeout", type=positive_float(3600.0), default=60.0,
+                   help="seconds for the whole check, in (0, 3600] (default 60)")
+    k.set_defaults(func=cmd_check)
     return p
 
 

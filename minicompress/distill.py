@@ -22,23 +22,20 @@ How to use it
        z_t_train = teacher_logits(teacher, x_train, cache="teacher_fashion")   # (N_train, K)
        kd = DistillationLoss(T=4.0, alpha=0.5, teacher_logits=z_t_train)
 
-2. Train with :func:`fit_distill` (our ``fit`` loop, but the batches carry their indices so the
-   precomputed z_t can be looked up)::
+2. Train with :func:`fit_distill` (the one training loop with ``kd`` as the task loss: every
+   batch carries its positions in the training set, ``batch.index``, and the precomputed z_t
+   are looked up there)::
 
-       opt = Adam(student.parameters(), lr=1e-3)
-       fit_distill(student, opt, (x_train, y_train), kd, epochs=10, rng=rng)
+       fit_distill(student, (x_train, y_train), kd, TrainConfig(epochs=10, rng=rng), lr=1e-3)
 
-3. Inside someone else's training loop (pruning, QAT: distillation as the *task loss*):
+3. Inside any other trainer (pruning, QAT: distillation as the *task loss*): ``kd`` is a
+   :class:`~minicompress.step.TaskLoss`, ``kd(logits, batch) -> (L, ∂L/∂logits)``, a drop-in
+   for cross-entropy: ``learned_mask_prune(..., loss_fn=kd)``. Without precomputed logits
+   (``DistillationLoss(T, alpha, teacher=teacher)``) the frozen teacher runs on every batch.
 
-   * with batch indices ``idx`` (precomputed path): ``loss_fn = kd.loss_fn(idx)`` is a plain
-     ``loss_fn(logits, y) -> (loss, ∂L/∂logits)``, a drop-in for ``cross_entropy``;
-   * without indices (per-step path): build ``kd = DistillationLoss(T, alpha, teacher=teacher)``
-     and pass ``step_fn=kd.step_fn(student, optimizer)`` to ``minicompress.train.fit``; each step
-     runs the frozen teacher on the batch. ``kd.loss_fn(x=xb)`` gives the same loss_fn for a batch.
-
-4. Feature hints: ``hint = HintLoss(regressor, student_layer="pool1", teacher_layer="pool1")``,
-   an optimizer over ``student.parameters() + hint.parameters()`` (one Adam for both, the
-   regressor is just more Parameters), and ``fit_distill(..., teacher=teacher, hint=hint)``.
+4. Feature hints: ``hint = HintLoss(regressor, student_layer="pool1", teacher_layer="pool1")``
+   and ``DistillationLoss(..., teacher=teacher, hint=hint)``; :func:`fit_distill` puts the
+   regressor's Parameters in their own group of the one Adam (``hint_lr``).
 """
 from __future__ import annotations
 
@@ -48,13 +45,14 @@ import numpy as np
 
 from .data import cache_dir
 from .io import load_npz, save_npz_atomic
-from .nn import Module, Sequential, cross_entropy, log_softmax, softmax
+from .nn import Module, cross_entropy, log_softmax, softmax
+from .optim import Adam
+from .step import TaskLoss
 from .train import fit, predict
 
 __all__ = [
-    "AttentionTransferLoss", "DistillationLoss", "HintLoss", "cosine_lr", "distillation_loss",
-    "distill_step", "fit_distill", "freeze", "out_of_fold_logits", "soft_target_loss",
-    "softmax_with_temperature",
+    "AttentionTransferLoss", "DistillationLoss", "HintLoss", "distillation_loss",
+    "fit_distill", "freeze", "out_of_fold_logits", "soft_target_loss", "softmax_with_temperature",
     "teacher_features", "teacher_logits",
 ]
 
@@ -220,14 +218,17 @@ def teacher_features(teacher, x, layer):
             return x
 
 
-class DistillationLoss:
-    """α · L_soft + (1 − α) · CE with the teacher's logits found for each batch.
+class DistillationLoss(TaskLoss):
+    """The task loss of distillation: α · L_soft + (1 − α) · CE (+ β · L_hint with a ``hint``),
+    with the teacher's logits found for each batch.
 
-    Give either ``teacher_logits`` (N_train, K), precomputed for the whole training set, or a
-    ``teacher`` model (run on every batch; needed when the batches have no indices), or both.
+    Give either ``teacher_logits`` (N_train, K), precomputed for the whole training set and
+    looked up by ``batch.index``, or a ``teacher`` model (run on every batch), or both. A
+    ``hint`` (:class:`HintLoss` or :class:`AttentionTransferLoss`) needs the teacher model: it
+    compares the student's and the teacher's feature maps.
     """
 
-    def __init__(self, T, alpha, teacher_logits=None, teacher=None):
+    def __init__(self, T, alpha, teacher_logits=None, teacher=None, hint=None):
         self.T = check_temperature(T, "DistillationLoss")
         self.alpha = check_alpha(alpha, "DistillationLoss")
         if teacher_logits is None and teacher is None:
@@ -237,33 +238,49 @@ class DistillationLoss:
             if teacher_logits.ndim != 2:
                 raise ValueError(f"DistillationLoss: teacher_logits must be (N_train, K), got "
                                  f"shape {teacher_logits.shape}")
+        if hint is not None and teacher is None:
+            raise ValueError("DistillationLoss: a hint loss needs the teacher model (teacher=...) "
+                             "to compute its feature maps")
         self.teacher_logits = teacher_logits
         self.teacher = freeze(teacher) if teacher is not None else None
+        self.hint = hint
 
-    def __call__(self, student_logits, y, teacher_logits):
-        return distillation_loss(student_logits, teacher_logits, y, self.T, self.alpha)
+    @property
+    def capture(self):
+        """The student layer the hint reads (nothing without a hint)."""
+        return (self.hint.student_layer,) if self.hint is not None else ()
 
-    def teacher_batch(self, idx=None, x=None):
-        """z_t for a batch: looked up by ``idx`` (precomputed path) or computed from ``x``."""
-        if idx is not None and self.teacher_logits is not None:
-            return self.teacher_logits[idx]
-        if x is not None and self.teacher is not None:
-            return self.teacher(x)
-        raise ValueError("DistillationLoss: need idx (with precomputed teacher_logits) or x "
-                         "(with a teacher model) to find the teacher's logits for this batch")
+    def parameters(self):
+        """The hint regressor's Parameters (trained with the student), or none."""
+        return self.hint.parameters() if self.hint is not None else []
 
-    def loss_fn(self, idx=None, x=None):
-        """A ``loss_fn(logits, y) -> (loss, grad)`` for one batch — a drop-in for
-        ``cross_entropy`` in any training step (pruning, QAT)."""
-        z_t = self.teacher_batch(idx, x)
-        return lambda logits, y: self(logits, y, z_t)
+    def teacher_batch(self, batch):
+        """z_t for a batch: looked up by ``batch.index`` (precomputed) or computed from ``batch.x``."""
+        if self.teacher_logits is not None:
+            if len(batch.index) and batch.index.max() >= len(self.teacher_logits):
+                raise ValueError(f"DistillationLoss: batch index {batch.index.max()} is past the "
+                                 f"{len(self.teacher_logits)} precomputed teacher logits; they must "
+                                 f"be aligned with the training set")
+            return self.teacher_logits[batch.index]
+        return self.teacher(batch.x)
 
-    def step_fn(self, student, optimizer):
-        """``step_fn(x, y) -> (loss, logits)`` for ``minicompress.train.fit`` (per-step path:
-        the frozen teacher runs on each batch, because ``fit`` does not pass indices)."""
-        if self.teacher is None:
-            raise ValueError("DistillationLoss.step_fn: needs the teacher model (teacher=...)")
-        return lambda xb, yb: distill_step(student, optimizer, xb, yb, self, x_teacher=xb)
+    def __call__(self, logits, batch):
+        return distillation_loss(logits, self.teacher_batch(batch), batch.y, self.T, self.alpha)
+
+    def with_features(self, logits, features, batch):
+        """The loss with the hint: also returns ``{student_layer: ∂L_hint/∂F_s}``."""
+        if self.hint is None:
+            return super().with_features(logits, features, batch)
+        layer = self.hint.teacher_layer
+        if self.teacher_logits is not None:
+            # logits precomputed: run the teacher only as far as the hint layer
+            z_t, f_t = self.teacher_batch(batch), teacher_features(self.teacher, batch.x, layer)
+        else:
+            z_t = self.teacher(batch.x, capture=(layer,))
+            f_t = self.teacher.features[layer]
+        loss, grad = distillation_loss(logits, z_t, batch.y, self.T, self.alpha)
+        h_loss, h_grad = self.hint(features[self.hint.student_layer], f_t)
+        return loss + h_loss, grad, {self.hint.student_layer: h_grad}
 
 
 # ---- feature maps: hints (FitNets) and attention transfer ---------------------------------------
@@ -346,85 +363,22 @@ class AttentionTransferLoss(Module):
 
 
 # ---- training ----------------------------------------------------------------------------------
-def distill_step(student, optimizer, x, y, kd, *, idx=None, x_teacher=None, hint=None):
-    """One distillation step: zero grads, teacher outputs (looked up or computed), student
-    forward, α·L_soft + (1 − α)·CE (+ hint), backward through student (and regressor), Adam.
-
-    ``hint`` is a :class:`HintLoss` or an :class:`AttentionTransferLoss` (or None); ``idx`` the
-    batch's positions in the training set (to look up precomputed logits); ``x_teacher`` the batch
-    given to the teacher if it differs from ``x``. Returns (loss, student logits).
-    """
-    optimizer.zero_grad()
-    x_t = x if x_teacher is None else x_teacher
-    f_t = None
-    if hint is not None:
-        if kd.teacher is None:
-            raise ValueError("distill_step: a hint loss needs the teacher model in the "
-                             "DistillationLoss (teacher=...) to compute its feature maps")
-        if idx is not None and kd.teacher_logits is not None:
-            # logits precomputed: run the teacher only as far as the hint layer
-            z_t, f_t = kd.teacher_logits[idx], teacher_features(kd.teacher, x_t, hint.teacher_layer)
-        else:
-            z_t = kd.teacher(x_t, capture=(hint.teacher_layer,))
-            f_t = kd.teacher.features[hint.teacher_layer]
-    else:
-        z_t = kd.teacher_batch(idx, x_t)
-    capture = (hint.student_layer,) if hint is not None else ()
-    logits = student(x, capture=capture) if capture else student(x)
-    loss, grad = kd(logits, y, z_t)
-    feature_grads = None
-    if hint is not None:
-        h_loss, h_grad = hint(student.features[hint.student_layer], f_t)
-        loss += h_loss
-        feature_grads = {hint.student_layer: h_grad}
-    if not np.isfinite(loss):
-        raise FloatingPointError(f"distillation stopped: the loss became {loss}; try a smaller "
-                                 f"learning rate")
-    if isinstance(student, Sequential):
-        # ∂L/∂x of the images is never needed: the first layer may skip it (see Sequential.backward)
-        student.backward(grad, feature_grads=feature_grads, input_grad=False)
-    else:
-        student.backward(grad)
-    optimizer.step()
-    return loss, logits
-
-
-def cosine_lr(optimizer, lr0, total_steps, lr_min=0.0):
-    """``on_step`` callback: lr_t = lr_min + ½ (lr0 − lr_min)(1 + cos(π t / total_steps)).
-
-    Used for *both* arms of every comparison (student alone and distilled) so that the schedule is
-    never credited to distillation."""
-    if total_steps < 1:
-        raise ValueError(f"cosine_lr: total_steps must be ≥ 1, got {total_steps!r}")
-
-    def on_step(step):
-        t = min(step, total_steps)
-        optimizer.lr = float(lr_min + 0.5 * (lr0 - lr_min) * (1.0 + np.cos(np.pi * t / total_steps)))
-    optimizer.lr = float(lr0)
-    return on_step
-
-
-def fit_distill(student, optimizer, train_data, kd, *, epochs, batch_size=128, rng, hint=None,
-                eval_data=None, on_step=None, on_epoch=None, progress=True, desc="distill"):
+def fit_distill(student, train_data, kd, config, *, lr=1e-3, hint_lr=None, eval_data=None,
+                hooks=()):
     """Train ``student`` on ``train_data = (x, y)`` with the distillation loss ``kd``.
 
-    :func:`minicompress.train.fit` with ``pass_index=True``: each batch carries its indices into
-    the training set, so precomputed teacher logits (``kd.teacher_logits``, aligned with ``x``)
-    are looked up instead of recomputed. Returns the per-epoch history.
+    The one training loop (:func:`minicompress.train.fit`) with ``kd`` as the task loss and one
+    Adam whose groups are the student's weights (``lr``) and, with a hint, the regressor
+    (``hint_lr``, default ``lr``). ``config`` is a :class:`~minicompress.train.TrainConfig`;
+    ``hooks`` e.g. ``[CosineLR(total_steps)]``. Returns the per-epoch history.
     """
-    x, y = train_data
+    x, _ = train_data
     if kd.teacher_logits is not None and len(kd.teacher_logits) != len(x):
         raise ValueError(f"fit_distill: teacher_logits has {len(kd.teacher_logits)} rows but the "
                          f"training set has {len(x)} images (they must be aligned)")
-    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ValueError(f"fit_distill: epochs must be an integer ≥ 0, got {epochs!r}")
-    if kd.teacher is not None:
-        freeze(kd.teacher)
-
-    def step_fn(xb, yb, idx):
-        use_idx = idx if kd.teacher_logits is not None else None
-        return distill_step(student, optimizer, xb, yb, kd, idx=use_idx, hint=hint)
-
-    return fit(student, optimizer, (x, y), epochs=epochs, batch_size=batch_size, rng=rng,
-               step_fn=step_fn, pass_index=True, eval_data=eval_data, on_step=on_step,
-               on_epoch=on_epoch, progress=progress, desc=desc)
+    groups = [{"params": student.parameters(), "lr": lr, "name": "weights"}]
+    if kd.parameters():
+        groups.append({"params": kd.parameters(), "lr": lr if hint_lr is None else hint_lr,
+                       "name": "hint regressors"})
+    return fit(student, Adam(groups), train_data, config, loss_fn=kd, hooks=hooks,
+               eval_data=eval_data)

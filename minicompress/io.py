@@ -71,26 +71,59 @@ def _fsync_dir(directory: Path):
         os.close(fd)
 
 
+def _open_unnamed(directory: Path):
+    """A file descriptor for an unnamed file in ``directory`` (Linux ``O_TMPFILE``), or None where
+    the platform or file system has none. A process killed while writing it leaves nothing behind:
+    the file gets a name only once its data are complete."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        return os.open(directory, flag | os.O_WRONLY, 0o644)
+    except OSError:               # a file system without O_TMPFILE support
+        return None
+
+
+def _name_unnamed(fd: int, name: Path):
+    """Give the unnamed file ``fd`` the name ``name`` (linkat with AT_SYMLINK_FOLLOW through
+    /proc, as open(2) describes for O_TMPFILE; a directory fd makes Python call linkat)."""
+    dir_fd = os.open(name.parent, os.O_RDONLY)
+    try:
+        os.link(f"/proc/self/fd/{fd}", name.name, dst_dir_fd=dir_fd, follow_symlinks=True)
+    finally:
+        os.close(dir_fd)
+
+
 @contextmanager
 def atomic_write(path):
-    """Open ``path`` for writing through a temporary sibling (see :func:`part_name`) that replaces
-    ``path`` only when the block succeeds: a crash, an exception or Ctrl-C never leaves a
-    half-written file under the final name, and never leaves the temporary file either.
+    """Open ``path`` for writing through a temporary file that replaces ``path`` only when the
+    block succeeds: a crash, an exception or Ctrl-C never leaves a half-written file under the
+    final name, and never leaves the temporary file either.
+
+    Where Linux offers ``O_TMPFILE`` the data go to an unnamed file, named (as :func:`part_name`)
+    only after they are complete and fsync'ed, and renamed over ``path`` at once: even ``kill -9``
+    during the write leaves no trace. Elsewhere the part is named from the start, and parts of
+    writers killed mid-write are removed by the next write to the same path.
 
     Durable: the data are fsync'ed before the rename and the directory after it, so once this
-    returns the new file survives a power cut. Parts of earlier writers killed mid-write are
-    removed first. Files are made readable by everyone (0644), like an ordinary ``open``."""
+    returns the new file survives a power cut. Files are made readable by everyone (0644), like an
+    ordinary ``open``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_parts(path)
     tmp = part_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = _open_unnamed(path.parent)
+    unnamed = fd is not None
+    if not unnamed:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)      # independent of the umask
+            os.fchmod(f.fileno(), 0o644)      # independent of the umask
+            if unnamed:                        # the complete file gets its (temporary) name
+                _name_unnamed(f.fileno(), tmp)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from .nn import Module, Parameter, cross_entropy
-from .train import backward_from_logits, check_batch, check_logits, check_loss
+from .step import as_task_loss, backward_from_logits, check_batch, check_logits, check_loss
 
 
 def replicate(module: Module, _memo=None) -> Module:
@@ -74,10 +74,13 @@ def _blas_single_thread():
 
 class DataParallelStep:
     """A training step (zero grads, forward, loss, backward, optimizer step) with the batch
-    split across ``workers`` threads. A drop-in for :func:`minicompress.train.train_step`:
+    split across ``workers`` threads. A drop-in for :class:`minicompress.step.TrainStep`:
 
         step = DataParallelStep(model, optimizer, workers=2)
-        loss, logits = step(x, y)
+        loss, logits = step(batch)
+
+    Any :class:`~minicompress.step.TaskLoss` works (it sees the whole batch's logits), except
+    one that captures feature maps (each thread has its own).
 
     The model's structure must not change while the step is in use (call :meth:`refresh` after
     pruning filters away, for example); in-place changes of weights and masks are fine.
@@ -86,7 +89,10 @@ class DataParallelStep:
     def __init__(self, model: Module, optimizer, *, workers: int = 2, loss_fn=cross_entropy):
         if not isinstance(workers, (int, np.integer)) or workers < 1:
             raise ValueError(f"DataParallelStep: workers must be an integer ≥ 1, got {workers!r}")
-        self.model, self.optimizer, self.loss_fn = model, optimizer, loss_fn
+        self.model, self.optimizer, self.loss_fn = model, optimizer, as_task_loss(loss_fn)
+        if self.loss_fn.capture:
+            raise ValueError("DataParallelStep: a loss that captures feature maps "
+                             f"({list(self.loss_fn.capture)}) needs workers=1")
         self.workers = int(workers)
         self._pool = ThreadPoolExecutor(max_workers=self.workers - 1) if self.workers > 1 else None
         self._limits = None
@@ -102,10 +108,11 @@ class DataParallelStep:
         first = fn(*args_per_replica[0])
         return [first] + [f.result() for f in futures]
 
-    def __call__(self, x, y):
-        if len(x) == 0 or len(x) != len(y):
-            raise ValueError(f"DataParallelStep: need a non-empty batch with one label per image, "
-                             f"got {len(x)} images and {len(y)} labels")
+    def __call__(self, batch):
+        x = batch.x
+        if len(x) == 0:
+            raise ValueError("DataParallelStep: need a non-empty batch with one label per image, "
+                             "got 0 images and 0 labels")
         check_batch(x, "DataParallelStep")
         if self._limits is None and self.workers > 1:
             self._limits = _blas_single_thread()  # held until close(): one thread = one core
@@ -123,7 +130,7 @@ class DataParallelStep:
         parts = self._run(lambda r, xs: r(xs), [(r, x[a:b]) for r, (a, b) in zip(replicas, shards)])
         logits = np.concatenate(parts)
         check_logits(logits)
-        loss, grad = self.loss_fn(logits, y)  # the full-batch loss: ∂L/∂z already carries 1/N
+        loss, grad = self.loss_fn(logits, batch)  # the full-batch loss: ∂L/∂z already carries 1/N
         check_loss(loss)
         self._run(backward_from_logits, [(r, grad[a:b]) for r, (a, b) in zip(replicas, shards)])
         # the shards' gradients add up to the full batch's (see the module docstring)

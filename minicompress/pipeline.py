@@ -26,14 +26,14 @@ import numpy as np
 
 from . import metrics, models, optim
 from .data import load_dataset, standardization
-from .distill import DistillationLoss, cosine_lr, fit_distill, teacher_logits
+from .distill import DistillationLoss, fit_distill, teacher_logits
 from .io import atomic_write, load_model
 from .nn import cross_entropy
-from .prune import learned_mask_prune
+from .prune import MaskPruning, learned_mask_prune
 from .quantize import calibrate, convert, prepare, train_quantized
 from .recipe import STAGES, check_feasible, validate
 from .serialize import input_spec, integer_model_size, load_integer_model, save_integer_model
-from .train import evaluate, fit
+from .train import CosineLR, TrainConfig, evaluate, fit
 
 LATENCY_BATCH = 256
 
@@ -50,7 +50,6 @@ class PipelineRun:
         self.input_size = self.x_train.shape[-1]
         check_feasible(self.recipe, self.input_size)  # checkpoint and bit widths, before training
         self.rng = np.random.default_rng(self.seed)
-        self.index = np.arange(len(self.x_train))  # batches of indices find teacher logits
         self.teacher = self.subject = self.z_teacher = self.integer = None
         self.rows = []
         self.artifact = None
@@ -79,14 +78,21 @@ class PipelineRun:
         return row
 
     def task_loss(self, stage):
-        """``loss_fn(logits, idx)`` for a stage whose batches carry training-set indices: the
-        distillation loss with the stage's T and α when there is a teacher, else cross-entropy."""
-        y = self.y_train
+        """The stage's task loss: the distillation loss with the stage's T and α when there is a
+        teacher (its logits looked up by each batch's training-set indices), else cross-entropy."""
         if self.teacher is None:
-            return lambda logits, idx: cross_entropy(logits, y[idx])
+            return cross_entropy
         s = self.recipe[stage]
-        kd = DistillationLoss(s["temperature"], s["alpha"], teacher_logits=self.teacher_logits())
-        return lambda logits, idx: kd.loss_fn(idx)(logits, y[idx])
+        return DistillationLoss(s["temperature"], s["alpha"], teacher_logits=self.teacher_logits())
+
+    def train_config(self, stage, epochs):
+        """The stage's loop: ``epochs`` passes in batches of the recipe's size, shuffled by the run's rng."""
+        return TrainConfig(int(epochs), self.rng, batch_size=self.batch_size,
+                           progress=self.progress, desc=stage)
+
+    @property
+    def train_data(self):
+        return self.x_train, self.y_train
 
     def take_subject(self):
         """The model the stage may change. When the teacher itself is being compressed (no
@@ -126,9 +132,8 @@ def stage_teacher(r: PipelineRun):
         load_model(r.teacher, t["checkpoint"])
         r.log(f"[teacher] loaded {t['checkpoint']}")
     else:
-        fit(r.teacher, optim.Adam(r.teacher.parameters(), lr=t["lr"]), (r.x_train, r.y_train),
-            epochs=int(t["epochs"]), batch_size=r.batch_size, rng=r.rng, progress=r.progress,
-            desc="teacher")
+        fit(r.teacher, optim.Adam(r.teacher.parameters(), lr=t["lr"]), r.train_data,
+            r.train_config("teacher", t["epochs"]))
     r.subject = r.teacher
     acc = r.evaluate()
     r.log(f"[teacher] test accuracy {acc:.4f}")
@@ -142,12 +147,9 @@ def stage_distill(r: PipelineRun):
     d, t0 = r.recipe["distill"], time.perf_counter()
     kwargs = {"hidden": int(d["hidden"])} if d["model"] == "student" else {}
     student = models.build(d["model"], r.input_size, rng=np.random.default_rng(r.seed + 1), **kwargs)
-    kd = DistillationLoss(d["temperature"], d["alpha"], teacher_logits=r.teacher_logits())
-    opt = optim.Adam(student.parameters(), lr=d["lr"])
-    steps = int(d["epochs"]) * -(-len(r.x_train) // r.batch_size)
-    on_step = cosine_lr(opt, d["lr"], steps) if d["lr_schedule"] == "cosine" else None
-    fit_distill(student, opt, (r.x_train, r.y_train), kd, epochs=int(d["epochs"]),
-                batch_size=r.batch_size, rng=r.rng, on_step=on_step, progress=r.progress)
+    config = r.train_config("distill", d["epochs"])
+    hooks = [CosineLR(config.total_steps(len(r.x_train)))] if d["lr_schedule"] == "cosine" else []
+    fit_distill(student, r.train_data, r.task_loss("distill"), config, lr=d["lr"], hooks=hooks)
     r.subject = student
     acc = r.evaluate()
     r.log(f"[distill] student test accuracy {acc:.4f}")
@@ -157,9 +159,9 @@ def stage_distill(r: PipelineRun):
 def stage_prune(r: PipelineRun):
     """§3.1: Adam-learned mask at exactly ``sparsity``, the distillation loss as task loss."""
     p, t0 = r.recipe["prune"], time.perf_counter()
-    learned_mask_prune(r.take_subject(), (r.x_train, r.index), p["sparsity"], int(p["epochs"]),
-                       rng=r.rng, loss_fn=r.task_loss("prune"), lr=p["lr"],
-                       score_lr=p["score_lr"], batch_size=r.batch_size, progress=r.progress)
+    learned_mask_prune(r.take_subject(), r.train_data,
+                       MaskPruning(p["sparsity"], lr=p["lr"], score_lr=p["score_lr"]),
+                       r.train_config("prune", p["epochs"]), loss_fn=r.task_loss("prune"))
     acc = r.evaluate()
     r.log(f"[prune] sparsity {p['sparsity']:.3f}, test accuracy {acc:.4f}")
     return r.record("prune", acc, time.perf_counter() - t0)
@@ -173,9 +175,8 @@ def stage_quantize(r: PipelineRun):
             rng=np.random.default_rng(r.seed + 2))
     calibrate(r.subject, r.x_train[:1000])
     if q["epochs"]:
-        train_quantized(r.subject, (r.x_train, r.index), epochs=int(q["epochs"]),
-                        lr_quant=q["lr_delta"], lr_weights=q["lr"], batch_size=r.batch_size,
-                        rng=r.rng, loss_fn=r.task_loss("quantize"), progress=r.progress)
+        train_quantized(r.subject, r.train_data, r.train_config("quantize", q["epochs"]),
+                        lr_quant=q["lr_delta"], lr_weights=q["lr"], loss_fn=r.task_loss("quantize"))
     acc = r.evaluate()
     r.integer = convert(r.subject)
     r.integer.input = r.input_spec()   # the file records the input shape and standardisation

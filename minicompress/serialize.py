@@ -338,7 +338,8 @@ def _read_layer(r: StepReader, g: Grid, last: bool, budget, gemm):
         raise r.fail("weight_delta", "every Δ_w must be finite and > 0")
     out = _read_logits_out(r, o, budget) if logits else _read_requantize_out(r, o, budget)
     try:
-        step = IntLayer(r.step["kind"], q_w, bits, w_delta, q_b, in_grid, out, stride, padding, gemm)
+        step = IntLayer(r.step["kind"], (q_w, bits, w_delta), q_b, in_grid, out, stride, padding,
+                        gemm)
     except OverflowError:
         raise r.fail("bias", "the accumulator bound Σ|q_w|·max|q_x − z_x| + |q_b| of this "
                              "layer's weights and bias does not fit in int32") from None

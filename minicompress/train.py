@@ -1,24 +1,37 @@
-"""Training and evaluation loops: ``fit`` and ``evaluate``.
+"""The training loop: ``fit`` (one loop for every method) and ``evaluate``.
 
-One training step is the whole story of the library:
+One training step is the whole story of the library (``step.py``):
 
-    logits = model(x)                      # forward
-    loss, grad = loss_fn(logits, y)        # loss and ∂L/∂logits
-    model.backward(grad)                   # ∂L/∂θ added into every Parameter's .grad
-    optimizer.step()                       # Adam (document §2.1)
+    logits = model(batch.x)                 # forward
+    loss, grad = loss_fn(logits, batch)     # loss and ∂L/∂logits
+    model.backward(grad)                    # ∂L/∂θ added into every Parameter's .grad
+    optimizer.step()                        # Adam (document §2.1), one optimizer for all
 
-Compression methods change only ``loss_fn`` (distillation), add a term and a callback
-(pruning), or wrap the weights (quantization) — the loop stays the same.
+The loop repeats it over shuffled batches for ``config.epochs`` epochs. Compression methods are
+short compositions of this loop: they choose the task loss (distillation: the teacher's soft
+targets; pruning: plus the document's L1 term), the parameter groups of the one Adam (weights,
+mask scores, step sizes Δ, offsets, hint regressors — each with its own learning rate), and a
+few **hooks**, called at three points:
+
+    before_step(trainer, batch)     before the step: a pruning mask follows its schedule
+    after_step(trainer, batch)      after Adam's update: a learning-rate schedule
+    end_of_epoch(trainer, record)   after each epoch: evaluate, log, fix the masks
+
+``trainer.step`` counts the steps done so far (so it is t − 1 in ``before_step`` of step t and
+t in ``after_step``); hooks run in the order they are given.
 """
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from .data import batches
-from .nn import Sequential, cross_entropy
+from .nn import cross_entropy
+from .parallel import DataParallelStep
+from .step import Batch, TrainStep, as_task_loss
 
 
 class Progress:
@@ -78,102 +91,178 @@ def evaluate(model, x, y, batch_size=1000, loss_fn=cross_entropy):
     return {"loss": float(loss), "accuracy": float((logits.argmax(1) == y).mean())}
 
 
-def check_batch(x, where):
-    if not np.all(np.isfinite(x)):
-        raise FloatingPointError(f"{where}: the input batch contains NaN or inf")
+@dataclass
+class TrainConfig:
+    """How long and in which order to train: ``epochs`` passes over the data in shuffled batches
+    of ``batch_size`` (shuffled by ``rng``, a seeded ``np.random.Generator``). ``workers=2`` splits
+    every batch across 2 threads (:mod:`minicompress.parallel`: the same result up to float
+    rounding, faster on 2 cores). ``progress`` draws a progress line named ``desc`` on stderr."""
+
+    epochs: int
+    rng: np.random.Generator
+    batch_size: int = 128
+    workers: int = 1
+    progress: bool = False
+    desc: str = "train"
+
+    def __post_init__(self):
+        for name, low in (("epochs", 0), ("batch_size", 1), ("workers", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"TrainConfig: {name} must be an integer ≥ {low}, got {value!r}")
+        if not isinstance(self.rng, np.random.Generator):
+            raise TypeError(f"TrainConfig: rng must be a numpy Generator (np.random.default_rng), "
+                            f"got {type(self.rng).__name__}")
+
+    def steps_per_epoch(self, n):
+        """⌈n / batch_size⌉ steps for a training set of n images."""
+        return -(-n // self.batch_size)
+
+    def total_steps(self, n):
+        return self.epochs * self.steps_per_epoch(n)
 
 
-def check_logits(logits):
-    if not np.all(np.isfinite(logits)):
-        raise FloatingPointError("training stopped: the network output contains NaN or inf "
-                                 "(the weights diverged?); try a smaller learning rate")
+class Hook:
+    """Something the loop calls at fixed points; override what you need (see the module docstring)."""
+
+    def before_step(self, trainer, batch):
+        pass
+
+    def after_step(self, trainer, batch):
+        pass
+
+    def end_of_epoch(self, trainer, record):
+        pass
 
 
-def check_loss(loss):
-    if not np.isfinite(loss):
-        raise FloatingPointError(f"training stopped: the loss became {loss} (diverged); "
-                                 f"try a smaller learning rate")
+class Evaluate(Hook):
+    """At the end of each epoch, add ``test_loss`` and ``test_accuracy`` on ``data = (x, y)``."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def end_of_epoch(self, trainer, record):
+        ev = evaluate(trainer.model, *self.data)
+        record.update(test_loss=ev["loss"], test_accuracy=ev["accuracy"])
 
 
-def backward_from_logits(model, grad):
-    """``model.backward(∂L/∂z)``; a Sequential skips ∂L/∂x of the images, never needed here."""
-    if isinstance(model, Sequential):
-        model.backward(grad, input_grad=False)
-    else:
-        model.backward(grad)
+def evaluation(eval_data):
+    """``[Evaluate(eval_data)]``, or no hook when there is nothing to evaluate on."""
+    return [] if eval_data is None else [Evaluate(eval_data)]
 
 
-def train_step(model, optimizer, x, y, loss_fn=cross_entropy):
-    """One step: zero grads, forward, loss, backward, Adam. Returns (loss, logits)."""
-    check_batch(x, "train_step")
-    optimizer.zero_grad()
-    logits = model(x)
-    check_logits(logits)
-    loss, grad = loss_fn(logits, y)
-    check_loss(loss)
-    backward_from_logits(model, grad)
-    optimizer.step()
-    return loss, logits
+class EveryStep(Hook):
+    """``fn(step)`` after every step (``step`` = steps done): a plain function as a hook."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def after_step(self, trainer, batch):
+        self.fn(trainer.step)
 
 
-def fit(model, optimizer, train_data, *, epochs, batch_size=128, rng, loss_fn=cross_entropy,
-        step_fn=None, pass_index=False, eval_data=None, on_step=None, on_epoch=None,
-        progress=True, desc="train", workers=1):
-    """Train ``model`` for ``epochs`` passes over ``train_data = (x, y)``.
+class EveryEpoch(Hook):
+    """``fn(epoch, record)`` at the end of every epoch: a plain function as a hook."""
 
-    ``step_fn(x, y) -> (loss, logits)`` replaces :func:`train_step` (distillation, pruning);
-    with ``pass_index=True`` it is called ``step_fn(x, y, idx)``, ``idx`` the batch's positions
-    in the training set (to look up per-image targets such as precomputed teacher logits);
-    ``on_step(global_step)`` runs after each step (pruning schedules); ``on_epoch(epoch, record)``
-    after each epoch. ``workers=2`` splits every batch across 2 threads (see
-    :mod:`minicompress.parallel`; same result up to float rounding, faster on 2 cores).
-    Returns the history: a list of per-epoch dicts (train loss/accuracy and, with ``eval_data``,
-    test loss/accuracy).
+    def __init__(self, fn):
+        self.fn = fn
+
+    def end_of_epoch(self, trainer, record):
+        self.fn(record["epoch"], record)
+
+
+class CosineLR(Hook):
+    """Cosine learning rate for every parameter group, from its α₀ (its lr when training starts):
+
+        α_t = α_min + ½ (α₀ − α_min)(1 + cos(π t / T)),   t = steps done, capped at T.
     """
-    if not isinstance(epochs, (int, np.integer)) or epochs < 0:
-        raise ValueError(f"fit: epochs must be an integer ≥ 0, got {epochs!r}")
-    if not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"fit: workers must be an integer ≥ 1, got {workers!r}")
-    if workers > 1:
-        if step_fn is not None:
-            raise ValueError("fit: workers > 1 applies to the default training step; a custom "
-                             "step_fn must do its own splitting (see DataParallelStep)")
-        from .parallel import DataParallelStep  # here: parallel.py builds on this module
-        with DataParallelStep(model, optimizer, workers=workers, loss_fn=loss_fn) as step:
-            return fit(model, optimizer, train_data, epochs=epochs, batch_size=batch_size,
-                       rng=rng, step_fn=step, eval_data=eval_data, on_step=on_step,
-                       on_epoch=on_epoch, progress=progress, desc=desc)
-    x, y = train_data
-    step_fn = step_fn or (lambda xb, yb: train_step(model, optimizer, xb, yb, loss_fn))
-    if len(x) != len(y):
-        raise ValueError(f"fit: x has {len(x)} items but y has {len(y)}")
-    index = np.arange(len(x))
-    history, global_step = [], 0
-    steps_per_epoch = -(-len(x) // batch_size)
-    for epoch in range(1, epochs + 1):
-        model.train()
-        bar = Progress(steps_per_epoch, f"{desc} epoch {epoch}/{epochs}", enabled=progress)
+
+    def __init__(self, total_steps, lr_min=0.0):
+        if isinstance(total_steps, bool) or not isinstance(total_steps, (int, np.integer)) \
+                or total_steps < 1:
+            raise ValueError(f"CosineLR: total_steps must be an integer ≥ 1, got {total_steps!r}")
+        self.total_steps, self.lr_min = int(total_steps), float(lr_min)
+        self.lr0 = None
+
+    def before_step(self, trainer, batch):
+        if self.lr0 is None:
+            self.lr0 = [g["lr"] for g in trainer.optimizer.param_groups]
+
+    def after_step(self, trainer, batch):
+        t = min(trainer.step, self.total_steps)
+        for group, lr0 in zip(trainer.optimizer.param_groups, self.lr0):
+            group["lr"] = float(self.lr_min + 0.5 * (lr0 - self.lr_min)
+                                * (1.0 + np.cos(np.pi * t / self.total_steps)))
+
+
+class Trainer:
+    """The training loop: ``Trainer(model, optimizer, config, loss_fn=..., hooks=[...]).fit(data)``.
+
+    ``loss_fn`` is a :class:`~minicompress.step.TaskLoss` or a plain ``fn(logits, y)``;
+    ``trainer.step`` counts the steps done, ``trainer.epoch`` the current epoch.
+    """
+
+    def __init__(self, model, optimizer, config, *, loss_fn=cross_entropy, hooks=()):
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"Trainer: config must be a TrainConfig, got {type(config).__name__}")
+        self.model, self.optimizer, self.config = model, optimizer, config
+        self.loss_fn = as_task_loss(loss_fn)
+        self.hooks = list(hooks)
+        self.step, self.epoch = 0, 0
+
+    def fit(self, data):
+        """Train on ``data = (x, y)``; returns the history, one dict per epoch (train loss and
+        accuracy, and whatever the hooks add: test loss/accuracy, sparsity ...)."""
+        x, y = data
+        if len(x) != len(y):
+            raise ValueError(f"fit: x has {len(x)} items but y has {len(y)}")
+        c = self.config
+        step = (DataParallelStep(self.model, self.optimizer, workers=c.workers, loss_fn=self.loss_fn)
+                if c.workers > 1 else TrainStep(self.model, self.optimizer, self.loss_fn))
+        try:
+            history = []
+            for epoch in range(1, c.epochs + 1):
+                self.epoch = epoch
+                history.append(self._one_epoch(step, x, y))
+            return history
+        finally:
+            step.close()
+
+    def _one_epoch(self, step, x, y):
+        c = self.config
+        self.model.train()
+        bar = Progress(c.steps_per_epoch(len(x)), f"{c.desc} epoch {self.epoch}/{c.epochs}",
+                       enabled=c.progress)
         total_loss, correct, seen = 0.0, 0, 0
         # batching the positions gives each batch's indices (same shuffle as batching y)
-        for xb, idx in batches(x, index, batch_size, rng=rng):
-            yb = y[idx]
-            loss, logits = step_fn(xb, yb, idx) if pass_index else step_fn(xb, yb)
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"training stopped at epoch {epoch}: the loss became {loss}")
-            global_step += 1
-            total_loss += float(loss) * len(yb)
-            correct += int((logits.argmax(1) == yb).sum())
-            seen += len(yb)
-            if on_step is not None:
-                on_step(global_step)
+        for xb, idx in batches(x, np.arange(len(x)), c.batch_size, rng=c.rng):
+            batch = Batch(xb, y[idx], idx)
+            for h in self.hooks:
+                h.before_step(self, batch)
+            loss, logits = step(batch)
+            self.step += 1
+            total_loss += float(loss) * len(batch)
+            correct += int((logits.argmax(1) == batch.y).sum())
+            seen += len(batch)
+            for h in self.hooks:
+                h.after_step(self, batch)
             bar.update(loss=total_loss / seen, acc=correct / seen)
-        record = {"epoch": epoch, "train_loss": total_loss / seen, "train_accuracy": correct / seen}
-        if eval_data is not None:
-            ev = evaluate(model, *eval_data)
-            record.update(test_loss=ev["loss"], test_accuracy=ev["accuracy"])
-            bar.update(0, test_acc=ev["accuracy"])
+        record = {"epoch": self.epoch, "train_loss": total_loss / seen,
+                  "train_accuracy": correct / seen}
+        for h in self.hooks:
+            h.end_of_epoch(self, record)
+        if "test_accuracy" in record:
+            bar.update(0, test_acc=record["test_accuracy"])
         bar.close()
-        history.append(record)
-        if on_epoch is not None:
-            on_epoch(epoch, record)
-    return history
+        return record
+
+
+def fit(model, optimizer, train_data, config, *, loss_fn=cross_entropy, hooks=(), eval_data=None):
+    """Train ``model`` on ``train_data = (x, y)`` with ``optimizer`` as ``config`` says.
+
+    ``loss_fn``: a :class:`~minicompress.step.TaskLoss` or a plain ``fn(logits, y)``
+    (default cross-entropy). ``eval_data = (x, y)`` adds test loss/accuracy to every epoch's
+    record (before the other ``hooks`` run). Returns the history (one dict per epoch).
+    """
+    hooks = evaluation(eval_data) + list(hooks)
+    return Trainer(model, optimizer, config, loss_fn=loss_fn, hooks=hooks).fit(train_data)

@@ -115,11 +115,12 @@ def masked_distillation_loss(student_logits, teacher_logits, y, T, alpha):
 
 class MaskedDistillationLoss(DistillationLoss):
     """:class:`~minicompress.distill.DistillationLoss` with the masked loss: train with
-    ``fit_distill(student, opt, (x, hide_labels(y, keep)), kd, ...)`` and precomputed
+    ``fit_distill(student, (x, hide_labels(y, keep)), kd, config)`` and precomputed
     ``teacher_logits`` aligned with ``x`` (the labelled images and the transfer set together)."""
 
-    def __call__(self, student_logits, y, teacher_logits):
-        return masked_distillation_loss(student_logits, teacher_logits, y, self.T, self.alpha)
+    def __call__(self, logits, batch):
+        return masked_distillation_loss(logits, self.teacher_batch(batch), batch.y, self.T,
+                                        self.alpha)
 
 
 # ---- the omitted class: Hinton's bias adjustment ------------------------------------------------

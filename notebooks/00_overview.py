@@ -45,6 +45,39 @@
 # `q(x) = round(x/Δ)` needs clipping once Δ is learned (notebook 04); the text stops in the middle of the soft-target
 # formula, which we complete from Hinton et al. 2015 (notebook 06).
 
+# %% [markdown]
+# ## Glossary — 术语表
+#
+# The document's words, the symbols it writes, and the names the notebooks and the code use. A Chinese edition of
+# every notebook, with the same code, is in `notebooks/zh/`.
+#
+# | 文档用语 (document) | English (notebooks) | symbol | code |
+# | --- | --- | --- | --- |
+# | 剪枝 / 权重剪枝 / 滤波器剪枝 | pruning / weight pruning / filter pruning | | `minicompress.prune` |
+# | 剪枝掩码 | pruning mask | $m$ ($m_{ij}\in\{0,1\}$) | `Mask`, `attach_mask` |
+# | 重要性得分 | importance score | $s$ | `weight_scores`, `LearnedMask` |
+# | 权重绝对值 | weight magnitude | $\lvert W\rvert$ | `weight_scores(score="magnitude")` |
+# | 梯度范数 | gradient norm | $\lVert g\rVert$ | `weight_scores(score="gradient")` |
+# | 滤波器范数 / 绝对中值 | filter norm / absolute median | $\lVert W_o\rVert_1$, $\lVert W_o\rVert_2$ / $\operatorname{median}\lvert W_o\rvert$ | `filter_norm_scores`, `filter_scores` |
+# | 正则化系数 | regularisation coefficient | $\lambda$ | `lam` (`l1_penalty`) |
+# | 任务损失函数 | task loss | $\mathcal{L}_{\text{task}}$ | |
+# | 量化 / 对称量化 / 非对称量化 | quantization / symmetric / asymmetric | | `minicompress.quantize` |
+# | 量化间隔 | quantization step (step size) | $\Delta$ | `delta` (`symmetric_delta`) |
+# | 偏移量 | offset, zero point | $r_{\min}$; integer zero point $z$ | `r_min`, `zero_point` |
+# | 量化比特宽度 | bit width | $n$ | `n_bits` |
+# | 四舍五入函数 | rounding | $\text{round}(\cdot)$ | `np.rint` (halves to even) |
+# | 最大绝对值 / 最小值 / 最大值 | largest magnitude / minimum / maximum | $r_{\max}$, $r_{\min}$ | `minicompress/quantize/observers.py` |
+# | 激活值 | activations | $\boldsymbol{A}$ | |
+# | 一阶矩估计 / 二阶矩估计 | first / second moment estimate | $\boldsymbol{m}_t$, $\boldsymbol{v}_t$ | `Adam` |
+# | 指数衰减率 | exponential decay rates | $\beta_1$, $\beta_2$ | `betas` |
+# | 初始学习率 | (initial) learning rate | $\alpha$ | `lr` |
+# | 一个很小的常数 | small constant | $\epsilon$ | `eps` |
+# | 知识蒸馏 | knowledge distillation | | `minicompress.distill` |
+# | 教师模型 / 学生模型 | teacher / student | $T$, $S$ | |
+# | 知识传递损失 | knowledge-transfer (distillation) loss | $\mathcal{L}_{\text{KD}}$ | |
+# | 软目标损失 | soft-target loss | $\mathcal{L}_{\text{KD}}^{\text{soft}}$, temperature $T$ | `soft_target_loss` |
+# | 特征映射 | feature maps (hints) | | |
+
 # %%
 import json, tempfile
 from pathlib import Path

@@ -33,13 +33,14 @@
 import os, time
 from pathlib import Path
 import numpy as np
+from minicompress.check import check
 import matplotlib.pyplot as plt
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, nn, optim
 from minicompress.nn import Parameter
 from minicompress.data import load_dataset
-from minicompress.train import fit, evaluate
+from minicompress.train import TrainConfig, fit, evaluate
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
 print("fast mode (8x8 digits, few epochs)" if FAST else "full mode (Fashion-MNIST)")
@@ -75,8 +76,8 @@ def save(fig, name):
 # element-wise, or what $\beta_1, \beta_2, \epsilon$ usually are. We use Kingma & Ba's defaults
 # $\beta_1 = 0.9,\ \beta_2 = 0.999,\ \epsilon = 10^{-8}$, keep $\epsilon$ *outside* the square root as the document
 # writes it (PyTorch does the same), and add no weight decay. The document calls $\alpha$ the "initial" learning
-# rate; in these equations it is simply the step size — nothing changes it unless a schedule is added on top.
-# It also calls $m_t$, $v_t$ unbiased estimates; they are not — $\hat m_t$, $\hat v_t$ are (for gradients
+# rate (初始学习率); in these equations it is simply the step size — nothing changes it unless a schedule is added on top.
+# It also calls $m_t$, $v_t$ unbiased estimates (计算梯度的指数加权无偏估计); they are not — $\hat m_t$, $\hat v_t$ are (for gradients
 # with a steady mean), which is what section 2 below shows.
 #
 # Below, a scalar $\theta$ on $f(\theta) = \tfrac12(\theta-3)^2 \cdot 10$ (gradient $g = 10(\theta - 3)$), computed by
@@ -115,8 +116,70 @@ assert np.allclose(ours, by_hand, atol=1e-5)
 # Read the first row: $m_1 = 0.1\,g_1$ and $v_1 = 0.001\,g_1^2$ are far from $g_1$ and $g_1^2$, but after dividing by
 # $1-\beta_1 = 0.1$ and $1-\beta_2 = 0.001$, $\hat m_1 = g_1$ and $\hat v_1 = g_1^2$ exactly, so the first step is
 # $\alpha\,g_1/|g_1| = \alpha\,\mathrm{sign}(g_1)$ (up to ε): **the size of the first step does not depend on the size
-# of the gradient.** The next steps stay close to $\alpha$ while the gradients keep the same sign, and shrink once
-# $\theta$ passes the minimum at 3 and the sign flips.
+# of the gradient.** The next steps stay close to $\alpha$ while the gradients keep the same sign: they shrink only
+# slowly (from $0.5$ to about $0.42$ in the six rows), because $\hat m_t$ and $\sqrt{\hat v_t}$ both shrink with the
+# gradient. The six steps have not yet reached the minimum at 3; once $\theta$ passes it, the gradient's sign flips,
+# $m_t$ has to turn round, and the steps shrink fast (*Try* 1 below).
+
+# %% [markdown]
+# **Exercise — `adam_moments`.** The two running means of §2.1. Write them for a scalar or an array (NumPy's `*` is element-wise). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def adam_moments(m, v, g, beta1, beta2):
+    """Adam's running moments, one step (§2.1), element-wise; every argument a float or an array of θ's shape.
+
+        m_t = β₁·m_{t−1} + (1 − β₁)·g_t        (first moment: running mean of the gradient)
+        v_t = β₂·v_{t−1} + (1 − β₂)·g_t²       (second moment: running mean of its square)
+
+    Returns (m_t, v_t), shapes of g.
+    """
+    ### BEGIN SOLUTION
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    return m, v
+    ### END SOLUTION
+
+# %%
+check("adam_moments", adam_moments)
+
+# %% [markdown]
+# **Exercise — `bias_correction`.** Divide by $1-\beta^t$. At $t=1$ this turns $m_1 = 0.1\,g_1$ back into $g_1$ (the first row of the table above). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def bias_correction(m, v, beta1, beta2, t):
+    """Bias correction at step t = 1, 2, … (m₀ = v₀ = 0):
+
+        m̂_t = m_t / (1 − β₁^t),    v̂_t = v_t / (1 − β₂^t)
+
+    Returns (m̂_t, v̂_t), shapes of m and v.
+    """
+    ### BEGIN SOLUTION
+    return m / (1 - beta1 ** t), v / (1 - beta2 ** t)
+    ### END SOLUTION
+
+# %%
+check("bias_correction", bias_correction)
+
+# %% [markdown]
+# **Exercise — `adam_update`.** The step itself. Keep $\epsilon$ *outside* the square root, as the document and PyTorch write it; the check uses a large $\epsilon$ so that the difference shows. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def adam_update(theta, m_hat, v_hat, alpha, eps):
+    """The step: θ_{t+1} = θ_t − α · m̂_t / (√v̂_t + ε), with ε outside the square root as the
+    document writes it. Returns θ_{t+1}, shape of θ.
+    """
+    ### BEGIN SOLUTION
+    return theta - alpha * m_hat / (np.sqrt(v_hat) + eps)
+    ### END SOLUTION
+
+# %%
+check("adam_update", adam_update)
 
 # %% [markdown]
 # ## 2. Why bias correction matters
@@ -151,7 +214,8 @@ ax[0].plot(steps[:50], g[:50], ".", color="0.6", label="$g_t$ (mean 1)")
 ax[0].plot(steps[:50], ms[:50], label="$m_t$ (no correction)")
 ax[0].plot(steps[:50], m_hats[:50], label=r"$\hat m_t = m_t/(1-\beta_1^t)$")
 ax[0].axhline(1, color="k", lw=0.8, ls="--")
-ax[0].set_xlabel("step t"); ax[0].set_title("first moment over the first 50 steps"); ax[0].legend()
+ax[0].set_xlabel("step t"); ax[0].set_ylabel("gradient, moment")
+ax[0].set_title("first moment over the first 50 steps"); ax[0].legend()
 ax[1].plot(steps, step_raw, label=r"$m_t/(\sqrt{v_t}+\epsilon)$  no correction")
 ax[1].plot(steps, step_corr, label=r"$\hat m_t/(\sqrt{\hat v_t}+\epsilon)$  Adam")
 ax[1].set_xlabel("step t"); ax[1].set_ylabel(r"step / $\alpha$"); ax[1].set_title("step size")
@@ -195,7 +259,8 @@ ax[0].contour(X, Y, 0.5 * (X ** 2 + 50 * Y ** 2), levels=np.geomspace(0.01, 100,
 for label, path in runs.items():
     ax[0].plot(path[:, 0], path[:, 1], ".-", ms=3, lw=1, label=label)
     ax[1].semilogy([f(z) + 1e-16 for z in path], label=label)
-ax[0].plot(0, 0, "k*", ms=10); ax[0].set_title("trajectories from (-4, 1.5)"); ax[0].legend(fontsize=8)
+ax[0].plot(0, 0, "k*", ms=10, label="minimum"); ax[0].set_title("trajectories from (-4, 1.5)")
+ax[0].set_xlabel("x"); ax[0].set_ylabel("y"); ax[0].legend(fontsize=8)
 ax[1].set_xlabel("step"); ax[1].set_ylabel("f"); ax[1].set_title("loss"); ax[1].legend(fontsize=8)
 fig.tight_layout(); save(fig, "adam_vs_sgd_quadratic.png"); plt.show()
 for label, path in runs.items():
@@ -210,7 +275,7 @@ for label, path in runs.items():
 # quadratic Adam is not the only good tool. Adam's per-coordinate scaling helps most when the stiff
 # directions line up with the coordinate axes, as here. The cell below rotates the same valley by 45°: now no
 # coordinate is "the stiff one", Adam's normalisation no longer matches the valley, and after 150 steps it is far
-# behind both SGD variants. The document's claim that Adam converges "faster and more robustly" is a tendency on
+# behind both SGD variants. The document's claim that Adam converges "faster and more robustly" (Adam具有更快的收敛速度和更好的鲁棒性) is a tendency on
 # neural-network losses (next section), not a theorem.
 
 # %%
@@ -248,8 +313,8 @@ histories = {}
 for label, make in setups.items():
     model = models.lenet300(size, rng=np.random.default_rng(0))   # same initial weights
     t0 = time.perf_counter()
-    histories[label] = fit(model, make(model.parameters()), (xtr, ytr), epochs=epochs, batch_size=128,
-                           rng=np.random.default_rng(1), eval_data=(xte, yte), progress=False)
+    histories[label] = fit(model, make(model.parameters()), (xtr, ytr),
+                           TrainConfig(epochs, np.random.default_rng(1), batch_size=128), eval_data=(xte, yte))
     h = histories[label][-1]
     print(f"{label:30s} test accuracy after {epochs} epochs: {100 * h['test_accuracy']:.2f} %  "
           f"({time.perf_counter() - t0:.1f} s)")
@@ -259,8 +324,8 @@ for label, hist in histories.items():
     ep = [r["epoch"] for r in hist]
     ax[0].plot(ep, [r["train_loss"] for r in hist], "o-", label=label)
     ax[1].plot(ep, [100 * r["test_accuracy"] for r in hist], "o-", label=label)
-ax[0].set_xlabel("epoch"); ax[0].set_ylabel("training loss"); ax[0].legend()
-ax[1].set_xlabel("epoch"); ax[1].set_ylabel("test accuracy (%)")
+ax[0].set_xlabel("epoch"); ax[0].set_ylabel("training loss"); ax[0].legend(); ax[0].set_title("training loss")
+ax[1].set_xlabel("epoch"); ax[1].set_ylabel("test accuracy (%)"); ax[1].legend(); ax[1].set_title("test accuracy")
 fig.suptitle(f"LeNet-300-100 on {data_name}")
 fig.tight_layout(); save(fig, "adam_vs_sgd_lenet300.png"); plt.show()
 
@@ -313,3 +378,17 @@ print(f"∂L/∂bias   max relative error {rel(conv.bias.grad, numerical(conv.bi
 # defaults $\beta_1 = 0.9$, $\beta_2 = 0.999$, $\epsilon = 10^{-8}$ (unstated); ε outside the root (as written); no weight
 # decay (not mentioned); $\alpha$ is a constant step size, not an "initial" rate; "faster and more robust" is
 # shown above to hold on an axis-aligned problem and on LeNet-300-100, and to weaken on a rotated valley.
+
+# %% [markdown]
+# ## Things to try, and questions
+#
+# 1. **Past the minimum.** In the table of section 1, run 20 steps instead of 6 (`range(1, 21)`, and `range(20)` for
+#    the library). At which step does $\theta$ first pass 3? What happens to $m_t$ and to the size of the step in
+#    the steps after that?
+# 2. **ε inside the square root.** In your `adam_update`, write $\sqrt{\hat v + \epsilon}$ instead of
+#    $\sqrt{\hat v} + \epsilon$. With $\epsilon = 10^{-8}$, does the table change? For which gradient sizes would it
+#    matter? (Why does the checker use $\epsilon = 0.25$?)
+# 3. **Is the learning rate less critical with Adam?** The document says Adam "对初始学习率的选择不太敏感" (is not very
+#    sensitive to the initial learning rate). In section 3b, train with Adam at α ∈ {1e-4, 1e-3, 1e-2} and with plain SGD at
+#    lr ∈ {0.01, 0.1, 1}. Compare how far apart the final accuracies of each optimiser are.
+#    **Question:** why is the first step exactly $\alpha\,\mathrm{sign}(g_1)$, whatever the size of $g_1$?

@@ -31,26 +31,28 @@
 # | 5 | remove the zero filters | `prune.shrink`, `prune.remove_filters` (the next layer shrinks too) |
 #
 # **Where the document is ambiguous or silent, and what we do.**
-# * Step 1 says the mask "has the shape of the convolution filter, each element one whole filter": that is one entry
+# * Step 1 says the mask "has the shape of the convolution filter, each element one whole filter"
+#   (剪枝掩码 $\boldsymbol{m}$ 的形状与卷积滤波器的形状相同,每个元素对应一个完整的滤波器): that is one entry
 #   per *output filter*, shape (O,), not the filter's (C, k, k) shape. We read it that way.
 # * The mask must also silence the filter's **bias**: a filter with zero weights still outputs $b_o$, which the next
 #   layer sees (and, behind a padded convolution, not as a constant that could be folded into the next bias). So the
 #   mask multiplies the layer's *output* channel, which zeroes weight and bias at once, and the masked network computes
 #   exactly what the smaller network computes.
-# * Step 5 says "remove" but not that the *next* layer must lose the matching inputs — for a conv followed by
+# * Step 5 says "remove" (永久性地移除) but not that the *next* layer must lose the matching inputs — for a conv followed by
 #   Flatten → Linear, a whole block of H·W input columns per channel. We do it, and test that the outputs agree.
-# * The "similar loss" of step 4 is read as for weights (notebook 02): the sparsity comes from a budget of kept
+# * The "similar loss" (类似于权重剪枝的损失函数) of step 4 is read as for weights (notebook 02): the sparsity comes from a budget of kept
 #   filters, reached with a cubic schedule; Adam learns scores that decide which filters stay.
 
 # %%
 import os, json, copy, runpy
 from pathlib import Path
 import numpy as np
+from minicompress.check import check
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim, prune, metrics, nn
 from minicompress.data import load_dataset
-from minicompress.train import fit, evaluate
+from minicompress.train import EveryEpoch, TrainConfig, fit, evaluate
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
 FIGURES = os.environ.get("MINICOMPRESS_FIGURES")  # if set, a folder to also save the figures in
@@ -63,7 +65,7 @@ np.set_printoptions(precision=3, suppress=True, linewidth=110)
 if FAST:
     (xtr, ytr), (xte, yte) = load_dataset("digits")
     net = models.lenet5(8, rng=np.random.default_rng(0))
-    fit(net, optim.Adam(net.parameters(), 1e-3), (xtr, ytr), epochs=15, rng=np.random.default_rng(1), progress=False)
+    fit(net, optim.Adam(net.parameters(), 1e-3), (xtr, ytr), TrainConfig(15, np.random.default_rng(1)))
     size, EPOCHS = 8, 6
 else:
     common = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))   # the cached dense reference nets
@@ -91,7 +93,7 @@ print(gated)
 # ## Step 2 — filter scores
 #
 # For filter $o$ with weights $W_o$ (all its $C\cdot k\cdot k$ entries): L1 norm $\sum\lvert W_o\rvert$, L2 norm
-# $\lVert W_o\rVert_2$, the median of $\lvert W_o\rvert$ (the document's "absolute median", robust to a few large
+# $\lVert W_o\rVert_2$, the median of $\lvert W_o\rvert$ (the document's "absolute median", 绝对中值, robust to a few large
 # weights), and the Taylor score $\frac1B\sum_b\lvert\sum_{n,h,w}a\odot\partial L/\partial a\rvert$ (Molchanov et al.
 # 2017), the first-order change of the loss when the filter's output $a$ is set to 0. First, four filters of a tiny
 # conv you can read (1 input channel, 2×2 kernels):
@@ -104,8 +106,36 @@ Wt = np.array([[[[0.5, -0.5], [0.5, -0.5]]],
 for o in range(4):
     print(f"filter {o}: {Wt[o, 0].ravel()}")
 for s in ("l1", "l2", "median"):
-    print(f"{s:6s}", prune.filter_norm_scores(Wt, s))
-print("L1 and L2 rank filter 1 first (one big weight); the median ranks filter 0 first (every weight matters).")
+    v = prune.filter_norm_scores(Wt, s)
+    print(f"{s:6s} {v}   ranking, most important first: {np.argsort(-v, kind='stable').tolist()}")
+
+# %% [markdown]
+# The three scores disagree on this example. L1 ranks filter 0 first: its four medium weights add up (2.0 against
+# 1.7). L2 ranks filter 1 first: squaring lets its one large weight, 1.6, dominate. The median ranks filter 0 first
+# and filter 3 last: three of filter 3's four weights are 0, so its one large weight, −0.9, does not count at all.
+# Which filter goes first depends on the score you pick.
+
+# %% [markdown]
+# **Exercise — `filter_scores`.** The three norm scores of the cell above, for a weight of shape (O, C, kh, kw). Every score is computed over a filter's own C·kh·kw entries (axes 1, 2, 3). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def filter_scores(W):
+    """Scores of the filters of a convolution weight W of shape (O, C, kh, kw) (§3.1.2 step 2):
+    for each filter j, over its C·kh·kw entries,
+
+        L1_j = Σ |W[j]|,   L2_j = √(Σ W[j]²),   median_j = median |W[j]|
+
+    Returns (L1, L2, median), three arrays of shape (O,).
+    """
+    ### BEGIN SOLUTION
+    a = np.abs(W.reshape(W.shape[0], -1))
+    return a.sum(axis=1), np.sqrt((a * a).sum(axis=1)), np.median(a, axis=1)
+    ### END SOLUTION
+
+# %%
+check("filter_scores", filter_scores)
 
 # %%
 scores = {s: prune.filter_scores(dense, s, ["conv2"], data=(xtr, ytr), rng=np.random.default_rng(2))["conv2"]
@@ -113,7 +143,9 @@ scores = {s: prune.filter_scores(dense, s, ["conv2"], data=(xtr, ytr), rng=np.ra
 fig, axes = plt.subplots(1, 4, figsize=(14, 2.8))
 for ax, (s, v) in zip(axes, scores.items()):
     ax.bar(range(len(v)), v, color=["C3" if i in np.argsort(v)[:len(v) // 2] else "C0" for i in range(len(v))])
-    ax.set_title(f"conv2 {s} (red: lowest half)"); ax.set_xlabel("filter")
+    ax.set_title(f"conv2 {s} score"); ax.set_xlabel("filter"); ax.set_ylabel("score")
+axes[0].legend(handles=[plt.Rectangle((0, 0), 1, 1, color="C0", label="highest half"),
+                        plt.Rectangle((0, 0), 1, 1, color="C3", label="lowest half")], fontsize=8)
 plt.tight_layout()
 save(fig, "prune_filter_scores.png")
 plt.show()
@@ -136,7 +168,15 @@ for s in prune.FILTER_SCORES:
 #
 # `learned_filter_prune` gives every filter a learned score $s_o$ on top of its normalised L1 score, keeps the top-k
 # filters per layer, lowers k along a cubic schedule during the first half of training, and trains the weights at
-# the same time. The plot follows the eight conv2 scores closest to the cut; the mask is the top-k of these curves.
+# the same time. The plot follows all 16 conv2 scores (normalised L1 + $s_o$); the mask is the top-k of these
+# curves, and the filters kept at the end are drawn solid, the pruned ones dashed.
+#
+# **A pruned filter can never come back.** The gate sits between the convolution and its ReLU. Once a filter's gate
+# is 0, the gate outputs 0, and the ReLU has slope 0 there, so $\partial L/\partial y_o = 0$ and the score's gradient
+# $\sum_{n,h,w} a_o\odot\partial L/\partial y_o$ is exactly 0. After that, Adam only coasts on the momentum the score
+# already had, and that momentum shrinks by $\beta_1$ at every step. A pruned *weight* (notebook 02) is different:
+# $\partial L/\partial W_{\text{eff}}$ is computed for every entry, so its score keeps receiving a gradient. The last
+# line of the cell measures this gradient on one batch.
 
 # %%
 learned = copy.deepcopy(dense)
@@ -146,13 +186,26 @@ def on_epoch(epoch, record):
     gt = prune.gates(learned)["conv2"]
     trace.append(gt.scores.data.copy())
     print(f"epoch {epoch}: kept {int(gt.keep.sum())} conv2 filters, test accuracy {record['test_accuracy']:.4f}")
-prune.learned_filter_prune(learned, (xtr, ytr), RATIOS, EPOCHS, rng=np.random.default_rng(4),
-                           eval_data=(xte, yte), on_epoch=on_epoch)
+prune.learned_filter_prune(learned, (xtr, ytr), prune.FilterPruning(RATIOS), TrainConfig(EPOCHS, np.random.default_rng(4)),
+                           eval_data=(xte, yte), hooks=[EveryEpoch(on_epoch)])
 base = prune.filter_norm_scores(dense.conv2.weight.data, "l1"); base = base / base.mean()
 curves = base[None, :] + np.array(trace)
-plt.figure(figsize=(6, 3.5)); plt.plot(range(1, len(trace) + 1), curves, marker="o")
-plt.xlabel("epoch"); plt.ylabel("normalised L1 + s"); plt.title("conv2 filter scores under Adam"); plt.show()
-print("kept conv2 filters:", np.flatnonzero(prune.gates(learned)["conv2"].keep).tolist())
+gate = prune.gates(learned)["conv2"]
+plt.figure(figsize=(6, 3.5))
+for o in range(curves.shape[1]):
+    kept_o = bool(gate.keep[o])
+    plt.plot(range(1, len(trace) + 1), curves[:, o], marker="o", ms=3, ls="-" if kept_o else "--",
+             color="C0" if kept_o else "C3", label=("kept" if kept_o else "pruned") if o in
+             (np.flatnonzero(gate.keep)[0], np.flatnonzero(~gate.keep)[0]) else None)
+plt.xlabel("epoch"); plt.ylabel("normalised L1 + s"); plt.title("conv2 filter scores under Adam (16 filters)")
+plt.legend(fontsize=8); plt.show()
+print("kept conv2 filters:", np.flatnonzero(gate.keep).tolist())
+# one batch: |∂L/∂m_c| = |Σ a ⊙ ∂L/∂y|, the gradient a learned score would receive (the gate records it)
+gate.record_taylor, gate.taylor_sum[...], gate.taylor_count = True, 0.0, 0
+_, dz = nn.cross_entropy(learned(xtr[:256]), ytr[:256]); learned.backward(dz)
+gate.record_taylor = False
+print(f"|∂L/∂s| on one batch: pruned filters {gate.taylor_sum[~gate.keep].max():.1e} (max), "
+      f"kept filters {gate.taylor_sum[gate.keep].mean():.1e} (mean)")
 
 # %% [markdown]
 # ## Step 5 — remove the filters: a smaller network
@@ -178,22 +231,33 @@ print(f"MAC ratio {rows[1][2] / rows[0][2]:.3f}, latency ratio {rows[1][3] / row
       "the benchmark interleaves rounds)")
 
 # %% [markdown]
-# ## Measured on Fashion-MNIST
-#
-# `benchmarks/prune_filters.py` prunes LeNet-5 and the teacher CNN to at most half their MACs and measures accuracy and
-# forward latency (median of interleaved rounds, batch 256, one BLAS thread). Latency does not fall as fast as MACs:
-# an im2col copy scales with a convolution's *input* channels, not with its filters (the first conv of LeNet-5 has one
-# input channel and copies 25 shifted images however many filters it keeps), and ReLU and pooling are memory-bound
-# passes that MACs do not count. The goal was a latency ratio within 1.3× of the MAC ratio; on this (heavily
-# shared) machine we measured 1.4–1.7× for both nets — a **miss**, reported as such. The accuracy (≤ 1 point) and MAC
-# (≤ 50 %) targets are met.
+# **Exercise — `remove_filter`.** Step 5 on two arrays: filter $j$ of one convolution produces channel $j$ of the next one's input, so both layers shrink. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
-for name in ("lenet5", "teacher"):
-    p = ROOT / "benchmarks" / "results" / f"prune_filters_{name}.json"
-    if not p.exists():
-        print(f"{name}: run benchmarks/prune_filters.py"); continue
-    r = json.loads(p.read_text())
-    print(f"{name}: keep {r['keep']}, accuracy {100 * r['dense_accuracy']:.2f} → {100 * r['pruned_accuracy']:.2f} % "
-          f"(drop {r['accuracy_drop_points']:.2f} points), MAC ratio {r['mac_ratio']:.3f}, "
-          f"latency ratio {r['latency_ratio']:.3f} (= {r['latency_over_mac_ratio']:.2f} × MAC ratio)")
+def remove_filter(W1, b1, W2, j):
+    """Remove filter j of a convolution (§3.1.2 step 5): W1 (O1, C, kh, kw) and b1 (O1,) lose
+    filter j, and the next convolution's weight W2 (O2, O1, kh, kw) loses input channel j — the
+    channel that filter produced. Returns (W1 (O1−1, C, kh, kw), b1 (O1−1,), W2 (O2, O1−1, kh, kw)).
+    """
+    ### BEGIN SOLUTION
+    return np.delete(W1, j, axis=0), np.delete(b1, j), np.delete(W2, j, axis=1)
+    ### END SOLUTION
+
+# %%
+check("remove_filter", remove_filter)
+
+# %% [markdown]
+# The benchmark results on Fashion-MNIST that belong here (the full protocol, every configuration, what met its goal and what did not) are in the appendix notebook `08_benchmark_results` and in `docs/RESULTS.md`.
+
+# %% [markdown]
+# ## Things to try, and questions
+#
+# 1. **Make the scores disagree.** Change one weight of filter 3 in the small example so that the L1 and the median
+#    rankings put filter 3 first. What is the smallest change?
+# 2. **Taylor without fine-tuning.** In step 3, the Taylor score gives the lowest accuracy without fine-tuning. Run
+#    it with more calibration batches (`num_batches=32`). Does it change the kept filters?
+# 3. **Could a pruned filter come back?** Move the gate *after* the ReLU (in your head, or in a copy of the model).
+#    Would the score of a pruned filter receive a gradient then?
+#    **Question:** why must `remove_filter` shrink the *next* layer too, and which axis of its weight?

@@ -36,7 +36,7 @@
 #   $r_{\max}$, but step 4 *learns* $\Delta$; as soon as it is smaller than $r_{\max}/(2^{n-1}-1)$ the largest values
 #   round to integers that do not fit in $n$ bits. We always clip to $[-(2^{n-1}-1),\,2^{n-1}-1]$ (shown below).
 # * Step 4's loss goes through $\mathrm{round}$, whose derivative is zero almost everywhere, so "Adam optimises
-#   $\Delta$" needs a surrogate gradient. We use the straight-through estimator for $x$ and the LSQ gradient for
+#   $\Delta$" (使用Adam优化算法优化量化间隔 $\Delta$) needs a surrogate gradient. We use the straight-through estimator for $x$ and the LSQ gradient for
 #   $\Delta$ (Esser et al. 2020), explained in notebook 05.
 # * $\Delta$ must stay positive; the document does not say how. We learn $\log\Delta$, so every value Adam produces is
 #   a valid step, and Adam's step (≈ the learning rate, in parameter units) becomes a *relative* change of $\Delta$.
@@ -49,11 +49,12 @@
 import os, json, copy, runpy
 from pathlib import Path
 import numpy as np
+from minicompress.check import check
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim
 from minicompress.data import load_dataset
-from minicompress.train import fit, evaluate
+from minicompress.train import EveryStep, TrainConfig, fit, evaluate
 from minicompress import quantize as Q
 from minicompress.quantize.functional import symmetric_delta
 
@@ -87,6 +88,21 @@ q_lib, d_lib = Q.symmetric_quantize(x, n)
 assert np.array_equal(q_lib, q) and np.isclose(d_lib.item(), delta)
 
 # %% [markdown]
+# **Exercise — `symmetric_delta`.** Steps 1–2 of §3.2.1. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def symmetric_delta(w, n):
+    """§3.2.1 steps 1–2, a number: Δ = r_max / (2^(n−1) − 1) with r_max = max |w| (w any shape)."""
+    ### BEGIN SOLUTION
+    return np.abs(w).max() / (2 ** (n - 1) - 1)
+    ### END SOLUTION
+
+# %%
+check("symmetric_delta", symmetric_delta)
+
+# %% [markdown]
 # ### Why step 3 needs a clip once $\Delta$ is learned
 #
 # Suppose Adam has shrunk the step to $\Delta = 0.06$ (it often does: a finer grid for the many small values is worth
@@ -94,10 +110,61 @@ assert np.array_equal(q_lib, q) and np.isclose(d_lib.item(), delta)
 # fit in 4 bits; the clipped quantiser saturates them at ±7.
 
 # %%
-q_doc, _ = Q.symmetric_quantize(x, n, delta=0.06, clip=False)
+v = x / np.float32(0.06)                                   # float32, as the library computes
+q_doc, _ = Q.symmetric_quantize(x, n, delta=0.06, clip=False)   # np.rint: a tie goes to the even integer
+q_half_up = (np.sign(v) * np.floor(np.abs(v) + 0.5)).astype(int)   # 四舍五入: a tie goes away from zero
 q_clip, _ = Q.symmetric_quantize(x, n, delta=0.06)
-print("round(x/Δ)          ", q_doc, " ← −12 and 11 need 5 bits")
-print("clip(round(x/Δ),±7) ", q_clip)
+print("x/Δ                  ", np.round(v, 4))
+print("np.rint(x/Δ)         ", q_doc, " (library, round half to even)")
+print("四舍五入(x/Δ)        ", q_half_up, " (the document, round half up)")
+print(f"largest |code| {np.abs(q_doc).max()}: more than the 4-bit range ±7, a symmetric code that large needs "
+      f"{int(np.ceil(np.log2(np.abs(q_doc).max() + 1))) + 1} bits")
+print("clip(np.rint(x/Δ),±7)", q_clip)
+
+# %% [markdown]
+# Look at the last entry: $0.63/0.06 = 10.5$ exactly (in float32 too), a **tie**. The document says 四舍五入, which
+# rounds a tie up, to 11. NumPy's `np.rint` (and `np.round`, and Python's `round`) rounds a tie to the *even*
+# integer, 10 — the library uses `np.rint`, as PyTorch and integer hardware do, because rounding half to even has no
+# upward bias on average. The two rules differ only at exact ties, which are rare with trained weights but common in
+# hand-made examples; the exercise `round_half_up` below writes the document's rule. Either way, −12 does not fit
+# in 4 bits, and the clip is needed.
+
+# %% [markdown]
+# **Exercise — `round_half_up`.** The document says 四舍五入: a tie such as 10.5 goes *up* (away from zero) to 11. NumPy's `np.rint` and `np.round`, and Python's `round`, send a tie to the even integer (10.5 → 10) — that is why `np.rint` gave 10 for $0.63/0.06 = 10.5$ above. Write the document's rule. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def round_half_up(x):
+    """四舍五入, element-wise: the nearest integer, a tie (….5) rounded away from zero
+    (2.5 → 3, −2.5 → −3). Returns floats of x's shape. (np.rint and np.round do *not* do this.)
+    """
+    ### BEGIN SOLUTION
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    ### END SOLUTION
+
+# %%
+check("round_half_up", round_half_up)
+
+# %% [markdown]
+# **Exercise — `symmetric_quantize`.** Step 3 with the clip that a learned $\Delta$ needs, rounding as the document does (四舍五入). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def symmetric_quantize(w, delta, n):
+    """§3.2.1 step 3: q = clip(四舍五入(w/Δ), −(2^(n−1) − 1), 2^(n−1) − 1), integers of w's shape
+    (round half away from zero, as in round_half_up; write it inline so this function stands alone).
+    """
+    ### BEGIN SOLUTION
+    v = w / delta
+    q = np.sign(v) * np.floor(np.abs(v) + 0.5)
+    Q = 2 ** (n - 1) - 1
+    return np.clip(q, -Q, Q).astype(np.int64)
+    ### END SOLUTION
+
+# %%
+check("symmetric_quantize", symmetric_quantize)
 
 # %% [markdown]
 # ## A real layer: the first weight matrix of LeNet-300-100
@@ -111,7 +178,7 @@ if FAST:
     (xtr, ytr), (xte, yte) = load_dataset("digits")
     rng = np.random.default_rng(0)
     dense = models.lenet300(8, rng=rng)
-    fit(dense, optim.Adam(dense.parameters(), lr=1e-3), (xtr, ytr), epochs=10, rng=rng, progress=False)
+    fit(dense, optim.Adam(dense.parameters(), lr=1e-3), (xtr, ytr), TrainConfig(10, rng))
 else:
     dense_model = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))["dense_model"]  # cached dense nets
     (xtr, ytr), (xte, yte) = load_dataset("fashion-mnist")
@@ -125,11 +192,11 @@ fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
 for ax, method in zip(axes, ("minmax", "mse")):
     d, _ = Q.observe(W, 4, "signed", method)
     d = d.item()
-    ax.hist(W.ravel(), bins=200, color="0.6", log=True)
+    ax.hist(W.ravel(), bins=200, color="0.6", log=True, label="fc1 weights")
     for k in range(-7, 8):
-        ax.axvline(k * d, color="C3", lw=0.8, alpha=0.8)
+        ax.axvline(k * d, color="C3", lw=0.8, alpha=0.8, label="grid points kΔ" if k == -7 else None)
     ax.set_title(f"fc1 weights, 4-bit grid from {method}: Δ = {d:.4f}")
-    ax.set_xlabel("weight value"); ax.set_ylabel("count (log)")
+    ax.set_xlabel("weight value"); ax.set_ylabel("count (log)"); ax.legend(fontsize=8)
 plt.tight_layout()
 save(plt.gcf(), "quant_weight_histogram_grid.png")
 plt.show()
@@ -207,8 +274,9 @@ def record(step):
         trajectory[k].append(q.delta[0])
 
 n_train = 3000 if FAST else 20000
-hist = Q.train_quantized(model, (xtr[:n_train], ytr[:n_train]), epochs=3 if FAST else 1, lr_quant=1e-2,
-                         rng=np.random.default_rng(1), on_step=record, batch_size=128)
+hist = Q.train_quantized(model, (xtr[:n_train], ytr[:n_train]),
+                         TrainConfig(3 if FAST else 1, np.random.default_rng(1), batch_size=128), lr_quant=1e-2,
+                         hooks=[EveryStep(record)])
 print("after Adam on log Δ:  test accuracy", evaluate(model, xte, yte)["accuracy"])
 
 # %%
@@ -237,6 +305,29 @@ save(plt.gcf(), "quant_delta_trajectory.png")
 plt.show()
 
 # %% [markdown]
+# **Exercise — `ste_grad`.** Rounding has derivative 0 almost everywhere, so Adam could never move a weight through it; the straight-through estimator passes $\partial L/\partial\hat w$ through unchanged inside the range and blocks it where the value was clipped. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def ste_grad(w, delta, n, grad_out):
+    """Straight-through estimator (§3.2.1 steps 4–5): ŵ = Δ·clip(round(w/Δ), −Q, Q), Q = 2^(n−1) − 1,
+    is treated as ŵ = w inside the range, so
+
+        ∂L/∂w = ∂L/∂ŵ  where −Q ≤ w/Δ ≤ Q,   0 where w/Δ is clipped.
+
+    grad_out = ∂L/∂ŵ (shape of w). Returns ∂L/∂w, shape of w.
+    """
+    ### BEGIN SOLUTION
+    Q = 2 ** (n - 1) - 1
+    inside = np.abs(w / delta) <= Q
+    return grad_out * inside
+    ### END SOLUTION
+
+# %%
+check("ste_grad", ste_grad)
+
+# %% [markdown]
 # ## Step 6: store the integers
 #
 # `convert` turns the fake-quantised model into an `IntegerModel`: the weights become integer codes, bit-packed
@@ -254,19 +345,37 @@ print(f"stored bytes {im.nbytes():,} vs float32 {im.float_bytes:,}  → {im.nbyt
       f"(2/32 = {2 / 32:.4f})")
 
 # %% [markdown]
-# ## On Fashion-MNIST
-#
-# `benchmarks/quant_table.py` runs the benchmark protocol (dense 10-epoch nets; PTQ calibrated on 1000 training images;
-# 3 epochs of Adam at lr 1e-4 for QAT). The rows compare the document's min–max $\Delta$, $\Delta$ learned by Adam with
-# frozen weights, and $\Delta$ learned together with the weights (our LSQ). Notebook 05 plots them against the bits.
+# **Exercise — `pack_bits`.** How the integer model stores its codes: $\lceil N\cdot n/8\rceil$ bytes for $N$ codes of $n$ bits. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
 
 # %%
-for name in ("lenet300", "lenet5"):
-    p = ROOT / "benchmarks" / "results" / f"quant_table_{name}.json"
-    if not p.exists():
-        print(f"{name}: run benchmarks/quant_table.py {name}"); continue
-    r = json.loads(p.read_text()); rows, fl = r["rows"], r["float_accuracy"]
-    print(f"{name}: float {100 * fl:.2f} %")
-    for row in rows:
-        print(f"  {row['row']:24s} {row['bits']}-bit  {100 * row['accuracy']:6.2f} %   integer model "
-              f"{100 * row['int_accuracy']:6.2f} %  bytes {row['bytes_ratio']:.4f} of float32")
+def pack_bits(q, n):
+    """Storage: N integer codes q (1-D) of n bits each, written as their n-bit two's-complement
+    fields (the n lowest bits of q), most significant bit first, concatenated and cut into bytes;
+    the last byte is padded with zeros. Returns a uint8 array of ⌈N·n/8⌉ bytes.
+    Example: n = 4, q = [−1, 3] → 1111 0011 → [0xF3].
+    """
+    ### BEGIN SOLUTION
+    u = np.asarray(q).astype(np.int64) & ((1 << n) - 1)        # two's complement: the low n bits
+    shifts = np.arange(n - 1, -1, -1)                          # MSB first
+    bits = ((u[:, None] >> shifts) & 1).astype(np.uint8)       # (N, n)
+    return np.packbits(bits.ravel())
+    ### END SOLUTION
+
+# %%
+check("pack_bits", pack_bits)
+
+# %% [markdown]
+# The benchmark results on Fashion-MNIST that belong here (the full protocol, every configuration, what met its goal and what did not) are in the appendix notebook `08_benchmark_results` and in `docs/RESULTS.md`.
+
+# %% [markdown]
+# ## Things to try, and questions
+#
+# 1. **Ties.** Find a weight vector and a Δ for which `np.rint` and 四舍五入 give different codes (the cell of step 3
+#    has one). How often do exact ties occur in `fc1`'s weights at 4 bits with the min–max Δ?
+# 2. **No clip.** Learn Δ for 2 bits with `clip=False` in your head: what happens to the codes of the largest weights
+#    once Adam shrinks Δ, and how many bits would they need?
+# 3. **Pack and count.** Pack the 4-bit codes of `fc1` with your `pack_bits` and compare the byte count with
+#    $\lceil N\cdot 4/8\rceil$ and with the float32 size.
+#    **Question:** why does the straight-through estimator pass the gradient *unchanged* inside the range?

@@ -33,7 +33,7 @@
 #
 # **Where the document is imprecise, and what we do**
 #
-# * "Asymmetric quantisation can represent a larger range": both kinds spread $2^n$ (or $2^n-1$) levels over an
+# * "Asymmetric quantisation can represent a larger range" (非对称量化相比对称量化可以表示更大范围的值): both kinds spread $2^n$ (or $2^n-1$) levels over an
 #   interval; the asymmetric one puts the interval where the data is. For one-sided data — every activation after a
 #   ReLU — the symmetric grid wastes its whole negative half, i.e. one bit. After a ReLU we therefore use the unsigned
 #   grid ($r_{\min}=0$, no offset to store); the learned offset is used only where values can be negative (the
@@ -49,11 +49,12 @@
 import os, json, copy, runpy
 from pathlib import Path
 import numpy as np
+from minicompress.check import check
 import matplotlib.pyplot as plt
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim
 from minicompress.data import load_dataset
-from minicompress.train import fit, evaluate, predict
+from minicompress.train import EveryStep, TrainConfig, fit, evaluate, predict
 from minicompress import quantize as Q
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
@@ -91,6 +92,60 @@ qa, da, ra = Q.asymmetric_quantize(x, n)
 assert np.array_equal(qa, q) and Q.zero_point(da, ra, n) == z
 
 # %% [markdown]
+# **Exercise — `asymmetric_params`.** Steps 1–2 of §3.2.2. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def asymmetric_params(w, n):
+    """§3.2.2 steps 1–2: r_min = min w, r_max = max w, Δ = (r_max − r_min)/(2^n − 1).
+    Returns (Δ, r_min), two numbers."""
+    ### BEGIN SOLUTION
+    r_min, r_max = w.min(), w.max()
+    return (r_max - r_min) / (2 ** n - 1), r_min
+    ### END SOLUTION
+
+# %%
+check("asymmetric_params", asymmetric_params)
+
+# %% [markdown]
+# **Exercise — `zero_point`.** The integer zero point of the cell above (the document writes $r_{\min}$ instead of an integer; an integer $z$ makes $x=0$ exact, which zero padding and ReLU need). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def zero_point(delta, r_min, n):
+    """The integer zero point: z = clip(round(−r_min/Δ), 0, 2^n − 1), an int, so that the real
+    number 0 is exactly the code z (x̂ = Δ(q − z))."""
+    ### BEGIN SOLUTION
+    return int(np.clip(np.rint(-r_min / delta), 0, 2 ** n - 1))
+    ### END SOLUTION
+
+# %%
+check("zero_point", zero_point)
+
+# %% [markdown]
+# **Exercise — `affine_roundtrip`.** Quantise with $z$, and back. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def affine_roundtrip(x, delta, z, n):
+    """Quantise with a zero point and back (x any shape, Δ > 0, z an int):
+
+        q = clip(round(x/Δ) + z, 0, 2^n − 1),    x̂ = Δ·(q − z)
+
+    Returns (q integers, x̂ floats), shapes of x. (No ties occur in the checks: np.rint is fine.)
+    """
+    ### BEGIN SOLUTION
+    q = np.clip(np.rint(x / delta) + z, 0, 2 ** n - 1).astype(np.int64)
+    return q, delta * (q - z)
+    ### END SOLUTION
+
+# %%
+check("affine_roundtrip", affine_roundtrip)
+
+# %% [markdown]
 # ## Real activations: symmetric or asymmetric?
 #
 # The outputs of the first ReLU of LeNet-300-100 on 1000 training images, and the normalised input pixels. Quantised
@@ -103,8 +158,7 @@ if FAST:
     dense = {}
     for name in ("lenet300", "lenet5"):
         dense[name] = models.build(name, 8, rng=rng)
-        fit(dense[name], optim.Adam(dense[name].parameters(), lr=1e-3), (xtr, ytr), epochs=10, rng=rng,
-            progress=False)
+        fit(dense[name], optim.Adam(dense[name].parameters(), lr=1e-3), (xtr, ytr), TrainConfig(10, rng))
 else:
     dense_model = runpy.run_path(str(ROOT / "benchmarks" / "common.py"))["dense_model"]  # cached dense nets
     (xtr, ytr), (xte, yte) = load_dataset("fashion-mnist")
@@ -153,38 +207,69 @@ for i in range(len(xs)):                       # per-element ∂x̂/∂Δ, via a
     grads_delta.append(aq.log_delta.grad[0] / aq.delta[0])
 aq.forward(xs); aq.zero_grad(); gx = aq.backward(np.ones_like(xs))
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))
-axes[0].plot(xs, x_hat); axes[0].plot(xs, xs, "k:", lw=0.8); axes[0].set_title("x̂ (2-bit unsigned, Δ = 1)")
-axes[1].plot(xs, gx); axes[1].set_title("∂x̂/∂x (STE)")
-axes[2].plot(xs, grads_delta); axes[2].set_title("∂x̂/∂Δ (LSQ)")
+axes[0].plot(xs, x_hat, label="x̂"); axes[0].plot(xs, xs, "k:", lw=0.8, label="x")
+axes[0].set_title("x̂ (2-bit unsigned, Δ = 1)"); axes[0].set_ylabel("x̂")
+axes[1].plot(xs, gx, label="∂x̂/∂x"); axes[1].set_title("∂x̂/∂x (STE)"); axes[1].set_ylabel("∂x̂/∂x")
+axes[2].plot(xs, grads_delta, label="∂x̂/∂Δ"); axes[2].set_title("∂x̂/∂Δ (LSQ)"); axes[2].set_ylabel("∂x̂/∂Δ")
 for ax in axes:
-    ax.set_xlabel("x"); ax.grid(alpha=0.3)
+    ax.set_xlabel("x"); ax.grid(alpha=0.3); ax.legend(fontsize=8)
 plt.tight_layout()
 save(plt.gcf(), "quant_lsq_gradient.png")
 plt.show()
 
 # %% [markdown]
+# **Exercise — `lsq_delta_grad`.** The gradient that lets Adam learn $\Delta$ (LSQ, Esser et al. 2020): the curve drawn above, for a weight quantiser. Derive it from $\hat w = \Delta\cdot\mathrm{clip}(\mathrm{round}(w/\Delta), -Q, Q)$ with round passed straight through. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def lsq_delta_grad(w, delta, n):
+    """LSQ (Esser et al.): the derivative of ŵ = Δ·clip(round(w/Δ), −Q, Q) with respect to Δ, with
+    round passed straight through; v = w/Δ, Q = 2^(n−1) − 1:
+
+        ∂ŵ/∂Δ = round(v) − v   if −Q ≤ v ≤ Q,      −Q if v < −Q,      Q if v > Q.
+
+    Returns an array of w's shape.
+    """
+    ### BEGIN SOLUTION
+    Q = 2 ** (n - 1) - 1
+    v = w / delta
+    return np.where(np.abs(v) <= Q, np.rint(v) - v, np.clip(v, -Q, Q))
+    ### END SOLUTION
+
+# %%
+check("lsq_delta_grad", lsq_delta_grad)
+
+# %% [markdown]
 # ### Adam learns the input's step and offset
 #
 # A 4-bit asymmetric quantiser on the input image (here on its own, to see it move; the network's other quantisers
-# are 8-bit), learned with frozen weights. The offset $\beta$ starts at the observed minimum and $\Delta$ at min–max;
-# Adam trades clipping of the brightest pixels for a finer grid.
+# are 8-bit), learned with frozen weights. The offset $\beta$ starts at the observed minimum and $\Delta$ at min–max.
+# Adam settles a trade-off on the task loss: a smaller $\Delta$ gives a finer grid but clips the brightest pixels, a
+# larger one covers more of the range with coarser steps. The cell prints which way it went: the range the 16 codes
+# cover, $[\beta,\ \beta + 15\Delta]$, before and after.
 
 # %%
-model = Q.prepare(copy.deepcopy(net), 8, 8, input_kind="asymmetric", input_bits=4)
+model = Q.prepare(copy.deepcopy(net), 8, 8, input_kind="asymmetric", options=Q.QuantizerOptions(input_bits=4))
 Q.calibrate(model, calib)
 qin = model["quant_input"]
 print(f"start: Δ = {qin.delta[0]:.4f}, offset β = {qin.offset.data[0]:.4f}, z = {qin.zero_point()[0]},"
       f" accuracy {evaluate(model, xte, yte)['accuracy']:.4f}")
 path = [(qin.delta[0], qin.offset.data[0])]
 n_train = 3000 if FAST else 20000
-Q.train_quantized(model, (xtr[:n_train], ytr[:n_train]), epochs=2 if FAST else 1, lr_quant=1e-2,
-                  rng=np.random.default_rng(2), on_step=lambda s: path.append((qin.delta[0], qin.offset.data[0])))
+Q.train_quantized(model, (xtr[:n_train], ytr[:n_train]), TrainConfig(2 if FAST else 1, np.random.default_rng(2)),
+                  lr_quant=1e-2, hooks=[EveryStep(lambda s: path.append((qin.delta[0], qin.offset.data[0])))])
 print(f"end:   Δ = {qin.delta[0]:.4f}, offset β = {qin.offset.data[0]:.4f}, z = {qin.zero_point()[0]},"
       f" accuracy {evaluate(model, xte, yte)['accuracy']:.4f}")
 path = np.array(path)
+(d0, b0), (d1, b1) = path[0], path[-1]
+print(f"covered range [{b0:.3f}, {b0 + 15 * d0:.3f}] → [{b1:.3f}, {b1 + 15 * d1:.3f}]: Δ {d1 / d0 - 1:+.1%}, "
+      f"a {'coarser' if d1 > d0 else 'finer'} grid over a {'wider' if d1 > d0 else 'narrower'} range")
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-axes[0].plot(path[:, 0]); axes[0].set_title("input Δ under Adam"); axes[0].set_xlabel("step")
-axes[1].plot(path[:, 1]); axes[1].set_title("input offset β under Adam"); axes[1].set_xlabel("step")
+axes[0].plot(path[:, 0], label="Δ"); axes[0].set_title("input Δ under Adam"); axes[0].set_xlabel("Adam step")
+axes[0].set_ylabel("Δ"); axes[0].legend()
+axes[1].plot(path[:, 1], color="C1", label="β"); axes[1].set_title("input offset β under Adam")
+axes[1].set_xlabel("Adam step"); axes[1].set_ylabel("β"); axes[1].legend()
 plt.tight_layout(); plt.show()
 
 # %% [markdown]
@@ -206,15 +291,15 @@ def digits_rows(name):
     rows = []
     for row, bits_list, kw, train in [
             ("ptq-minmax", (8, 4, 3, 2), {}, None),
-            ("ptq-learned", (8, 4, 3, 2), {"method": "mse"}, dict(epochs=3, lr_quant=1e-2)),
-            ("qat-fixed", (4, 3, 2), {"learn": False}, dict(epochs=3, lr_weights=1e-3)),
-            ("qat-learned", (4, 3, 2), {"method": "mse"}, dict(epochs=3, lr_weights=1e-3, lr_quant=1e-2))]:
+            ("ptq-learned", (8, 4, 3, 2), {"method": "mse"}, dict(lr_quant=1e-2)),          # 3 epochs each
+            ("qat-fixed", (4, 3, 2), {"learn": False}, dict(lr_weights=1e-3)),
+            ("qat-learned", (4, 3, 2), {"method": "mse"}, dict(lr_weights=1e-3, lr_quant=1e-2))]:
         for b in bits_list:
             m = Q.prepare(copy.deepcopy(dense[name]), b, b, input_kind="asymmetric",
-                          learn_delta=kw.get("learn", True))
+                          options=Q.QuantizerOptions(learn_delta=kw.get("learn", True)))
             Q.calibrate(m, calib, method=kw.get("method", "minmax"), weight_method=kw.get("method", "minmax"))
             if train:
-                Q.train_quantized(m, (xtr, ytr), rng=np.random.default_rng(0), **train)
+                Q.train_quantized(m, (xtr, ytr), TrainConfig(3, np.random.default_rng(0)), **train)
             rows.append({"row": row, "bits": b, "accuracy": evaluate(m, xte, yte)["accuracy"]})
     return rows
 
@@ -291,6 +376,48 @@ m4.eval(); m4(x1, capture=("relu2_quant",))
 fake = m4.features["relu2_quant"][0, j]
 print(f"fake-quantised model: x̂ = {fake:.6f} = Δ_y · {fake / m4['relu2_quant'].delta[0]:.4f}")
 
+# %% [markdown]
+# **Exercise — `quantize_multiplier`.** The integer model cannot multiply by a real number $M = \Delta_w\Delta_x/\Delta_y$; it multiplies by an integer $M_0$ and shifts right. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def quantize_multiplier(M, bits):
+    """A real multiplier M > 0 as an integer and a shift: M ≈ M₀·2^(−shift) with M₀ an integer in
+    [2^(b−1), 2^b), b = bits. Write M = f·2^e with f ∈ [0.5, 1) (np.frexp); M₀ = round(f·2^b),
+    shift = b − e. Returns (M₀, shift), two ints. (No case of the check rounds f·2^b up to 2^b.)
+    """
+    ### BEGIN SOLUTION
+    f, e = np.frexp(M)
+    return int(np.rint(f * 2 ** bits)), int(bits - e)
+    ### END SOLUTION
+
+# %%
+check("quantize_multiplier", quantize_multiplier)
+
+# %% [markdown]
+# **Exercise — `requantize`.** With that $M_0$ and shift, the accumulator of the neuron traced above becomes an output code. Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the docstring states the equation and the shapes.
+# The cell after it checks your function against numbers worked out by hand.
+
+# %%
+def requantize(acc, M0, shift, z, q_lo, q_hi):
+    """Integer requantisation (§3.2.1 step 6): an int32/int64 accumulator acc times M = M₀·2^(−shift),
+    rounded half up by adding 2^(shift−1) before the arithmetic shift, plus the output zero point:
+
+        q_y = clip(((acc·M₀ + 2^(shift−1)) >> shift) + z, q_lo, q_hi)
+
+    Integers only (int64). Returns q_y, shape of acc.
+    """
+    ### BEGIN SOLUTION
+    acc = np.asarray(acc, dtype=np.int64)
+    out = (acc * M0 + (1 << (shift - 1))) >> shift
+    return np.clip(out + z, q_lo, q_hi)
+    ### END SOLUTION
+
+# %%
+check("requantize", requantize)
+
 # %%
 agree = (im.predict(xte) == predict(m4, xte).argmax(1)).mean()
 print(f"4-bit integer model: agreement with the fake-quantised model {100 * agree:.2f} %, "
@@ -300,3 +427,14 @@ print(f"{len(arrays)} plain arrays, {im.nbytes():,} bytes ({im.weight_bytes():,}
       f"{im.float_bytes:,} float32 bytes → {im.nbytes() / im.float_bytes:.4f} (4/32 = 0.125)")
 for k in list(arrays)[:12]:
     print(f"   {k:32s} {arrays[k].dtype}  {arrays[k].shape}")
+
+# %% [markdown]
+# ## Things to try, and questions
+#
+# 1. **Zero point sign.** Use $z = \mathrm{round}(r_{\min}/\Delta)$ (wrong sign) in the small example. Which real
+#    value does the code $z$ then stand for? Is 0.0 still exact?
+# 2. **LSQ by finite differences.** Check your `lsq_delta_grad` against $(\hat w(\Delta+h) - \hat w(\Delta-h))/2h$ for a
+#    weight inside the range and one outside. Where do they disagree, and why is that expected?
+# 3. **Fewer bits for M₀.** Requantise the traced neuron with `bits=8` in `quantize_multiplier` instead of 27. How many
+#    output codes change?
+#    **Question:** why is $z$ an integer, when the document's $r_{\min}$ is a real number?

@@ -7,6 +7,15 @@ becomes ``notebooks/NN_name.ipynb`` with its outputs.
                                                       # a code cell whose source is unchanged keeps its outputs
     python scripts/build_notebooks.py --check         # exit 1 if some .ipynb's cells differ from its .py
     python scripts/build_notebooks.py --figures figures   # also save every figure into figures/
+    python scripts/build_notebooks.py --student [--lang en|zh] [--out DIR]
+                                                      # student editions, not executed: every
+                                                      # "### BEGIN SOLUTION … ### END SOLUTION" region
+                                                      # becomes raise NotImplementedError, no outputs;
+                                                      # written to notebooks/student/NN_name.ipynb
+                                                      # (zh: translated, in notebooks/student/zh/)
+    python scripts/build_notebooks.py --lang zh       # the Chinese edition notebooks/zh/NN_name.ipynb: the
+                                                      # English .ipynb with notebooks/zh/NN_name.md's markdown
+    python scripts/build_notebooks.py --lang zh --check   # exit 1 if a translation is stale or missing
 
 Executing a notebook: ``jupytext`` reads the .py, ``nbclient`` runs it in a fresh ``python3`` kernel of
 *this* interpreter (this checkout's ``minicompress`` first on its path) with ``notebooks/`` as working
@@ -21,8 +30,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import hashlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -235,6 +246,186 @@ def sync(py):
     return ipynb, changed
 
 
+# --- translated editions -------------------------------------------------------------------------------
+# A translated edition is the English notebook with every markdown cell replaced by its translation; the
+# code cells, and so their outputs, are the English ones. Translations live in notebooks/<lang>/NN_name.md,
+# one entry per English markdown cell, each entry opened by a line  <!-- cell I en:KEY -->  where KEY is
+# cell_key() of the English cell's source (I, the cell's index, is only a guide for the reader): when the
+# English text changes its key changes, and the old translation is reported as stale instead of being used.
+
+LANGUAGES = ("zh",)
+ENTRY = re.compile(r"^<!-- cell (\d+) en:([0-9a-f]{8}) -->$", re.MULTILINE)
+
+
+def cell_key(source):
+    """The short hash that ties a translation to the English text it translates: 8 hex digits of SHA-256."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:8]
+
+
+def check_language(lang):
+    if lang not in LANGUAGES:
+        raise ValueError(f"language {lang!r} has no translations; accepted: {', '.join(LANGUAGES)}")
+
+
+def translation_file(py, lang="zh"):
+    """``notebooks/<lang>/NN_name.md``: the translations of ``py``'s markdown cells."""
+    check_language(lang)
+    return Path(py).parent / lang / (Path(py).stem + ".md")
+
+
+def edition_path(py, lang="zh"):
+    """``notebooks/<lang>/NN_name.ipynb``: the translated edition of ``py``."""
+    return translation_file(py, lang).with_suffix(".ipynb")
+
+
+def read_entries(path):
+    """``[(cell index, key, translated markdown), ...]`` of a translation file, in file order; text before
+    the first entry is a comment. [] if the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    marks = list(ENTRY.finditer(text))
+    return [(int(mark.group(1)), mark.group(2), text[mark.end():after.start() if after else len(text)].strip("\n"))
+            for mark, after in zip(marks, marks[1:] + [None])]
+
+
+def read_translations(path):
+    """``{key: translated markdown}`` from a translation file."""
+    found = {}
+    for _, key, body in read_entries(path):
+        if key in found and found[key] != body:
+            raise ValueError(f"{shown(Path(path))}: two different translations keyed en:{key}")
+        found[key] = body
+    return found
+
+
+def first_line(source):
+    return (source.splitlines() or [""])[0][:60]
+
+
+def translation_problems(py, lang="zh"):
+    """Why the translations of ``py`` are not current, one line per cell; [] when every markdown cell of
+    ``py`` has a translation keyed by its current text and no translation is left over. A changed cell
+    whose old entry still carries its index is reported once, as changed."""
+    path = translation_file(py, lang)
+    entries = read_entries(path)
+    have = read_translations(path)
+    cells_ = [(i, c.source) for i, c in enumerate(read_source(py).cells) if c.cell_type == "markdown"]
+    wanted = {cell_key(source) for _, source in cells_}
+    stale = {index: key for index, key, _ in entries if key not in wanted}
+    problems = []
+    for i, source in cells_:
+        key = cell_key(source)
+        if key in have:
+            continue
+        if i in stale:
+            problems.append(f"{Path(py).name} markdown cell {i} (starting {first_line(source)!r}) changed: its "
+                            f"translation in {shown(path)} is keyed en:{stale.pop(i)} (stale); translate the new "
+                            f"text and set the key to en:{key}")
+        else:
+            problems.append(f"{Path(py).name} markdown cell {i} (starting {first_line(source)!r}) has no "
+                            f"translation keyed en:{key} in {shown(path)}: translate it")
+    for index, key in stale.items():
+        problems.append(f"{shown(path)}: the translation keyed en:{key} (cell {index}, starting "
+                        f"{first_line(have[key])!r}) matches no English cell any more (stale): remove it, or "
+                        "re-key it to the English cell it translates")
+    return problems
+
+
+def translated(nb, py, lang="zh"):
+    """A copy of ``nb`` whose markdown cells are replaced by their ``lang`` translations from
+    ``translation_file(py, lang)``; code cells (sources, outputs) untouched. ``nb`` may be any notebook
+    whose markdown cells have translations there (the English notebook, or an edition derived from it).
+    ValueError naming every untranslated cell if one is missing."""
+    import copy
+    have = read_translations(translation_file(py, lang))
+    out = copy.deepcopy(nb)
+    missing = []
+    for i, cell in enumerate(out.cells):
+        if cell.cell_type == "markdown":
+            key = cell_key(cell.source)
+            if key in have:
+                cell.source = have[key]
+            else:
+                missing.append(f"cell {i} en:{key} ({first_line(cell.source)!r})")
+    if missing:
+        raise ValueError(f"{shown(translation_file(py, lang))} lacks translations of " + "; ".join(missing))
+    out.metadata["language"] = lang
+    out.metadata.pop("jupytext", None)   # not paired with a .py: the English .py is the source
+    return out
+
+
+def edition(py, lang="zh"):
+    """The ``lang`` edition of ``py``: its English .ipynb (which must have the cells of ``py``) with the
+    markdown translated. The outputs are the English run's, copied: the code cells are the same code."""
+    english = Path(py).with_suffix(".ipynb")
+    stale = differences(py)
+    if stale:
+        raise ValueError(f"{english.name} is not in sync with {Path(py).name} ({stale[0]}); "
+                         f"build or --sync the English notebook first")
+    problems = translation_problems(py, lang)
+    if problems:
+        raise ValueError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    return translated(previous(english), py, lang)
+
+
+def edition_text(py, lang="zh"):
+    """The exact text of the ``lang`` edition's .ipynb."""
+    import jupytext
+    return jupytext.writes(edition(py, lang), fmt="ipynb")
+
+
+def build_edition(py, lang="zh"):
+    """Write ``notebooks/<lang>/NN_name.ipynb``; nothing is executed."""
+    path = edition_path(py, lang)
+    text = edition_text(py, lang)
+    path.parent.mkdir(exist_ok=True)
+    write_atomically(path, text)
+    return path
+
+
+def edition_differences(py, lang="zh"):
+    """Why the committed ``lang`` edition of ``py`` is not what its sources build; [] when it is."""
+    problems = translation_problems(py, lang)
+    if problems:
+        return problems
+    path = edition_path(py, lang)
+    if not path.exists():
+        return [f"{shown(path)} does not exist"]
+    if path.read_text(encoding="utf-8") != edition_text(py, lang):
+        return [f"{shown(path)} differs from what {Path(py).name}, its .ipynb and {translation_file(py, lang).name} "
+                "build"]
+    return []
+
+
+# --- student editions ---------------------------------------------------------------------------------
+
+STUDENT = NOTEBOOKS / "student"
+
+
+def write_student_editions(chosen, out, lang="en"):
+    """``out/NN_name.ipynb`` for each source: the student edition of ``minicompress.check``; with
+    ``lang="zh"`` the markdown is first replaced by its translation (``translated``), code cells untouched."""
+    try:
+        from minicompress.check import student_notebook
+    except ImportError:
+        raise ValueError("--student needs minicompress importable: pip install -e . or PYTHONPATH=.") from None
+    out.mkdir(parents=True, exist_ok=True)
+    for py in chosen:
+        try:
+            nb = read_source(py)
+            if lang != "en":
+                nb = translated(nb, py, lang)
+            nb = student_notebook(nb, lang)
+        except ValueError as e:
+            raise ValueError(f"{py.name}: {e}") from None
+        target = out / f"{py.stem}.ipynb"
+        write_notebook(nb, target)
+        print(f"wrote {shown(target)}", flush=True)
+    return 0
+
+
 # --- command line --------------------------------------------------------------------------------------
 
 def main(argv=None):
@@ -249,8 +440,21 @@ def main(argv=None):
                       help="do not execute: update the .ipynb's cells, keep outputs of unchanged code cells")
     mode.add_argument("--check", action="store_true",
                       help="only check that every .ipynb has the cells of its .py (exit 1 if not)")
+    mode.add_argument("--student", action="store_true",
+                      help="write student editions (solutions replaced by NotImplementedError, no outputs, "
+                           "not executed) to notebooks/student/ or --out")
+    parser.add_argument("--out", metavar="DIR", help="with --student: the folder to write to")
     parser.add_argument("--figures", metavar="DIR",
                         help="also save each figure into DIR (the notebooks' MINICOMPRESS_FIGURES)")
+    parser.add_argument("--lang", default="en", choices=("en",) + LANGUAGES,
+                        help="en (default): the notebooks themselves; zh: write notebooks/zh/NN_name.ipynb, the "
+                             "English .ipynb with the markdown of notebooks/zh/NN_name.md (nothing is executed: "
+                             "the outputs are the English ones; with --check only check); with --student: the "
+                             "student editions in that language (notebooks/student/zh/ for zh), whose metadata "
+                             "language the checker reads for its messages")
+    parser.add_argument("--untranslated", action="store_true",
+                        help="with --lang: print, ready to paste into notebooks/<lang>/NN_name.md, the entry "
+                             "line and the English text of every markdown cell that has no current translation")
     args = parser.parse_args(argv)
     try:
         import jupytext  # noqa: F401
@@ -264,6 +468,9 @@ def main(argv=None):
         sys.exit(f"build_notebooks: {e}")
     if not chosen:
         sys.exit(f"build_notebooks: no notebook sources NN_name.py in {NOTEBOOKS}")
+    if args.lang != "en" and args.figures:
+        sys.exit(f"build_notebooks: --lang {args.lang} executes nothing, so it has no figures; build the "
+                 "English notebook with --figures")
     if args.figures and not Path(args.figures).is_dir():
         sys.exit(f"build_notebooks: --figures {args.figures!r} is not an existing folder")
 
@@ -274,6 +481,11 @@ def main(argv=None):
 
 
 def run(args, chosen):
+    if args.student:
+        out = Path(args.out) if args.out else STUDENT / ("" if args.lang == "en" else args.lang)
+        return write_student_editions(chosen, out, args.lang)
+    if args.lang != "en":
+        return run_edition(args, chosen)
     if args.check:
         problems = [f"{py.name}: {d}" for py in chosen for d in differences(py)]
         for line in problems:
@@ -297,6 +509,32 @@ def run(args, chosen):
             sys.exit(f"build_notebooks: {py.name}: {e} (the .ipynb was not changed)")
         mode_name = "fast" if args.fast else "full"
         print(f"built {shown(ipynb)} ({mode_name} mode, {time.perf_counter() - t0:.0f} s)", flush=True)
+    return 0
+
+
+def run_edition(args, chosen):
+    """--lang zh: check or write the translated editions (never executes a notebook)."""
+    if args.untranslated:
+        for py in chosen:
+            have = read_translations(translation_file(py, args.lang))
+            for i, cell in enumerate(read_source(py).cells):
+                if cell.cell_type == "markdown" and cell_key(cell.source) not in have:
+                    print(f"# {shown(translation_file(py, args.lang))}\n<!-- cell {i} en:{cell_key(cell.source)} -->"
+                          f"\n{cell.source}\n")
+        return 0
+    if args.check:
+        problems = [d for py in chosen for d in edition_differences(py, args.lang)]
+        for line in problems:
+            print(line, file=sys.stderr)
+        if problems:
+            sys.exit(f"build_notebooks: the {args.lang} edition is out of date; translate the cells named above "
+                     f"in notebooks/{args.lang}/NN_name.md, then run: python scripts/build_notebooks.py "
+                     f"--lang {args.lang}")
+        print(f"{len(chosen)} {args.lang} notebooks in sync with their sources")
+        return 0
+    for py in chosen:
+        path = build_edition(py, args.lang)
+        print(f"wrote {shown(path)} (outputs copied from {Path(py).with_suffix('.ipynb').name})", flush=True)
     return 0
 
 

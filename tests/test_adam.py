@@ -91,3 +91,45 @@ def test_sgd_momentum_matches_formula():
         opt.step()
     # b1 = 1, θ = −0.1; b2 = 0.9 + 1 = 1.9, θ = −0.1 − 0.19 = −0.29
     assert p.data.item() == pytest.approx(-0.29, abs=1e-7)
+
+
+# ---- parameter groups: one Adam, several learning rates ----------------------------------------
+def test_each_group_steps_with_its_own_lr_and_the_same_equations():
+    # weights and mask scores in one Adam: each follows the five equations with its group's α
+    w, s = Parameter(np.array([1.0], np.float32)), Parameter(np.array([1.0], np.float32))
+    opt = Adam([{"params": [w], "lr": 0.1, "name": "weights"},
+                {"params": [s], "lr": 0.01, "name": "mask scores"}])
+    grads = [0.5, -1.0, 2.0]
+    for g in grads:
+        w.grad[...] = s.grad[...] = g
+        opt.step()
+    assert w.data.item() == pytest.approx(_reference(grads, 1.0, 0.1, 0.9, 0.999, 1e-8), abs=2e-7)
+    assert s.data.item() == pytest.approx(_reference(grads, 1.0, 0.01, 0.9, 0.999, 1e-8), abs=2e-7)
+    assert [g["name"] for g in opt.param_groups] == ["weights", "mask scores"]
+
+
+def test_a_group_without_lr_takes_the_default_and_lr_of_one_group_is_settable():
+    a, b = Parameter(np.zeros(1)), Parameter(np.zeros(1))
+    opt = Adam([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.25)
+    assert [g["lr"] for g in opt.param_groups] == [0.25, 0.5]
+    with pytest.raises(AttributeError, match="param_groups"):
+        opt.lr  # two groups: which one?
+    single = Adam([a], lr=0.1)
+    single.lr = 0.2
+    assert single.param_groups[0]["lr"] == 0.2
+
+
+@pytest.mark.parametrize("groups,words", [
+    ([{"params": []}], "empty"),
+    ([{"parms": [Parameter(np.zeros(1))]}], "'params'"),
+    ([{"params": [Parameter(np.zeros(1))], "lr": -1}], "lr"),
+])
+def test_bad_groups_are_clear_errors(groups, words):
+    with pytest.raises(ValueError, match=words):
+        Adam(groups)
+
+
+def test_a_parameter_in_two_groups_is_an_error():
+    p = Parameter(np.zeros(1))
+    with pytest.raises(ValueError, match="another group"):
+        Adam([{"params": [p]}, {"params": [p]}])

@@ -506,8 +506,8 @@ def test_progress_redraws_only_on_a_terminal(tty, monkeypatch, rng, digits):
     monkeypatch.setattr(train.time, "perf_counter", iter(range(0, 10 ** 6, 1)).__next__)  # 1 s/step
     (xtr, ytr), _ = digits
     model = models.student(8, hidden=8, rng=rng)
-    train.fit(model, optim.Adam(model.parameters()), (xtr[:640], ytr[:640]), epochs=3,
-              batch_size=64, rng=rng, progress=True, desc="t")
+    train.fit(model, optim.Adam(model.parameters()), (xtr[:640], ytr[:640]),
+              train.TrainConfig(3, rng, batch_size=64, progress=True, desc="t"))
     text = "".join(stream.parts)
     if tty:
         assert text.count("\r") >= 3 * 10  # every step redraws (each takes a 'second')

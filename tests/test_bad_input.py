@@ -9,7 +9,8 @@ import pytest
 
 from minicompress import data, models, nn, optim
 from minicompress.data import DatasetNotFoundError
-from minicompress.train import fit, train_step
+from minicompress.step import Batch, train_step
+from minicompress.train import TrainConfig, fit
 
 
 # ---- shapes ------------------------------------------------------------------------------------
@@ -84,7 +85,7 @@ def test_other_bad_arguments(rng):
         list(data.batches(np.zeros(4), np.zeros(4), 0, rng=rng))
     with pytest.raises(ValueError, match="epochs"):
         fit(models.student(8, rng=rng), optim.Adam(models.student(8, rng=rng).parameters()),
-            (np.zeros((4, 1, 8, 8), np.float32), np.zeros(4, int)), epochs=-1, rng=rng)
+            (np.zeros((4, 1, 8, 8), np.float32), np.zeros(4, int)), TrainConfig(epochs=-1, rng=rng))
 
 
 # ---- non-finite numbers ------------------------------------------------------------------------
@@ -95,7 +96,7 @@ def test_non_finite_loss_stops_fit(rng, digits):
     model.fc2.weight.data[0, 0] = np.inf  # as if training had diverged
     opt = optim.Adam(model.parameters(), lr=1e-3)
     with pytest.raises(FloatingPointError, match="training stopped.*NaN or inf"):
-        fit(model, opt, (xtr[:256], ytr[:256]), epochs=1, rng=rng, progress=False)
+        fit(model, opt, (xtr[:256], ytr[:256]), TrainConfig(epochs=1, rng=rng))
 
 
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
@@ -104,7 +105,7 @@ def test_diverging_learning_rate_stops_fit_with_clear_error(rng, digits):
     model = models.lenet300(8, rng=rng)
     opt = optim.SGD(model.parameters(), lr=1e12)
     with pytest.raises(FloatingPointError, match="training stopped"):
-        fit(model, opt, (xtr, ytr), epochs=3, batch_size=32, rng=rng, progress=False)
+        fit(model, opt, (xtr, ytr), TrainConfig(epochs=3, rng=rng, batch_size=32))
 
 
 def test_non_finite_input_batch(rng):
@@ -112,7 +113,7 @@ def test_non_finite_input_batch(rng):
     x = np.zeros((2, 1, 8, 8), np.float32)
     x[1, 0, 3, 3] = np.nan
     with pytest.raises(FloatingPointError, match="input batch contains NaN"):
-        train_step(model, optim.Adam(model.parameters()), x, np.array([0, 1]))
+        train_step(model, optim.Adam(model.parameters()), Batch(x, np.array([0, 1])))
 
 
 def test_non_finite_input_to_evaluate(rng):

@@ -1,6 +1,7 @@
 """Knowledge distillation (document §3.3): soft-target loss, its gradient, hint and attention
 losses, and the training loop."""
 import copy
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,7 +9,8 @@ import pytest
 from minicompress import models, optim
 from minicompress import distill as D
 from minicompress.nn import Conv2d, Linear, cross_entropy
-from minicompress.train import fit
+from minicompress.step import Batch, train_step
+from minicompress.train import CosineLR, TrainConfig, fit
 from tests.bounds import EPS32, assert_within
 from tests.gradcheck import numerical_grad, to_float64
 
@@ -139,9 +141,12 @@ def test_shape_mismatch_names_both_shapes():
 def test_distillation_loss_needs_a_teacher():
     with pytest.raises(ValueError, match="teacher"):
         D.DistillationLoss(2.0, 0.5)
+    with pytest.raises(ValueError, match="hint loss needs the teacher"):
+        D.DistillationLoss(2.0, 0.5, teacher_logits=np.zeros((4, 3)),
+                           hint=D.HintLoss(Conv2d(6, 32, 1, rng=np.random.default_rng(0)), "a", "b"))
     kd = D.DistillationLoss(2.0, 0.5, teacher_logits=np.zeros((4, 3)))
-    with pytest.raises(ValueError, match="idx"):
-        kd.loss_fn(x=np.zeros((2, 1, 8, 8)))
+    with pytest.raises(ValueError, match="past the 4 precomputed"):
+        kd(np.zeros((2, 3)), Batch(np.zeros((2, 1, 8, 8)), np.zeros(2, int), np.array([1, 4])))
 
 
 # ---- feature losses ----------------------------------------------------------------------------
@@ -189,7 +194,7 @@ def test_attention_transfer_gradient(rng):
 
 # ---- training ----------------------------------------------------------------------------------
 class _NoStep:
-    """An optimizer that only zeroes gradients, so a test can read them after distill_step."""
+    """An optimizer that only zeroes gradients, so a test can read them after a training step."""
 
     def __init__(self, params):
         self.params = params
@@ -202,7 +207,7 @@ class _NoStep:
         pass
 
 
-def test_distill_step_with_hint_backpropagates_everything(rng):
+def test_distillation_step_with_hint_backpropagates_everything(rng):
     """Whole step (KD + CE + hint through a regressor into the student's middle layer) against
     central differences on a few entries of every student and regressor Parameter."""
     x = rng.standard_normal((4, 1, 8, 8))
@@ -210,9 +215,9 @@ def test_distill_step_with_hint_backpropagates_everything(rng):
     teacher = to_float64(models.teacher(8, rng=rng))
     student = to_float64(models.lenet5(8, rng=rng))
     hint = to_float64(D.HintLoss(Conv2d(6, 32, 1, rng=rng), "relu1", "relu1", beta=0.5))
-    kd = D.DistillationLoss(3.0, 0.6, teacher=teacher)
+    kd = D.DistillationLoss(3.0, 0.6, teacher=teacher, hint=hint)
     params = student.parameters() + hint.parameters()
-    D.distill_step(student, _NoStep(params), x, y, kd, hint=hint)
+    train_step(student, _NoStep(params), Batch(x, y), kd)
     grads = {id(p): p.grad.copy() for p in params}
 
     def total():
@@ -240,8 +245,8 @@ def digits_teacher():
     from minicompress.train import evaluate
     (xtr, ytr), (xte, yte) = load_dataset("digits")
     teacher = models.teacher(8, rng=np.random.default_rng(0))
-    fit(teacher, optim.Adam(teacher.parameters()), (xtr, ytr), epochs=8,
-        rng=np.random.default_rng(1), progress=False)
+    fit(teacher, optim.Adam(teacher.parameters()), (xtr, ytr),
+        TrainConfig(epochs=8, rng=np.random.default_rng(1)))
     assert evaluate(teacher, xte, yte)["accuracy"] > 0.93
     return teacher, (xtr, ytr), (xte, yte)
 
@@ -263,15 +268,14 @@ def test_precomputed_and_per_step_teacher_give_the_same_training(digits_teacher)
     seen = []
 
     class Recording(D.DistillationLoss):
-        def teacher_batch(self, idx=None, x=None):
-            z_t = super().teacher_batch(idx, x)
-            seen.append((idx, x, z_t))
+        def teacher_batch(self, batch):
+            z_t = super().teacher_batch(batch)
+            seen.append((batch.index, batch.x, z_t))
             return z_t
 
     kd = Recording(4.0, 0.7, teacher_logits=table, teacher=teacher64)
     s = models.student(8, rng=np.random.default_rng(5))
-    D.fit_distill(s, optim.Adam(s.parameters()), (xtr, ytr), kd, epochs=2,
-                  rng=np.random.default_rng(6), progress=False)
+    D.fit_distill(s, (xtr, ytr), kd, TrainConfig(2, np.random.default_rng(6)))
     assert len(seen) == 2 * -(-len(xtr) // 128)
     for idx, x, z_t in seen:
         np.testing.assert_array_equal(x, xtr[idx])        # the batch's images are the indexed ones
@@ -279,26 +283,25 @@ def test_precomputed_and_per_step_teacher_give_the_same_training(digits_teacher)
         assert_within(z_t, z_64, EPS32 * np.abs(z_64) + 1e-12, "looked-up teacher logits")
     # the per-step path trains with a frozen teacher: eval mode, no trainable Parameters, untouched
     s = models.student(8, rng=np.random.default_rng(5))
-    D.fit_distill(s, optim.Adam(s.parameters()), (xtr, ytr), D.DistillationLoss(4.0, 0.7, teacher=teacher),
-                  epochs=1, rng=np.random.default_rng(6), progress=False)
+    D.fit_distill(s, (xtr, ytr), D.DistillationLoss(4.0, 0.7, teacher=teacher),
+                  TrainConfig(1, np.random.default_rng(6)))
     assert not teacher.training
     assert all(not p.requires_grad for p in teacher.parameters())
     for k, v in teacher.state_dict().items():
         np.testing.assert_array_equal(v, before[k])
 
 
-def test_step_fn_works_inside_fit_and_matches_fit_distill(digits_teacher):
+def test_distillation_loss_works_inside_fit_and_matches_fit_distill(digits_teacher):
+    """The distillation loss is a task loss like any other: fit with it = fit_distill."""
     teacher, (xtr, ytr), _ = digits_teacher
     kd = D.DistillationLoss(2.0, 0.5, teacher=teacher)
     a = models.student(8, rng=np.random.default_rng(5))
-    opt = optim.Adam(a.parameters())
-    fit(a, opt, (xtr, ytr), epochs=1, rng=np.random.default_rng(6), step_fn=kd.step_fn(a, opt),
-        progress=False)
+    fit(a, optim.Adam(a.parameters()), (xtr, ytr), TrainConfig(1, np.random.default_rng(6)),
+        loss_fn=kd)
     b = models.student(8, rng=np.random.default_rng(5))
-    D.fit_distill(b, optim.Adam(b.parameters()), (xtr, ytr), kd, epochs=1,
-                  rng=np.random.default_rng(6), progress=False)
+    D.fit_distill(b, (xtr, ytr), kd, TrainConfig(1, np.random.default_rng(6)))
     for k, v in a.state_dict().items():
-        np.testing.assert_allclose(v, b.state_dict()[k], rtol=1e-5, atol=1e-6)
+        np.testing.assert_array_equal(v, b.state_dict()[k])
 
 
 def test_student_learns_from_the_teacher_alone(digits_teacher):
@@ -308,8 +311,7 @@ def test_student_learns_from_the_teacher_alone(digits_teacher):
     kd = D.DistillationLoss(4.0, 1.0, teacher_logits=D.teacher_logits(teacher, xtr))
     s = models.student(8, rng=np.random.default_rng(7))
     fake_labels = np.zeros_like(ytr)          # α = 1 must ignore the labels completely
-    D.fit_distill(s, optim.Adam(s.parameters(), lr=3e-3), (xtr, fake_labels), kd, epochs=15,
-                  rng=np.random.default_rng(8), progress=False)
+    D.fit_distill(s, (xtr, fake_labels), kd, TrainConfig(15, np.random.default_rng(8)), lr=3e-3)
     assert evaluate(s, xte, yte)["accuracy"] > 0.85
 
 
@@ -317,8 +319,7 @@ def test_hint_training_lowers_the_hint_loss(digits_teacher):
     teacher, (xtr, ytr), _ = digits_teacher
     student = models.lenet5(8, rng=np.random.default_rng(3))
     hint = D.HintLoss(Conv2d(6, 32, 1, rng=np.random.default_rng(4)), "pool1", "pool1")
-    kd = D.DistillationLoss(4.0, 0.5, teacher=teacher)
-    opt = optim.Adam(student.parameters() + hint.parameters(), lr=2e-3)
+    kd = D.DistillationLoss(4.0, 0.5, teacher=teacher, hint=hint)
     reg_before = hint.regressor.weight.data.copy()
 
     def hint_value():
@@ -327,8 +328,7 @@ def test_hint_training_lowers_the_hint_loss(digits_teacher):
         return hint(student.features["pool1"], teacher.features["pool1"])[0]
 
     start = hint_value()
-    D.fit_distill(student, opt, (xtr, ytr), kd, epochs=3, rng=np.random.default_rng(5),
-                  hint=hint, progress=False)
+    D.fit_distill(student, (xtr, ytr), kd, TrainConfig(3, np.random.default_rng(5)), lr=2e-3)
     assert hint_value() < 0.7 * start
     assert not np.array_equal(hint.regressor.weight.data, reg_before)   # Adam trained it too
 
@@ -344,17 +344,24 @@ def test_teacher_logits_cache(tmp_path, digits_teacher):
         D.teacher_logits(teacher, xtr[:50], cache=path)
 
 
-def test_cosine_lr():
-    p = models.student(8, rng=np.random.default_rng(0)).parameters()
-    opt = optim.Adam(p, lr=1.0)
-    on_step = D.cosine_lr(opt, 0.01, 100)
-    assert opt.lr == 0.01
-    on_step(50)
-    assert opt.lr == pytest.approx(0.005)
-    on_step(100)
-    assert opt.lr == pytest.approx(0.0, abs=1e-15)
-    on_step(25)
-    assert opt.lr == pytest.approx(0.005 * (1 + np.cos(np.pi / 4)))
+def test_cosine_lr_sets_every_group_from_its_own_start():
+    """α_t = ½ α₀ (1 + cos(π t / T)) after step t, for each parameter group's own α₀."""
+    a, b = models.student(8, rng=np.random.default_rng(0)), models.student(8, rng=np.random.default_rng(1))
+    opt = optim.Adam([{"params": a.parameters(), "lr": 0.01}, {"params": b.parameters(), "lr": 0.1}])
+    trainer = SimpleNamespace(optimizer=opt, step=0)
+    hook = CosineLR(100)
+    hook.before_step(trainer, None)
+
+    def lrs_after(step):
+        trainer.step = step
+        hook.after_step(trainer, None)
+        return [g["lr"] for g in opt.param_groups]
+
+    assert lrs_after(50) == pytest.approx([0.005, 0.05])
+    assert lrs_after(100) == pytest.approx([0.0, 0.0], abs=1e-15)
+    assert lrs_after(150) == pytest.approx([0.0, 0.0], abs=1e-15)   # capped at T
+    assert lrs_after(25) == pytest.approx([0.005 * (1 + np.cos(np.pi / 4)),
+                                           0.05 * (1 + np.cos(np.pi / 4))])
 
 
 def test_hint_step_with_precomputed_logits_runs_teacher_prefix_only(digits_teacher):
@@ -367,12 +374,12 @@ def test_hint_step_with_precomputed_logits_runs_teacher_prefix_only(digits_teach
     table = np.zeros((len(xtr), 10), np.float32)
     table[idx] = teacher(xtr[idx])
     grads = []
-    for kd in (D.DistillationLoss(2.0, 0.5, teacher=teacher),
-               D.DistillationLoss(2.0, 0.5, teacher=teacher, teacher_logits=table)):
+    for z_t in (None, table):
         student = models.lenet5(8, rng=np.random.default_rng(3))
         hint = D.HintLoss(Conv2d(6, 32, 1, rng=np.random.default_rng(4)), "pool1", "pool1")
+        kd = D.DistillationLoss(2.0, 0.5, teacher=teacher, teacher_logits=z_t, hint=hint)
         params = student.parameters() + hint.parameters()
-        D.distill_step(student, _NoStep(params), xtr[idx], ytr[idx], kd, idx=idx, hint=hint)
+        train_step(student, _NoStep(params), Batch(xtr[idx], ytr[idx], idx), kd)
         grads.append([p.grad.copy() for p in params])
     for a, b in zip(*grads):
         np.testing.assert_array_equal(a, b)
@@ -401,8 +408,8 @@ def test_out_of_fold_logits_come_from_a_teacher_that_never_saw_the_image(folds):
     def train(model, xp, yp):
         # remember which images (by content) each fold's teacher was trained on
         seen_by[model.fold] = {xi.tobytes() for xi in xp}
-        fit(model, optim.Adam(model.parameters(), lr=1e-2), (xp, yp), epochs=2, batch_size=32,
-            rng=np.random.default_rng(0), progress=False)
+        fit(model, optim.Adam(model.parameters(), lr=1e-2), (xp, yp),
+            TrainConfig(2, np.random.default_rng(0), batch_size=32))
 
     teachers = {}
 

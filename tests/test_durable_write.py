@@ -1,6 +1,7 @@
 """Files are written atomically and durably: nothing half-written under the final name, no
-temporary file left behind — after an exception, Ctrl-C, or a ``kill -9`` (whose part the next
-write to the same path removes)."""
+temporary file left behind — after an exception, Ctrl-C, or a ``kill -9`` (on Linux the data go
+to an unnamed O_TMPFILE file that dies with its writer; elsewhere the next write to the same path
+removes the killed writer's part)."""
 import os
 import signal
 import subprocess
@@ -52,7 +53,10 @@ def test_durable_write_fsyncs_the_file_and_its_directory(tmp_path, monkeypatch):
 
 _WRITER = """
 import sys, time
+import minicompress.io as mio
 from minicompress.io import atomic_write
+if sys.argv[2] == "named":        # the fallback where the platform has no O_TMPFILE
+    mio._open_unnamed = lambda directory: None
 with atomic_write(sys.argv[1]) as f:
     f.write(b"half of a file")
     f.flush()
@@ -62,10 +66,23 @@ with atomic_write(sys.argv[1]) as f:
 """
 
 
-def test_a_killed_writer_leaves_no_output_and_the_next_write_no_part(tmp_path):
+def unnamed_files_supported(directory) -> bool:
+    fd = mio._open_unnamed(Path(directory))
+    if fd is None:
+        return False
+    os.close(fd)
+    return True
+
+
+@pytest.mark.parametrize("way", ["unnamed", "named"])
+def test_a_killed_writer_leaves_no_output_and_the_next_write_no_part(tmp_path, way):
+    """kill -9 mid-write: with O_TMPFILE nothing at all is left; with a named part (other
+    platforms) the part is left, and the next write to the same path removes it."""
+    if way == "unnamed" and not unnamed_files_supported(tmp_path):
+        pytest.skip("no O_TMPFILE on this platform/file system")
     target = tmp_path / "model.npz"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target), way], env=env,
                             stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "writing"
@@ -76,8 +93,11 @@ def test_a_killed_writer_leaves_no_output_and_the_next_write_no_part(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert not target.exists()
     parts = list(tmp_path.iterdir())
-    assert [p.name for p in parts] == [f".model.npz.{proc.pid}-{parts[0].name.split('-')[1]}"]
-    assert mio.stale_parts(target) == parts
+    if way == "unnamed":
+        assert parts == []                                # the unnamed file died with its writer
+    else:
+        assert [p.name for p in parts] == [f".model.npz.{proc.pid}-{parts[0].name.split('-')[1]}"]
+        assert mio.stale_parts(target) == parts
 
     write_artifact(target, {"meta": {}}, b"")             # the next run
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
@@ -142,7 +162,10 @@ def test_a_compress_run_killed_while_writing_leaves_nothing_at_out(tmp_path):
         proc.wait(timeout=60)
         proc.stdout.close()
     assert not out.exists()
-    assert len(mio.stale_parts(out)) == 1                   # what kill -9 leaves
+    # what kill -9 leaves: nothing where the artifact was an unnamed O_TMPFILE file, else one part
+    left = list(out.parent.iterdir())
+    assert len(left) == (0 if unnamed_files_supported(out.parent) else 1)
+    assert mio.stale_parts(out) == left
 
     done = subprocess.run([sys.executable, "-m", "minicompress", "compress", "--recipe",
                            str(recipe), "--out", str(out), "--quiet"], env=env,

@@ -14,7 +14,7 @@ from minicompress.__main__ import main
 from minicompress.data import load_dataset, standardization
 from minicompress.quantize import calibrate, convert, prepare
 from minicompress.serialize import input_spec, load_integer_model, save_integer_model
-from minicompress.train import fit
+from minicompress.train import TrainConfig, fit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import run_artifact_standalone as standalone  # noqa: E402
@@ -55,8 +55,7 @@ def test_standalone_reader_on_a_digits_cnn(tmp_path, digits, capsys):
     (xtr, ytr), _ = digits
     rng = np.random.default_rng(0)
     model = models.lenet5(8, rng=rng)
-    fit(model, optim.Adam(model.parameters(), lr=3e-3), (xtr, ytr), epochs=2, batch_size=64,
-        rng=rng, progress=False)
+    fit(model, optim.Adam(model.parameters(), lr=3e-3), (xtr, ytr), TrainConfig(2, rng, batch_size=64))
     im, path = _artifact(tmp_path / "digits.npz", model, "digits", xtr, 0.5, rng)
     encodings = {s["weight"]["encoding"] for s in standalone.read(path)[0]["steps"] if "weight" in s}
     assert encodings - {"packed"}                          # a sparse encoding is read too
@@ -68,8 +67,8 @@ def test_standalone_reader_on_a_fashion_mnist_mlp(tmp_path, fashion, capsys):
     (xtr, ytr), _ = fashion
     rng = np.random.default_rng(0)
     model = models.student(28, hidden=32, rng=rng)
-    fit(model, optim.Adam(model.parameters(), lr=1e-3), (xtr[:10000], ytr[:10000]), epochs=1,
-        batch_size=128, rng=rng, progress=False)
+    fit(model, optim.Adam(model.parameters(), lr=1e-3), (xtr[:10000], ytr[:10000]),
+        TrainConfig(1, rng, batch_size=128))
     im, path = _artifact(tmp_path / "fashion.npz", model, "fashion-mnist", xtr, 0.5, rng)
     assert _check_reader(path, im, "fashion-mnist", capsys) > 0.3
 

@@ -120,7 +120,7 @@ def test_conv_padding_stride_mask_and_signed_input(tmp_path, digits_raw):
     first = im.steps[1]
     grid = (first.in_delta, -20, -128, 127)      # codes −128…127 with zero point −20
     im.steps[0] = QuantizeInput(*grid)
-    im.steps[1] = IntLayer("conv2d", first.q_w, first.w_bits, first.w_delta, first.q_b, grid,
+    im.steps[1] = IntLayer("conv2d", (first.q_w, first.w_bits, first.w_delta), first.q_b, grid,
                            first.out, first.stride, first.padding)
     assert_exact(export(im, tmp_path, "signed.onnx"), im, xte)
 
@@ -133,10 +133,10 @@ def hand_model(q_w1, q_b1, m, q_w2, in_grid=(np.float32(0.05), 7, 0, 255), out_z
     out = {"m0": m0, "shift": n, "out_delta": np.float32(1), "out_zero": out_zero,
            "out_lo": out_lo, "out_hi": out_hi, "relu": 0}
     steps = [QuantizeInput(*in_grid), IntFlatten(),
-             IntLayer("linear", q_w1, 8, np.ones(o), q_b1, in_grid, out)]
+             IntLayer("linear", (q_w1, 8, np.ones(o)), q_b1, in_grid, out)]
     if relu_step:
         steps.append(IntReLU(out_zero))
-    steps.append(IntLayer("linear", q_w2, 8, np.ones(q_w2.shape[0]), np.zeros(q_w2.shape[0]),
+    steps.append(IntLayer("linear", (q_w2, 8, np.ones(q_w2.shape[0])), np.zeros(q_w2.shape[0]),
                           (np.float32(1), out_zero, out_lo, out_hi),
                           {"out_scale": np.full(q_w2.shape[0], 0.125, np.float32)}))
     return IntegerModel(steps)
@@ -183,10 +183,10 @@ def test_maxpool_and_relu_steps_alone(tmp_path, digits_raw):
     (_, _), (xte, _) = digits_raw
     grid = (np.float32(0.02), 100, 0, 255)
     rng = np.random.default_rng(5)
-    conv = IntLayer("conv2d", rng.integers(-7, 8, (2, 1, 3, 3)), 4, np.ones(2), [3, -40], grid,
+    conv = IntLayer("conv2d", (rng.integers(-7, 8, (2, 1, 3, 3)), 4, np.ones(2)), [3, -40], grid,
                     {"m0": [2 ** 26, 3 * 2 ** 25], "shift": [30, 31], "out_delta": np.float32(1),
                      "out_zero": 9, "out_lo": 0, "out_hi": 255, "relu": 0}, padding=1)
-    fc = IntLayer("linear", rng.integers(-7, 8, (10, 2 * 3 * 3)), 4, np.ones(10), np.zeros(10),
+    fc = IntLayer("linear", (rng.integers(-7, 8, (10, 2 * 3 * 3)), 4, np.ones(10)), np.zeros(10),
                   (np.float32(1), 9, 0, 255), {"out_scale": np.full(10, 0.5, np.float32)})
     im = IntegerModel([QuantizeInput(*grid), IntReLU(100), conv, IntReLU(9), IntMaxPool(2, 2),
                        IntMaxPool(2, 1), IntFlatten(), fc])

@@ -11,13 +11,15 @@ import pytest
 from minicompress import distill, models, optim, prune
 from minicompress.nn import Linear, ReLU, Sequential
 from minicompress.parallel import DataParallelStep, replicate
-from minicompress.train import fit, train_step
+from minicompress.step import Batch, train_step
+from minicompress.train import TrainConfig, fit
 from tests.gradcheck import to_float64
 
-# Every gradient entry (and every logit) is a sum of at most K ≈ 37 rows × 800 features ≈ 3·10⁴
-# terms of magnitude < 1 (inputs in [0, 1), small initial weights, ∂L/∂z = (p − onehot)/N),
-# grouped differently by the two paths: float64 rounding changes it by at most K·eps64 ≈ 7e-12
-# (worst case; measured: ~1e-16). A real bug (a shard lost or counted twice) changes it by O(|g|).
+# Every gradient entry (and every logit) is a sum of at most K ≈ 3·10⁴ terms (a first-conv weight
+# gradient sums over 37 images × 28·28 positions), grouped differently by the two paths; float64
+# rounding moves it by at most K·eps64·Σ|terms| ≈ 7e-12 · Σ|terms|, and Σ|terms| is O(1) here
+# (inputs in [0, 1), small initial weights, ∂L/∂z = (p − onehot)/N carries the 1/N). Measured:
+# ~1e-16. A real bug (a shard lost or counted twice) changes a gradient by O(|g|) ≈ 1e-2.
 SUM_ATOL = 3e4 * np.finfo(np.float64).eps
 
 
@@ -52,8 +54,8 @@ def test_parallel_step_equals_single_step(name, workers):
     opt_a, opt_b = optim.Adam(a.parameters(), lr=1e-3), optim.Adam(b.parameters(), lr=1e-3)
     with DataParallelStep(b, opt_b, workers=workers) as step:
         for t in range(1, 4):
-            loss_a, logits_a = train_step(a, opt_a, x, y)
-            loss_b, logits_b = step(x, y)
+            loss_a, logits_a = train_step(a, opt_a, Batch(x, y))
+            loss_b, logits_b = step(Batch(x, y))
             assert logits_b.dtype == np.float64
             np.testing.assert_allclose(loss_b, loss_a, rtol=0, atol=SUM_ATOL)
             np.testing.assert_allclose(logits_b, logits_a, rtol=0, atol=SUM_ATOL)
@@ -93,11 +95,10 @@ def test_parallel_step_with_a_pruning_mask_and_a_distillation_loss():
         to_float64(m)  # the mask's own Parameters too
     z_t = np.random.default_rng(3).normal(size=(20, 10))
     kd = distill.DistillationLoss(4.0, 0.7, teacher_logits=z_t)
-    loss_fn = lambda logits, yy: kd(logits, yy, z_t)  # noqa: E731
     opt_a, opt_b = optim.Adam(a.parameters()), optim.Adam(b.parameters())
-    with DataParallelStep(b, opt_b, workers=2, loss_fn=loss_fn) as step:
-        train_step(a, opt_a, x, y, loss_fn=loss_fn)
-        step(x, y)
+    with DataParallelStep(b, opt_b, workers=2, loss_fn=kd) as step:
+        train_step(a, opt_a, Batch(x, y), loss_fn=kd)
+        step(Batch(x, y))
     assert_same_parameters(a, b, adam_atol(opt_a, 1))
 
 
@@ -105,9 +106,8 @@ def test_fit_with_two_workers_matches_one_worker():
     x, y = _batch(n=64, size=8)
     a, b = _pair("lenet5", 8)
     opt_a, opt_b = optim.Adam(a.parameters()), optim.Adam(b.parameters())
-    fit(a, opt_a, (x, y), epochs=2, batch_size=16, rng=np.random.default_rng(5), progress=False)
-    fit(b, opt_b, (x, y), epochs=2, batch_size=16, rng=np.random.default_rng(5), progress=False,
-        workers=2)
+    fit(a, opt_a, (x, y), TrainConfig(2, np.random.default_rng(5), batch_size=16))
+    fit(b, opt_b, (x, y), TrainConfig(2, np.random.default_rng(5), batch_size=16, workers=2))
     assert_same_parameters(a, b, adam_atol(opt_a, 2 * 64 // 16))
 
 
@@ -116,8 +116,8 @@ def test_more_workers_than_rows():
     a, b = _pair("student")
     opt_a, opt_b = optim.Adam(a.parameters()), optim.Adam(b.parameters())
     with DataParallelStep(b, opt_b, workers=2) as step:
-        train_step(a, opt_a, x, y)
-        step(x, y)
+        train_step(a, opt_a, Batch(x, y))
+        step(Batch(x, y))
     assert_same_parameters(a, b, adam_atol(opt_a, 1))
 
 
@@ -134,7 +134,7 @@ def test_nan_input_is_refused():
     x[0, 0, 0, 0] = np.nan
     with DataParallelStep(model, optim.Adam(model.parameters())) as step, \
             pytest.raises(FloatingPointError, match="NaN"):
-        step(x, y)
+        step(Batch(x, y))
 
 
 def test_replicas_follow_the_models_train_eval_mode():
@@ -142,10 +142,10 @@ def test_replicas_follow_the_models_train_eval_mode():
     model = models.lenet5(rng=np.random.default_rng(0))
     with DataParallelStep(model, optim.Adam(model.parameters()), workers=2) as step:
         model.eval()
-        step(x, y)
+        step(Batch(x, y))
         assert all(not m.training for r in step.replicas for m in r.modules())
         model.train()
-        step(x, y)
+        step(Batch(x, y))
         assert all(m.training for r in step.replicas for m in r.modules())
 
 
@@ -155,4 +155,4 @@ def test_empty_or_mismatched_batch_is_refused(n_x, n_y):
     x, _ = _batch(n=max(n_x, 1))
     with DataParallelStep(model, optim.Adam(model.parameters())) as step, \
             pytest.raises(ValueError, match="labels"):
-        step(x[:n_x], np.zeros(n_y, dtype=np.int64))
+        step(Batch(x[:n_x], np.zeros(n_y, dtype=np.int64)))

@@ -7,7 +7,8 @@ import pytest
 from gradcheck import numerical_grad, to_float64
 from minicompress import models, nn, optim, prune
 from minicompress.nn import WeightTransform
-from minicompress.train import evaluate, fit
+from minicompress.step import TaskLoss
+from minicompress.train import TrainConfig, evaluate, fit
 
 # The 5x5 example of the notebook: 25 weights, 75 % sparsity → 25 − round(18.75) = 6 kept.
 W5 = np.array([[ 0.10, -0.80,  0.05,  0.30, -0.02],
@@ -105,16 +106,16 @@ class Doubler(WeightTransform):
 def test_pruned_weights_stay_exactly_zero_through_adam(digits):
     (x, y), _ = digits
     model = models.lenet300(8, rng=np.random.default_rng(0))
-    fit(model, optim.Adam(model.parameters(), 1e-2), (x, y), epochs=1, rng=np.random.default_rng(1),
-        progress=False)  # Adam moments are non-zero when pruning starts
+    fit(model, optim.Adam(model.parameters(), 1e-2), (x, y), TrainConfig(1, np.random.default_rng(1)))
+    # Adam moments are non-zero when pruning starts
     model.fc1.add_weight_transform(Doubler())  # added *before* the mask: the mask must still go first
     opt = optim.Adam(model.parameters(), 1e-2)
-    fit(model, opt, (x, y), epochs=1, rng=np.random.default_rng(2), progress=False)
+    fit(model, opt, (x, y), TrainConfig(1, np.random.default_rng(2)))
     prune.prune_by_score(model, 0.8)
     assert isinstance(model.fc1.weight_transforms[0], prune.Mask)
     pruned = {n: ~mk.keep for n, mk in prune.masks(model).items()}
     w_before = model.fc1.weight.data.copy()
-    fit(model, opt, (x, y), epochs=3, rng=np.random.default_rng(3), progress=False)
+    fit(model, opt, (x, y), TrainConfig(3, np.random.default_rng(3)))
     for name, layer in prune.prunable_layers(model):
         assert np.all(layer.effective_weight()[pruned[name]] == 0)
     # the stored weights of pruned entries did move (Adam's moments): zeroing W would not suffice
@@ -256,19 +257,19 @@ def test_learned_mask_score_gradient_is_straight_through(rng):
 def test_learned_mask_prune_on_digits(digits):
     (x, y), (xt, yt) = digits
     model = models.lenet300(8, rng=np.random.default_rng(0))
-    fit(model, optim.Adam(model.parameters(), 1e-3), (x, y), epochs=8, rng=np.random.default_rng(1),
-        progress=False)
+    fit(model, optim.Adam(model.parameters(), 1e-3), (x, y), TrainConfig(8, np.random.default_rng(1)))
     dense_acc = evaluate(model, xt, yt)["accuracy"]
     dense_model = copy.deepcopy(model)
     seen = []
 
-    def loss_with_inputs(logits, yb, xb):  # the pipeline's interface: the batch inputs too
-        seen.append(len(xb))
-        return nn.cross_entropy(logits, yb)
+    class CountingLoss(TaskLoss):  # a task loss sees the whole batch: images, labels, indices
+        def __call__(self, logits, batch):
+            seen.append(len(batch.x))
+            return nn.cross_entropy(logits, batch.y)
 
-    hist = prune.learned_mask_prune(model, (x, y), 0.9, 8, rng=np.random.default_rng(2),
-                                    loss_fn=loss_with_inputs, pass_inputs=True, lam=1e-4,
-                                    eval_data=(xt, yt))
+    hist = prune.learned_mask_prune(model, (x, y), prune.MaskPruning(0.9, lam=1e-4),
+                                    TrainConfig(8, np.random.default_rng(2)),
+                                    loss_fn=CountingLoss(), eval_data=(xt, yt))
     assert sum(seen) == 8 * len(x)
     assert [r["sparsity"] for r in hist][-1] == pytest.approx(0.9, abs=1e-3)
     mks = prune.masks(model)
@@ -287,7 +288,8 @@ def test_scheduled_prune_reaches_the_schedule(digits):
     (x, y), _ = digits
     model = models.lenet5(8, rng=np.random.default_rng(0))
     spe = -(-len(x) // 128)
-    prune.scheduled_prune(model, (x, y), prune.CubicSchedule(0.0, 0.6, steps=2 * spe, every=spe),
-                          3, rng=np.random.default_rng(1), score="taylor", every=spe)
+    schedule = prune.CubicSchedule(0.0, 0.6, steps=2 * spe, every=spe)
+    prune.scheduled_prune(model, (x, y), prune.ScheduledPruning(schedule, "taylor", every=spe),
+                          TrainConfig(3, np.random.default_rng(1)))
     n = sum(mk.mask.data.size for mk in prune.masks(model).values())
     assert sum(int((~mk.keep).sum()) for mk in prune.masks(model).values()) == round(0.6 * n)

@@ -6,7 +6,7 @@ import pytest
 
 from gradcheck import numerical_grad, to_float64
 from minicompress import metrics, models, nn, optim, prune
-from minicompress.train import evaluate, fit
+from minicompress.train import TrainConfig, evaluate, fit
 
 
 def f64(model):
@@ -21,8 +21,7 @@ def f64(model):
 def trained_lenet5(digits):
     (x, y), _ = digits
     m = models.lenet5(8, rng=np.random.default_rng(0))
-    fit(m, optim.Adam(m.parameters(), 1e-3), (x, y), epochs=4, rng=np.random.default_rng(1),
-        progress=False)
+    fit(m, optim.Adam(m.parameters(), 1e-3), (x, y), TrainConfig(4, np.random.default_rng(1)))
     return m
 
 
@@ -127,8 +126,8 @@ def test_inplace_and_refusals(trained_lenet5):
 def test_learned_filter_prune(trained_lenet5, digits):
     (x, y), (xt, yt) = digits
     model = copy.deepcopy(trained_lenet5)
-    prune.learned_filter_prune(model, (x, y), {"conv1": 0.5, "conv2": 0.5}, 4,
-                               rng=np.random.default_rng(0))
+    prune.learned_filter_prune(model, (x, y), prune.FilterPruning({"conv1": 0.5, "conv2": 0.5}),
+                               TrainConfig(4, np.random.default_rng(0)))
     gs = prune.gates(model)
     assert int(gs["conv1"].keep.sum()) == 3 and int(gs["conv2"].keep.sum()) == 8
     assert not any(hasattr(g, "scores") for g in gs.values())

@@ -9,7 +9,7 @@ from gradcheck import numerical_grad
 from minicompress import models, nn, optim, prune
 from minicompress.quantize import (ActivationQuantizer, WeightQuantizer, calibrate, prepare,
                                    quantizer_parameters, quantizers, train_quantized)
-from minicompress.train import evaluate, fit
+from minicompress.train import TrainConfig, evaluate, fit
 
 
 def _float64(q):
@@ -180,8 +180,7 @@ def trained_digits():
     (xtr, ytr), (xte, yte) = load_dataset("digits")
     rng = np.random.default_rng(0)
     model = models.lenet300(8, rng=rng)
-    fit(model, optim.Adam(model.parameters(), lr=1e-3), (xtr, ytr), epochs=10, rng=rng,
-        progress=False)
+    fit(model, optim.Adam(model.parameters(), lr=1e-3), (xtr, ytr), TrainConfig(10, rng))
     return model, (xtr, ytr), (xte, yte)
 
 
@@ -193,7 +192,7 @@ def test_ptq_learned_delta_lowers_loss_weights_frozen(trained_digits):
     w_before = {k: v.copy() for k, v in model.state_dict().items() if k.endswith("weight")}
     d_before = [p.data.copy() for p in quantizer_parameters(model)]
     loss_before = evaluate(model, xtr, ytr)["loss"]
-    train_quantized(model, (xtr, ytr), epochs=3, lr_quant=1e-2, rng=np.random.default_rng(1))
+    train_quantized(model, (xtr, ytr), TrainConfig(3, np.random.default_rng(1)), lr_quant=1e-2)
     assert evaluate(model, xtr, ytr)["loss"] < 0.8 * loss_before
     for k, v in w_before.items():
         np.testing.assert_array_equal(model.state_dict()[k], v)
@@ -207,3 +206,29 @@ def test_calibrate_needs_quantizers(trained_digits):
     model = prepare(copy.deepcopy(dense), 8, 8, example_input=xtr)
     with pytest.raises(RuntimeError, match="calibrate"):
         model(xtr[:4])
+
+
+# ---- one copy of each formula ----------------------------------------------------------------
+def test_the_rounding_of_functional_is_the_rounding_of_every_quantizer(monkeypatch):
+    """Change round() in functional.py (say, to 四舍五入 or to floor) and the fake quantizers, the
+    observers and the document's equations all change with it: there is no second copy."""
+    from minicompress.quantize import functional, observers
+    w = np.array([[0.34, -0.14, 0.5], [0.1, -0.35, 0.95]], np.float32)  # w/Δ = 1.7, −0.7, ...
+    wq, aq = WeightQuantizer(3), ActivationQuantizer(3, "asymmetric")
+    wq.set_delta(0.2)
+    aq.set_delta(0.2, r_min=-0.35)   # z = round(1.75)
+
+    def outputs():
+        return [wq.forward(w), wq.codes(w), aq.forward(w), aq.zero_point(),
+                observers.fake_quantize(w, np.float32(0.2), 3),
+                functional.symmetric_quantize(w, 3, delta=0.2)[0],
+                functional.affine_quantize(w, 3, 0.2, 2)]
+
+    before = outputs()
+    monkeypatch.setattr(functional, "round_half_even", np.floor)
+    after = outputs()
+    for i, (a, b) in enumerate(zip(before, after)):
+        assert not np.array_equal(a, b), f"output {i} did not follow functional's rounding"
+    # and what floor gives is what the grid formula says: Δ·(clip(⌊w/Δ⌋ + z) − z)
+    np.testing.assert_allclose(after[0], 0.2 * np.clip(np.floor(w / np.float32(0.2)), -3, 3),
+                               rtol=1e-6)

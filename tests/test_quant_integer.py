@@ -10,7 +10,7 @@ from minicompress.io import load_npz, save_npz_atomic
 from minicompress.quantize import (ActivationQuantizer, IntegerModel, calibrate, convert, prepare,
                                    quantize_multiplier, requantize, train_quantized)
 from minicompress.quantize.integer import IntLayer, requantize_exact_float
-from minicompress.train import fit, predict
+from minicompress.train import TrainConfig, fit, predict
 
 
 def test_quantize_multiplier(rng):
@@ -71,12 +71,11 @@ def _digits_model(name, bits, rng, train=False):
     from minicompress.data import load_dataset
     (xtr, ytr), (xte, yte) = load_dataset("digits")
     model = models.build(name, 8, rng=rng)
-    fit(model, optim.Adam(model.parameters(), lr=1e-3), (xtr, ytr), epochs=3, rng=rng,
-        progress=False)
+    fit(model, optim.Adam(model.parameters(), lr=1e-3), (xtr, ytr), TrainConfig(3, rng))
     prepare(model, bits, bits, example_input=xtr)
     calibrate(model, xtr[:300])
     if train:
-        train_quantized(model, (xtr, ytr), epochs=1, lr_quant=1e-2, lr_weights=1e-3, rng=rng)
+        train_quantized(model, (xtr, ytr), TrainConfig(1, rng), lr_quant=1e-2, lr_weights=1e-3)
     return model, xte
 
 
@@ -178,8 +177,7 @@ def test_odd_shapes_mask_and_stride(rng):
         flatten=nn.Flatten(), fc1=nn.Linear(20, 7, rng=rng), relu3=nn.ReLU(),
         fc2=nn.Linear(7, 10, bias=False, rng=rng))
     model.fc1.add_weight_transform(Mask((rng.random((7, 20)) > 0.7).astype(np.float32)))
-    fit(model, optim.Adam(model.parameters(), lr=3e-3), (xtr, ytr), epochs=2, rng=rng,
-        progress=False)
+    fit(model, optim.Adam(model.parameters(), lr=3e-3), (xtr, ytr), TrainConfig(2, rng))
     prepare(model, 3, 4, per_channel=True, example_input=xtr)
     calibrate(model, xtr[:200])
     im = convert(model)
@@ -192,7 +190,7 @@ def test_wide_accumulator_falls_back_exactly(rng):
     """If the bound B ≥ 2^24 the float32 path would not be exact: the layer uses float64 and
     still matches int64."""
     q_w = rng.integers(-127, 128, size=(3, 2000))
-    layer = IntLayer("linear", q_w, 8, np.ones(3), np.zeros(3), (np.float32(1), 0, 0, 255),
+    layer = IntLayer("linear", (q_w, 8, np.ones(3)), np.zeros(3), (np.float32(1), 0, 0, 255),
                      {"out_scale": np.ones(3, np.float32)})
     assert layer.bound >= 2 ** 24 and layer.exact_dtype == np.float64
     x = rng.integers(0, 256, size=(5, 2000))

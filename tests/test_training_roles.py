@@ -16,7 +16,10 @@ import pytest
 
 from minicompress import distill as D
 from minicompress import nn, optim, prune
-from minicompress.quantize import prepare, quantizer_parameters, quantizers, train_quantized
+from minicompress.quantize import (QuantizerOptions, prepare, quantizer_parameters, quantizers,
+                                   train_quantized)
+from minicompress.step import Batch, train_step
+from minicompress.train import EveryEpoch, TrainConfig
 
 
 # ---- the only calls into the trainers -----------------------------------------------------------
@@ -28,9 +31,10 @@ def run_learned_mask_prune(model, data, steps, *, lr, score_lr, lam, sparsity, o
     def on_epoch(epoch, record):
         on_step(layer.weight_transforms[0], record["train_loss"])
 
-    prune.learned_mask_prune(model, data, sparsity, epochs=steps, rng=np.random.default_rng(0),
-                             lr=lr, score_lr=score_lr, lam=lam, schedule="constant",
-                             batch_size=len(data[0]), on_epoch=on_epoch)
+    method = prune.MaskPruning(sparsity, lr=lr, score_lr=score_lr, lam=lam, schedule="constant")
+    prune.learned_mask_prune(model, data, method,
+                             TrainConfig(steps, np.random.default_rng(0), batch_size=len(data[0])),
+                             hooks=[EveryEpoch(on_epoch)])
 
 
 def run_learned_filter_prune(model, data, steps, *, ratio, lr, score_lr, on_step):
@@ -39,31 +43,33 @@ def run_learned_filter_prune(model, data, steps, *, ratio, lr, score_lr, on_step
     def on_epoch(epoch, record):
         on_step(model.fc1_gate)
 
-    prune.learned_filter_prune(model, data, {"fc1": ratio}, epochs=steps,
-                               rng=np.random.default_rng(0), init_score="l1", lr=lr,
-                               score_lr=score_lr, ramp=1.0 / steps, batch_size=len(data[0]),
-                               on_epoch=on_epoch)
+    method = prune.FilterPruning({"fc1": ratio}, lr=lr, score_lr=score_lr, init_score="l1",
+                                 ramp=1.0 / steps)
+    prune.learned_filter_prune(model, data, method,
+                               TrainConfig(steps, np.random.default_rng(0), batch_size=len(data[0])),
+                               hooks=[EveryEpoch(on_epoch)])
 
 
 def run_train_quantized(model, data, *, lr_quant, lr_weights):
     """One full-batch step of Adam through the fake quantizers."""
-    train_quantized(model, data, epochs=1, lr_quant=lr_quant, lr_weights=lr_weights,
-                    batch_size=len(data[0]), rng=np.random.default_rng(0))
+    train_quantized(model, data, TrainConfig(1, np.random.default_rng(0), batch_size=len(data[0])),
+                    lr_quant=lr_quant, lr_weights=lr_weights)
 
 
 def run_fit_distill(student, data, teacher_logits, steps, *, T, alpha, lr):
     """``steps`` full-batch steps of distillation from precomputed teacher logits."""
     kd = D.DistillationLoss(T, alpha, teacher_logits=teacher_logits)
-    D.fit_distill(student, optim.Adam(student.parameters(), lr=lr), data, kd, epochs=steps,
-                  batch_size=len(data[0]), rng=np.random.default_rng(0), progress=False)
+    D.fit_distill(student, data, kd,
+                  TrainConfig(steps, np.random.default_rng(0), batch_size=len(data[0])), lr=lr)
 
 
 def run_distill_steps_with_hint(student, teacher, hint, x, y, steps, *, T, alpha, lr):
     """``steps`` distillation steps with a FitNets hint, one Adam over student + regressor;
     returns the losses."""
-    kd = D.DistillationLoss(T, alpha, teacher=teacher)
-    opt = optim.Adam(student.parameters() + hint.parameters(), lr=lr)
-    return [D.distill_step(student, opt, x, y, kd, hint=hint)[0] for _ in range(steps)]
+    kd = D.DistillationLoss(T, alpha, teacher=teacher, hint=hint)
+    opt = optim.Adam([{"params": student.parameters(), "name": "weights"},
+                      {"params": hint.parameters(), "name": "hint regressors"}], lr=lr)
+    return [train_step(student, opt, Batch(x, y), kd)[0] for _ in range(steps)]
 
 
 # ---- float64 references ---------------------------------------------------------------------------
@@ -282,8 +288,8 @@ def test_train_quantized_steps_delta_and_offset_by_adam_on_the_task_gradient():
     y = np.array([0, 1, 1])
     for lr_weights in (None, 0.01):
         model = nn.Sequential(fc1=linear(W1, B1), relu=nn.ReLU(), fc2=linear(W2, B2))
-        prepare(model, weight_bits=3, act_bits=3, input_bits=3, input_kind="asymmetric",
-                grad_scale=False)
+        prepare(model, weight_bits=3, act_bits=3, input_kind="asymmetric",
+                options=QuantizerOptions(input_bits=3, grad_scale=False))
         weights, acts = quantizers(model)
         for _, _, q in weights:        # the grids, set by hand (a calibration in effect)
             q.set_delta(0.25)

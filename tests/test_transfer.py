@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from minicompress import distill as D
-from minicompress import models, optim
+from minicompress import models
+from minicompress.train import TrainConfig
 from minicompress import transfer as X
 from tests.gradcheck import numerical_grad
 
@@ -109,9 +110,8 @@ def test_masked_distillation_loss_trains_through_fit_distill(rng):
     z_t = D.teacher_logits(teacher, x)
     student = models.student(8, rng=np.random.default_rng(2))
     kd = X.MaskedDistillationLoss(2.0, 0.5, teacher_logits=z_t)
-    hist = D.fit_distill(student, optim.Adam(student.parameters(), lr=1e-2),
-                         (x, X.hide_labels(y, [0, 1, 2])), kd, epochs=15, batch_size=16,
-                         rng=np.random.default_rng(0), progress=False)
+    hist = D.fit_distill(student, (x, X.hide_labels(y, [0, 1, 2])), kd,
+                         TrainConfig(15, np.random.default_rng(0), batch_size=16), lr=1e-2)
     assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"]
 
 

@@ -11,20 +11,20 @@ One concept per file:
 * ``learned.py``   Adam-optimised masks (steps 4–5), ``learned_mask_prune`` entry point
 * ``filters.py``   filter/neuron masks, learned filter masks and physical removal (§3.1.2)
 """
-from .filters import (ChannelGate, attach_gates, filter_prune, filter_scores, gates,
+from .filters import (ChannelGate, FilterPruning, attach_gates, filter_prune, filter_scores, gates,
                       learned_filter_prune, remove_filters, shrink)
-from .learned import LearnedMaskPruner, learned_mask_prune
+from .learned import LearnedMaskPruner, MaskPruning, learned_mask_prune
 from .mask import (LearnedMask, Mask, attach_mask, get_mask, masks, prunable_layers, remove,
                    sparsity)
 from .objective import l1_penalty, pruning_objective
 from .schedule import ConstantSchedule, CubicSchedule, cubic_sparsity
-from .scored import ensure_masks, prune_by_score, scheduled_prune
+from .scored import ScheduledPruning, ensure_masks, prune_by_score, scheduled_prune
 from .scores import FILTER_SCORES, WEIGHT_SCORES, filter_norm_scores, weight_scores
 from .select import kept_count, select, topk_mask
 
 __all__ = [
-    "ChannelGate", "ConstantSchedule", "CubicSchedule", "FILTER_SCORES", "LearnedMask",
-    "LearnedMaskPruner", "Mask", "WEIGHT_SCORES", "attach_gates", "attach_mask", "cubic_sparsity",
+    "ChannelGate", "ConstantSchedule", "CubicSchedule", "FILTER_SCORES", "FilterPruning",
+    "LearnedMask", "LearnedMaskPruner", "Mask", "MaskPruning", "ScheduledPruning", "WEIGHT_SCORES", "attach_gates", "attach_mask", "cubic_sparsity",
     "ensure_masks", "filter_norm_scores", "filter_prune", "filter_scores", "gates", "get_mask",
     "kept_count", "l1_penalty", "learned_filter_prune", "learned_mask_prune", "masks",
     "prunable_layers", "prune_by_score", "pruning_objective", "remove", "remove_filters",

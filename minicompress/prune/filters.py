@@ -24,6 +24,8 @@ output a is set to 0:  (1/B) Σ_b |Σ_{n,h,w} a ⊙ ∂L/∂a|  — exactly the 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
+from typing import Dict, Union
 
 import numpy as np
 
@@ -31,7 +33,7 @@ from .. import optim
 from ..data import batches
 from ..nn import (AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Module, Parameter, ReLU,
                   Sequential, cross_entropy)
-from ..train import evaluate, fit
+from ..train import Hook, evaluation, fit
 from .schedule import CubicSchedule
 from .scores import FILTER_SCORES, check_score, filter_norm_scores
 from .select import check_sparsity, kept_count, topk_mask
@@ -229,63 +231,75 @@ def filter_prune(model, ratios, score="l1", *, data=None, rng=None, num_batches=
     return gs
 
 
-def learned_filter_prune(model, data, ratios, epochs, *, rng, init_score="l1", lr=1e-3,
-                         score_lr=1e-2, loss_fn=cross_entropy, pass_inputs=False, ramp=0.5,
-                         batch_size=128, eval_data=None, on_epoch=None, progress=False):
+@dataclass
+class FilterPruning:
+    """What :func:`learned_filter_prune` does.
+
+    ratios : ``{layer: fraction of its filters to prune}``, or one fraction for every prunable layer.
+    lr, score_lr : the learning rates of the two groups of the one Adam: weights and filter scores.
+    init_score : the filter score ŝ the learned scores start from (``"l1"``, ``"l2"``, ``"median"``).
+    ramp : the kept counts follow a cubic schedule over this fraction of the steps.
+    """
+
+    ratios: Union[float, Dict[str, float]]
+    lr: float = 1e-3
+    score_lr: float = 1e-2
+    init_score: str = "l1"
+    ramp: float = 0.5
+
+
+class LearnedFilterMasks(Hook):
+    """The gates' masks as the top-k of ŝ_c + s_c, k following each layer's cubic schedule from
+    all filters down to ``finals[layer]``; updated before every step and at the end of each epoch."""
+
+    def __init__(self, gates_, base, finals, schedules):
+        self.gates, self.base, self.finals, self.schedules = gates_, base, finals, schedules
+
+    def update(self, step):
+        for n, g in self.gates.items():
+            k = max(self.finals[n], kept_count(g.channels, self.schedules[n](step)))
+            g.mask.data[...] = topk_mask(self.base[n] + g.scores.data, k)
+
+    def before_step(self, trainer, batch):
+        self.update(trainer.step)
+
+    def end_of_epoch(self, trainer, record):
+        self.update(trainer.step)
+
+
+def learned_filter_prune(model, data, method, config, *, loss_fn=cross_entropy, eval_data=None,
+                         hooks=()):
     """Step 4 for filters: Adam learns which filters to keep while the weights are fine-tuned.
 
-    Each gated layer's mask is the top-k of  ŝ_c + s_c  where ŝ is the ``init_score`` normalised
-    to mean 1 in the layer and s the learned score (straight-through gradient Σ a ⊙ ∂L/∂a); k
-    follows a cubic schedule from all filters to ``O − round(ratio·O)`` over the first ``ramp``
-    of the steps. ``loss_fn``/``pass_inputs`` as in :func:`learned_mask_prune`. Ends with fixed
-    binary gates at exactly the requested counts; :func:`shrink` then removes the filters.
+    Each gated layer's mask is the top-k of  ŝ_c + s_c  where ŝ is the ``method.init_score``
+    normalised to mean 1 in the layer and s the learned score (straight-through gradient
+    Σ a ⊙ ∂L/∂a); k follows a cubic schedule from all filters to ``O − round(ratio·O)`` over the
+    first ``method.ramp`` of the steps. ``method`` is a :class:`FilterPruning`, ``config`` a
+    :class:`~minicompress.train.TrainConfig`; one Adam with the groups "weights" and "filter
+    scores". Ends with fixed binary gates at exactly the requested counts; :func:`shrink` then
+    removes the filters. Returns the history.
     """
     _check_sequential(model, "learned_filter_prune")
-    ratios = _ratios(model, ratios)
+    ratios = _ratios(model, method.ratios)
     if gates(model):
         raise ValueError("learned_filter_prune: the model already has gates; shrink() it first")
-    base = filter_scores(model, init_score, list(ratios))
+    base = filter_scores(model, method.init_score, list(ratios))
     gs = attach_gates(model, list(ratios), learned=True)
     base = {n: s / max(float(s.mean()), 1e-12) for n, s in base.items()}
     finals = {n: _kept(gs[n].channels, r, n) for n, r in ratios.items()}
-    total_steps = max(1, epochs * (-(-len(data[0]) // batch_size)))
-    schedules = {n: CubicSchedule(0.0, r, max(1, int(ramp * total_steps))) for n, r in ratios.items()}
-    score_params = [g.scores for g in gs.values()]
-    ids = {id(p) for p in score_params}
-    opt_w = optim.Adam([p for p in model.parameters() if id(p) not in ids], lr=lr)
-    opt_s = optim.Adam(score_params, lr=score_lr)
-    state = {"step": 0}
-
-    def update_masks(step):
-        for n, g in gs.items():
-            k = max(finals[n], kept_count(g.channels, schedules[n](step)))
-            g.mask.data[...] = topk_mask(base[n] + g.scores.data, k)
-
-    def step_fn(xb, yb):
-        update_masks(state["step"])
-        state["step"] += 1
-        opt_w.zero_grad()
-        opt_s.zero_grad()
-        logits = model(xb)
-        loss, grad = loss_fn(logits, yb, xb) if pass_inputs else loss_fn(logits, yb)
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"learned_filter_prune: the loss became {loss}")
-        model.backward(grad)
-        opt_w.step()
-        opt_s.step()
-        return loss, logits
-
-    def end_of_epoch(epoch, record):
-        update_masks(state["step"])
-        if eval_data is not None:
-            ev = evaluate(model, *eval_data)
-            record.update(test_loss=ev["loss"], test_accuracy=ev["accuracy"])
-        if on_epoch is not None:
-            on_epoch(epoch, record)
-
-    history = fit(model, opt_w, data, epochs=epochs, batch_size=batch_size, rng=rng,
-                  step_fn=step_fn, on_epoch=end_of_epoch, progress=progress, desc="filter mask")
-    update_masks(total_steps)  # exactly the final counts
+    total_steps = max(1, config.total_steps(len(data[0])))
+    schedules = {n: CubicSchedule(0.0, r, max(1, int(method.ramp * total_steps)))
+                 for n, r in ratios.items()}
+    masks = LearnedFilterMasks(gs, base, finals, schedules)
+    scores = [g.scores for g in gs.values()]
+    ids = {id(p) for p in scores}
+    optimizer = optim.Adam([
+        {"params": [p for p in model.parameters() if id(p) not in ids], "lr": method.lr,
+         "name": "weights"},
+        {"params": scores, "lr": method.score_lr, "name": "filter scores"}])
+    history = fit(model, optimizer, data, config, loss_fn=loss_fn,
+                  hooks=[masks] + evaluation(eval_data) + list(hooks))
+    masks.update(total_steps)  # exactly the final counts
     for g in gs.values():  # freeze: drop the learned scores
         del g.scores
     return history

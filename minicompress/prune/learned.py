@@ -16,8 +16,9 @@ the optimiser was looking at. What we do instead:
 * The score gradient is the straight-through estimate ∂L/∂s := ∂L/∂m = ∂L/∂W_eff ⊙ W (the
   document's ∂L_task/∂m, see ``mask.LearnedMask``); the optional λ term adds its own −λ|W| to
   ∂L/∂s and +λ·sign(W)(1 − m) to ∂L/∂W, decaying the weights the mask currently drops.
-* The weights are trained together with the scores (a second Adam, since scores and weights
-  live on different scales — Adam's step is ≈ lr whatever the gradient's size).
+* The weights are trained together with the scores by ONE Adam with two parameter groups, each
+  with its own learning rate, since scores and weights live on different scales — Adam's step
+  is ≈ lr whatever the gradient's size.
 * ``finalize`` binarises at exactly the requested sparsity and replaces every learned mask with
   a fixed :class:`~minicompress.prune.mask.Mask` (step 5 → 6); ``remove`` then bakes it in.
 
@@ -26,27 +27,30 @@ network: there is no rounding gap at the end.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence, Union
+
 import numpy as np
 
 from .. import optim
 from ..nn import cross_entropy
-from ..train import evaluate, fit
+from ..step import TaskLoss, as_task_loss
+from ..train import Hook, evaluation, fit
 from .mask import LearnedMask, Mask, attach_mask, get_mask, prunable_layers
 from .objective import l1_penalty
 from .schedule import CubicSchedule, as_schedule
 from .select import SCOPES, check_sparsity, select
 
 
-class LearnedMaskPruner:
+class LearnedMaskPruner(Hook):
     """Attaches a :class:`LearnedMask` to each prunable layer and keeps the masks at budget.
 
-    Use with any training loop::
+    A hook of the training loop (:mod:`minicompress.train`)::
 
         pruner = LearnedMaskPruner(model, schedule)          # schedule(step) -> sparsity
-        pruner.update(step)      # before each forward: m = top-k(|W| + s) at schedule(step)
-        ... forward, loss, backward ...
-        pruner.add_penalty_grads()                            # the λ term, if λ > 0
-        ... Adam steps on model weights and on pruner.parameters() ...
+        before each step:  m = top-k(|W| + s) at schedule(step)          (before_step)
+        the loss:          pruner.objective(task_loss) adds the λ term
+        Adam:              one optimizer, groups model weights and pruner.parameters()
         pruner.finalize()                                    # exact final sparsity, fixed masks
     """
 
@@ -85,6 +89,18 @@ class LearnedMaskPruner:
     def update(self, step):
         self.set_sparsity(self.schedule(step))
 
+    def before_step(self, trainer, batch):
+        self.update(trainer.step)
+
+    def end_of_epoch(self, trainer, record):
+        self.update(trainer.step)  # the mask the next step would use, at this step's sparsity
+        record["sparsity"] = self.sparsity
+
+    def objective(self, task_loss):
+        """The document's L_task(W ⊙ m) + λ‖W ⊙ (1 − m)‖₁ as a task loss (``task_loss`` alone
+        when λ = 0)."""
+        return task_loss if self.lam == 0 else PrunedObjective(task_loss, self)
+
     def add_penalty_grads(self):
         """Add the document's λ‖W ⊙ (1 − m)‖₁ gradients (straight-through for s). Returns its value."""
         if self.lam == 0:
@@ -113,78 +129,83 @@ class LearnedMaskPruner:
         return out
 
 
-def _loss_caller(loss_fn, pass_inputs):
-    if pass_inputs:
-        return lambda logits, yb, xb: loss_fn(logits, yb, xb)
-    return lambda logits, yb, xb: loss_fn(logits, yb)
+class PrunedObjective(TaskLoss):
+    """L_task + λ‖W ⊙ (1 − m)‖₁: the task loss, plus the L1 term whose gradients are added into
+    the weights' and scores' ``.grad`` here (the step zeroed them before the forward pass, and
+    backward adds the task's gradients to them)."""
+
+    def __init__(self, task_loss, pruner):
+        self.task, self.pruner = as_task_loss(task_loss), pruner
+
+    @property
+    def capture(self):
+        return self.task.capture
+
+    def __call__(self, logits, batch):
+        loss, grad = self.task(logits, batch)
+        return loss + self.pruner.add_penalty_grads(), grad
+
+    def with_features(self, logits, features, batch):
+        loss, grad, feature_grads = self.task.with_features(logits, features, batch)
+        return loss + self.pruner.add_penalty_grads(), grad, feature_grads
 
 
-def learned_mask_prune(model, data, sparsity, epochs, *, rng, loss_fn=cross_entropy,
-                       pass_inputs=False, lr=1e-3, score_lr=1e-3, lam=0.0, scope="global",
-                       layers=None, schedule="cubic", ramp=0.7, batch_size=128, eval_data=None,
-                       on_epoch=None, progress=False):
-    """Prune ``model`` in place to exactly ``sparsity`` with an Adam-learned mask.
+@dataclass
+class MaskPruning:
+    """What :func:`learned_mask_prune` does.
 
-    Parameters
-    ----------
-    data : (x, y) training arrays; y may be anything indexable per batch (see ``loss_fn``).
     sparsity : final fraction of pruned weights, in [0, 1).
-    epochs : training epochs (weights and mask scores trained together).
-    loss_fn : ``loss_fn(logits, y) -> (loss, ∂loss/∂logits)``; with ``pass_inputs=True`` it is
-        called as ``loss_fn(logits, y, x)``, e.g. a distillation loss that runs the teacher on x.
-        Another way to give per-example extra targets (precomputed teacher logits): pass
-        ``data=(x, np.arange(len(x)))`` and let ``loss_fn`` look labels and teacher logits up by
-        those indices.
-    lr, score_lr : Adam learning rates for the weights and for the mask scores.
+    lr, score_lr : the learning rates of the two groups of the one Adam: weights and mask scores.
     lam : λ of the document's L1 term (0 = off).
+    scope : ``"global"`` top-k over all layers or ``"layer"`` (each layer at ``sparsity``).
+    layers : names of the layers to prune (default: every Linear/Conv2d).
     schedule : ``"cubic"`` (0 → sparsity over the first ``ramp`` fraction of the steps, then
         constant), ``"constant"`` (sparsity from the first step) or a callable step -> sparsity.
-
-    Returns the ``fit`` history. On return every prunable layer carries a fixed binary
-    :class:`Mask` at exactly ``sparsity``; call :func:`minicompress.prune.remove` to bake it in.
     """
-    check_sparsity(sparsity)
-    x, y = data
-    total_steps = max(1, epochs * (-(-len(x) // batch_size)))
-    if schedule == "cubic":
-        schedule = CubicSchedule(0.0, sparsity, max(1, int(ramp * total_steps)))
-    elif schedule == "constant":
-        schedule = as_schedule(sparsity)
-    elif not callable(schedule):
-        raise ValueError(f"schedule must be 'cubic', 'constant' or a callable, got {schedule!r}")
-    pruner = LearnedMaskPruner(model, schedule, scope=scope, layers=layers, lam=lam)
-    score_ids = {id(p) for p in pruner.parameters()}
-    weights = [p for p in model.parameters() if id(p) not in score_ids]
-    opt_w = optim.Adam(weights, lr=lr)
-    opt_s = optim.Adam(pruner.parameters(), lr=score_lr)
-    call_loss = _loss_caller(loss_fn, pass_inputs)
-    state = {"step": 0}
 
-    def step_fn(xb, yb):
-        pruner.update(state["step"])
-        state["step"] += 1
-        opt_w.zero_grad()
-        opt_s.zero_grad()
-        logits = model(xb)
-        loss, grad = call_loss(logits, yb, xb)
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"learned_mask_prune: the loss became {loss}; try a smaller lr")
-        model.backward(grad)
-        loss = loss + pruner.add_penalty_grads()
-        opt_w.step()
-        opt_s.step()
-        return loss, logits
+    sparsity: float
+    lr: float = 1e-3
+    score_lr: float = 1e-3
+    lam: float = 0.0
+    scope: str = "global"
+    layers: Optional[Sequence[str]] = None
+    schedule: Union[str, Callable] = "cubic"
+    ramp: float = 0.7
 
-    def end_of_epoch(epoch, record):
-        pruner.update(state["step"])  # the mask the next step would use, at this step's sparsity
-        record["sparsity"] = pruner.sparsity
-        if eval_data is not None:
-            ev = evaluate(model, *eval_data)
-            record.update(test_loss=ev["loss"], test_accuracy=ev["accuracy"])
-        if on_epoch is not None:
-            on_epoch(epoch, record)
+    def sparsity_schedule(self, total_steps):
+        """``schedule(step) -> sparsity`` for a run of ``total_steps`` steps."""
+        if self.schedule == "cubic":
+            return CubicSchedule(0.0, self.sparsity, max(1, int(self.ramp * total_steps)))
+        if self.schedule == "constant":
+            return as_schedule(self.sparsity)
+        if callable(self.schedule):
+            return self.schedule
+        raise ValueError(f"schedule must be 'cubic', 'constant' or a callable, got {self.schedule!r}")
 
-    history = fit(model, opt_w, data, epochs=epochs, batch_size=batch_size, rng=rng,
-                  step_fn=step_fn, on_epoch=end_of_epoch, progress=progress, desc="learned mask")
-    pruner.finalize(sparsity)
+
+def learned_mask_prune(model, data, method, config, *, loss_fn=cross_entropy, eval_data=None,
+                       hooks=()):
+    """Prune ``model`` in place to exactly ``method.sparsity`` with an Adam-learned mask.
+
+    ``data = (x, y)``; ``method`` a :class:`MaskPruning`; ``config`` a
+    :class:`~minicompress.train.TrainConfig` (weights and mask scores are trained together for
+    ``config.epochs``); ``loss_fn`` the task loss (cross-entropy, or e.g. a
+    :class:`~minicompress.distill.DistillationLoss`). The training loop with the pruner as a
+    hook, the λ term in the loss, and one Adam with the groups "weights" and "mask scores".
+
+    Returns the history (with each epoch's sparsity). On return every prunable layer carries a
+    fixed binary :class:`Mask` at exactly ``sparsity``; :func:`minicompress.prune.remove` bakes it in.
+    """
+    check_sparsity(method.sparsity)
+    schedule = method.sparsity_schedule(max(1, config.total_steps(len(data[0]))))
+    pruner = LearnedMaskPruner(model, schedule, scope=method.scope, layers=method.layers,
+                               lam=method.lam)
+    scores = {id(p) for p in pruner.parameters()}
+    optimizer = optim.Adam([
+        {"params": [p for p in model.parameters() if id(p) not in scores], "lr": method.lr,
+         "name": "weights"},
+        {"params": pruner.parameters(), "lr": method.score_lr, "name": "mask scores"}])
+    history = fit(model, optimizer, data, config, loss_fn=pruner.objective(loss_fn),
+                  hooks=[pruner] + evaluation(eval_data) + list(hooks))
+    pruner.finalize(method.sparsity)
     return history

@@ -15,11 +15,11 @@ from .functional import (affine_dequantize, affine_quantize, asymmetric_dequanti
                          symmetric_delta, symmetric_dequantize, symmetric_quantize, zero_point)
 from .integer import IntegerModel, convert, quantize_multiplier, requantize
 from .observers import observe
-from .prepare import (calibrate, prepare, quantizer_parameters, quantizers, set_quantization,
-                      train_quantized, weight_parameters)
+from .prepare import (QuantizerOptions, calibrate, prepare, quantizer_parameters, quantizers,
+                      set_quantization, train_quantized, weight_parameters)
 
 __all__ = [
-    "ActivationQuantizer", "BiasQuantizer", "IntegerModel", "WeightQuantizer", "affine_dequantize",
+    "ActivationQuantizer", "BiasQuantizer", "IntegerModel", "QuantizerOptions", "WeightQuantizer", "affine_dequantize",
     "affine_quantize", "asymmetric_dequantize", "asymmetric_params", "asymmetric_quantize",
     "calibrate", "convert", "observe", "pack_bits", "prepare", "quantization_mse",
     "quantize_multiplier", "quantizer_parameters", "quantizers", "requantize", "set_quantization",

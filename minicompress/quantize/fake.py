@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..nn import Module, Parameter, WeightTransform
-from .functional import check_n_bits
+from .functional import check_n_bits, grid_code, grid_value, round_half_even
 from .observers import KINDS, ActivationRecorder, integer_bounds, observe
 
 
@@ -75,8 +75,7 @@ class _StepSizeQuantizer:
         """z = clip(round(−β/Δ), q_lo, q_hi) (0 for signed and unsigned grids), int array."""
         if self.kind != "asymmetric":
             return np.zeros(self.log_delta.shape, np.int64)
-        z = np.rint(-self.offset.data / self.delta)
-        return np.clip(z, self.q_lo, self.q_hi).astype(np.int64)
+        return grid_code(-self.offset.data / self.delta, 0, self.q_lo, self.q_hi).astype(np.int64)
 
     def _values_per_delta(self, x):
         raise NotImplementedError
@@ -87,15 +86,15 @@ class _StepSizeQuantizer:
         v = x / delta
         shifted = v + z
         inside = (shifted >= self.q_lo) & (shifted <= self.q_hi)
-        code = np.clip(np.rint(v) + z, self.q_lo, self.q_hi)
-        x_hat = delta * (code - z)
+        code = grid_code(v, z, self.q_lo, self.q_hi)
+        x_hat = grid_value(code, delta, z)
         self._cache = (v, code, z, inside, delta)
         return x_hat.astype(x.dtype, copy=False)
 
     def codes(self, x):
         """The integer codes of x (int64), as the integer model stores them."""
         delta, z = self._broadcast(x)
-        return np.clip(np.rint(x / delta) + z, self.q_lo, self.q_hi).astype(np.int64)
+        return grid_code(x / delta, z, self.q_lo, self.q_hi).astype(np.int64)
 
     def _backward(self, grad_out, reduce_axes):
         v, code, z, inside, delta = self._cache
@@ -103,7 +102,7 @@ class _StepSizeQuantizer:
         if self.log_delta.requires_grad:
             # ∂x̂/∂Δ: round(v) − v inside; the clip bound outside
             bound = code if self.kind == "asymmetric" else code - z
-            d_delta = np.where(inside, np.rint(v) - v, bound)
+            d_delta = np.where(inside, round_half_even(v) - v, bound)
             g = np.sum(grad_out * d_delta, axis=reduce_axes).reshape(self.log_delta.shape)
             if self.grad_scale:
                 g = g / np.sqrt(self._values_per_delta(grad_out) * self.q_hi)
@@ -266,9 +265,9 @@ class BiasQuantizer(Module):
         bias = self._refs[0].bias
         if bias is not None:
             b = bias.data.astype(y.dtype).reshape(shape)
-            y = y + (s * np.rint(b / s) - b)
+            y = y + (s * round_half_even(b / s) - b)
         if self.snap_output:
-            y = s * np.rint(y / s)
+            y = s * round_half_even(y / s)
         return y
 
     def backward(self, grad_out):

@@ -27,8 +27,18 @@ Clipping. With Δ computed from r_max, ``round(x/Δ)`` never leaves the range, s
 r_max/(2^(n−1)−1), the largest |x| round to codes that do not fit in n bits: clipping is then part
 of the quantiser, and ``clip=False`` exists only to show that.
 
-Rounding is ``np.rint`` (half to even, like ``torch.round``); 四舍五入 (half away from zero) differs
-only on exact .5 ties.
+Rounding is :func:`round_half_even` (``np.rint``, half to even, like ``torch.round``); 四舍五入
+(half away from zero) differs only on exact .5 ties. It is the one rounding of the package: the
+fake quantizers, the observers and the integer model's conversion all round through
+:func:`grid_code` and :func:`round_half_even`, so changing it here changes it everywhere.
+
+Every grid of the package is ``x̂ = Δ · (q − z)`` with integer codes q ∈ [q_lo, q_hi]:
+
+    q  = clip(round(x / Δ) + z, q_lo, q_hi)       (grid_code, of v = x / Δ)
+    x̂  = Δ · (q − z)                              (grid_value)
+
+the symmetric grid being z = 0, [q_lo, q_hi] = [−(2^(n−1)−1), 2^(n−1)−1], the unsigned one
+z = 0, [0, 2^n − 1], the asymmetric one z = round(−r_min/Δ), [0, 2^n − 1].
 
 Per-tensor (``axis=None``) or per-channel (``axis=k``: one Δ per index along axis k, e.g. axis 0
 of a weight (out, in) or (out, in, kh, kw)). Δ is returned with the shape that broadcasts
@@ -81,6 +91,32 @@ def _check_delta(delta, where):
     return delta
 
 
+# ---- the grid: rounding, codes, values, step size ------------------------------------------
+def round_half_even(v):
+    """round(v) of the document: the nearest integer, exact .5 ties to the even one (``np.rint``)."""
+    return np.rint(v)
+
+
+def grid_code(v, z, q_lo, q_hi):
+    """``q = clip(round(v) + z, q_lo, q_hi)`` for ``v = x / Δ``: the integer code of x, as a
+    float array (the caller picks the integer dtype)."""
+    return np.clip(round_half_even(v) + z, q_lo, q_hi)
+
+
+def grid_value(q, delta, z):
+    """``x̂ = Δ · (q − z)`` in the dtype of Δ and q (no cast: training may run in float64)."""
+    return delta * (q - z)
+
+
+def step_size(r_lo, r_hi, q_lo, q_hi):
+    """``Δ = (r_hi − r_lo) / (q_hi − q_lo)``, float32; Δ = 1 where the range is empty (r_hi = r_lo),
+    since any Δ > 0 then quantises the constant exactly. Symmetric: r_lo = 0, q_lo = 0 gives the
+    document's Δ = r_max / (2^(n−1) − 1); asymmetric: Δ = (r_max − r_min) / (2^n − 1)."""
+    delta = (np.asarray(r_hi) - r_lo) / (q_hi - q_lo)
+    ok = (delta > 0) & np.isfinite(delta)
+    return np.where(ok, delta, 1.0).astype(np.float32)
+
+
 # ---- integer ranges --------------------------------------------------------------------------
 def symmetric_range(n_bits):
     """(q_min, q_max) = (−(2^(n−1)−1), 2^(n−1)−1): the document's symmetric range, e.g. ±127."""
@@ -104,7 +140,7 @@ def symmetric_delta(x, n_bits, axis=None):
     x = check_finite_tensor(x, "symmetric_delta")
     _, q_max = symmetric_range(n_bits)
     r_max = np.max(np.abs(x), axis=_reduce_axes(x, axis), keepdims=True).astype(np.float32)
-    return np.where(r_max > 0, r_max / np.float32(q_max), np.float32(1.0)).astype(np.float32)
+    return step_size(0, r_max, 0, q_max)
 
 
 def symmetric_quantize(x, n_bits, delta=None, axis=None, clip=True):
@@ -118,15 +154,13 @@ def symmetric_quantize(x, n_bits, delta=None, axis=None, clip=True):
     n_bits = check_n_bits(n_bits, "symmetric_quantize")
     delta = symmetric_delta(x, n_bits, axis) if delta is None else _check_delta(
         delta, "symmetric_quantize")
-    q = np.rint(x / delta)
-    if clip:
-        q = np.clip(q, *symmetric_range(n_bits))
+    q = grid_code(x / delta, 0, *symmetric_range(n_bits)) if clip else round_half_even(x / delta)
     return q.astype(np.int32 if clip else np.int64), delta
 
 
 def symmetric_dequantize(q, delta):
     """``x̂ = Δ · q`` (float32)."""
-    return (np.asarray(q, dtype=np.float32) * np.asarray(delta, dtype=np.float32)).astype(np.float32)
+    return grid_value(np.asarray(q, np.float32), np.asarray(delta, np.float32), 0).astype(np.float32)
 
 
 # ---- §3.2.2 asymmetric -------------------------------------------------------------------------
@@ -141,9 +175,7 @@ def asymmetric_params(x, n_bits, axis=None):
     axes = _reduce_axes(x, axis)
     r_min = np.min(x, axis=axes, keepdims=True).astype(np.float32)
     r_max = np.max(x, axis=axes, keepdims=True).astype(np.float32)
-    span = r_max - r_min
-    delta = np.where(span > 0, span / np.float32(q_max), np.float32(1.0)).astype(np.float32)
-    return delta, r_min
+    return step_size(r_min, r_max, 0, q_max), r_min
 
 
 def asymmetric_quantize(x, n_bits, delta=None, r_min=None, axis=None, clip=True):
@@ -160,9 +192,8 @@ def asymmetric_quantize(x, n_bits, delta=None, r_min=None, axis=None, clip=True)
     else:
         delta = _check_delta(delta, "asymmetric_quantize")
         r_min = check_finite_tensor(np.asarray(r_min, np.float32), "asymmetric_quantize", "r_min")
-    q = np.rint((x - r_min) / delta)
-    if clip:
-        q = np.clip(q, *unsigned_range(n_bits))
+    v = (x - r_min) / delta
+    q = grid_code(v, 0, *unsigned_range(n_bits)) if clip else round_half_even(v)
     return q.astype(np.int32 if clip else np.int64), delta, r_min
 
 
@@ -180,22 +211,20 @@ def zero_point(delta, r_min, n_bits):
     which integer inference needs anyway for zero padding.)
     """
     delta = _check_delta(delta, "zero_point")
-    z = np.rint(-np.asarray(r_min, np.float32) / delta)
-    return np.clip(z, *unsigned_range(n_bits)).astype(np.int32)
+    return grid_code(-np.asarray(r_min, np.float32) / delta, 0, *unsigned_range(n_bits)).astype(np.int32)
 
 
 def affine_quantize(x, n_bits, delta, z):
     """``q = clip(round(x / Δ) + z, 0, 2^n − 1)`` (integer zero-point form); returns int32 q."""
     x = check_finite_tensor(x, "affine_quantize")
     delta = _check_delta(delta, "affine_quantize")
-    q = np.clip(np.rint(x / delta) + np.asarray(z), *unsigned_range(n_bits))
-    return q.astype(np.int32)
+    return grid_code(x / delta, np.asarray(z), *unsigned_range(n_bits)).astype(np.int32)
 
 
 def affine_dequantize(q, delta, z):
     """``x̂ = Δ · (q − z)``: the real number 0.0 is exactly the code z."""
-    return (np.asarray(delta, np.float32)
-            * (np.asarray(q, np.float32) - np.asarray(z, np.float32))).astype(np.float32)
+    return grid_value(np.asarray(q, np.float32), np.asarray(delta, np.float32),
+                      np.asarray(z, np.float32)).astype(np.float32)
 
 
 def quantization_mse(x, x_hat):

@@ -225,18 +225,21 @@ class IntLayer:
     """An integer Linear or Conv2d: ``acc = Σ q_w (q_x − z_x) + q_b``, then requantise to the
     next activation grid, or (last layer) return real logits ``Δ_w Δ_x · acc``.
 
+    Built from ``weight = (q_w, w_bits, w_delta)``, the quantised weight, and the input grid
+    ``in_grid = (in_delta, in_zero, in_lo, in_hi)``.
+
     Attributes: ``q_w`` (O, in) or (O, C, k, k) int codes; ``w_bits``; ``w_delta`` (O,) float32;
     ``q_b`` (O,) int32; input grid ``in_delta, in_zero, in_lo, in_hi``; output ``m0, shift``
     (O,) int64 and ``out_zero, out_lo, out_hi`` (requantising layer) or ``out_scale`` (O,)
     float32 (logits layer); ``stride, padding`` for convolutions.
     """
 
-    def __init__(self, kind, q_w, w_bits, w_delta, q_b, in_grid, out=None, stride=1, padding=0,
-                 gemm="auto"):
+    def __init__(self, kind, weight, q_b, in_grid, out=None, stride=1, padding=0, gemm="auto"):
         if kind not in ("linear", "conv2d"):
             raise ValueError(f"IntLayer: kind must be 'linear' or 'conv2d', got {kind!r}")
         if gemm not in GEMM_MODES:
             raise ValueError(f"IntLayer: gemm must be one of {GEMM_MODES}, got {gemm!r}")
+        q_w, w_bits, w_delta = weight
         self.kind, self.w_bits = kind, int(w_bits)
         self.q_w = np.asarray(q_w, np.int32)
         o = self.q_w.shape[0]
@@ -340,7 +343,7 @@ class IntLayer:
         out = {k[4:]: (np.broadcast_to(v, (o,)).copy() if v.ndim else v[()])
                for k, v in a.items() if k.startswith("out.")}
         grid = (a["in_delta"], int(a["in_zero"]), int(a["in_lo"]), int(a["in_hi"]))
-        return cls(kind, q_w, bits, a["weight_delta"], a["bias"], grid, out,
+        return cls(kind, (q_w, bits, a["weight_delta"]), a["bias"], grid, out,
                    int(a["stride"]), int(a["padding"]), gemm)
 
 
@@ -595,11 +598,11 @@ def _convert_layer(children, i, grid, consumed, gemm):
         out = {"m0": np.broadcast_to(m0, (o,)).copy(), "shift": np.broadcast_to(shift, (o,)).copy(),
                "out_delta": np.float32(out_grid[0]), "out_zero": int(out_grid[1]),
                "out_lo": int(lo), "out_hi": int(out_grid[3]), "relu": int(relu)}
-        step = IntLayer(kind, q_w, wq.n_bits, w_delta, q_b, grid, out, gemm=gemm, **extra)
+        step = IntLayer(kind, (q_w, wq.n_bits, w_delta), q_b, grid, out, gemm=gemm, **extra)
         consumed.update(range(i + 1, j + 1))
         return [step], out_grid
     if j == len(children) and not relu:
         out = {"out_scale": np.broadcast_to(acc_scale.astype(np.float32), (q_w.shape[0],)).copy()}
-        return [IntLayer(kind, q_w, wq.n_bits, w_delta, q_b, grid, out, gemm=gemm, **extra)], None
+        return [IntLayer(kind, (q_w, wq.n_bits, w_delta), q_b, grid, out, gemm=gemm, **extra)], None
     raise ValueError(f"convert: layer '{name}' must be followed by an ActivationQuantizer "
                      f"(optionally after a ReLU) or be the last layer")

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .functional import _reduce_axes, check_finite_tensor, check_n_bits
+from .functional import (_reduce_axes, check_finite_tensor, check_n_bits, grid_code, grid_value,
+                         step_size)
 
 KINDS = ("signed", "unsigned", "asymmetric")
 METHODS = ("minmax", "percentile", "mse", "lsq")
@@ -39,11 +40,6 @@ def integer_bounds(n_bits, kind, narrow_range=True):
     if kind == "signed":
         return (-(2 ** (n - 1) - 1) if narrow_range else -(2 ** (n - 1))), 2 ** (n - 1) - 1
     return 0, 2 ** n - 1
-
-
-def _safe(delta):
-    delta = np.asarray(delta, dtype=np.float32)
-    return np.where((delta > 0) & np.isfinite(delta), delta, np.float32(1.0)).astype(np.float32)
 
 
 def _ranges(x, kind, axes, percentile=None):
@@ -68,14 +64,10 @@ def _ranges(x, kind, axes, percentile=None):
 
 def _delta_from_range(r_lo, r_hi, n_bits, kind, narrow_range):
     q_lo, q_hi = integer_bounds(n_bits, kind, narrow_range)
-    if kind == "signed":
-        delta = r_hi / q_hi
-    elif kind == "unsigned":
-        delta = r_hi / q_hi
-    else:
-        delta = (r_hi - r_lo) / (q_hi - q_lo)
-    delta = _safe(delta)
-    return delta, (r_lo.astype(np.float32) if kind == "asymmetric" else None)
+    if kind == "asymmetric":
+        return step_size(r_lo, r_hi, q_lo, q_hi), r_lo.astype(np.float32)
+    # symmetric and unsigned grids: Δ = r_max / Q_P (the positive half of a signed grid)
+    return step_size(0, r_hi, 0, q_hi), None
 
 
 def minmax_observer(x, n_bits, kind="signed", axis=None, narrow_range=True):
@@ -97,8 +89,8 @@ def percentile_observer(x, n_bits, kind="signed", axis=None, percentile=99.99, n
 def fake_quantize(x, delta, n_bits, kind="signed", r_min=None, narrow_range=True):
     """x̂ for a given Δ (and r_min): Δ·clip(round(x/Δ) + z, q_lo, q_hi) − Δz, z = round(−r_min/Δ)."""
     q_lo, q_hi = integer_bounds(n_bits, kind, narrow_range)
-    z = 0 if r_min is None else np.clip(np.rint(-r_min / delta), q_lo, q_hi)
-    return delta * (np.clip(np.rint(x / delta) + z, q_lo, q_hi) - z)
+    z = 0 if r_min is None else grid_code(-r_min / delta, 0, q_lo, q_hi)
+    return grid_value(grid_code(x / delta, z, q_lo, q_hi), delta, z)
 
 
 def mse_observer(x, n_bits, kind="signed", axis=None, narrow_range=True, grid=80):
@@ -135,7 +127,8 @@ def lsq_observer(x, n_bits, kind="signed", axis=None, narrow_range=True):
     if kind == "asymmetric":
         r_min = np.minimum(np.min(x, axis=axes, keepdims=True), 0).astype(np.float32)
         x = x - r_min
-    delta = _safe(2 * np.mean(np.abs(x), axis=axes, keepdims=True) / np.sqrt(q_p))
+    # LSQ's Δ is not a range over a number of steps; step_size only guards Δ = 0 (an all-zero x)
+    delta = step_size(0, 2 * np.mean(np.abs(x), axis=axes, keepdims=True) / np.sqrt(q_p), 0, 1)
     return delta, r_min
 
 

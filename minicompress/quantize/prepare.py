@@ -4,7 +4,7 @@
     prepare(model, weight_bits=4, act_bits=4, input_kind="asymmetric")   # inserts quantizers
     calibrate(model, x_train[:1000])                                     # observers → initial Δ
     evaluate(model, x_test, y_test)                                      # PTQ accuracy
-    train_quantized(model, (x_train, y_train), epochs=1, lr_quant=1e-3)  # Adam learns Δ (PTQ)
+    train_quantized(model, (x_train, y_train), TrainConfig(1, rng))       # Adam learns Δ (PTQ)
     train_quantized(model, ..., lr_weights=1e-4)                         # ... and the weights (QAT)
 
 §3.2.1 step 4 asks Adam to minimise ``L(Δ) = L_task(q(W), q(A))``: exactly ``train_quantized``
@@ -14,20 +14,38 @@ trained at the same time (quantisation-aware training, LSQ-style).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..nn import ReLU, Sequential, WeightedLayer, cross_entropy
 from ..optim import Adam
-from ..train import fit, train_step
+from ..train import fit
 from .fake import ActivationQuantizer, BiasQuantizer, WeightQuantizer
 
 INPUT_NAME = "quant_input"
 INPUT_KINDS = ("auto", "unsigned", "asymmetric")
 
 
+@dataclass
+class QuantizerOptions:
+    """How every quantizer that :func:`prepare` inserts behaves.
+
+    input_bits : bits of the input quantizer (8, as usual in practice).
+    narrow_range : signed weight grids symmetric, ±(2^(n−1)−1) (the document's choice).
+    grad_scale : LSQ's gradient scale g = 1/√(N·Q_P) on ∂L/∂Δ.
+    learn_delta, learn_offset : whether Adam may move Δ and the input's offset.
+    """
+
+    input_bits: int = 8
+    narrow_range: bool = True
+    grad_scale: bool = True
+    learn_delta: bool = True
+    learn_offset: bool = True
+
+
 def prepare(model, weight_bits=8, act_bits=8, *, per_channel=False, input_kind="auto",
-            input_bits=None, example_input=None, narrow_range=True, grad_scale=True,
-            learn_delta=True, learn_offset=True, rng=None):
+            example_input=None, options=None, rng=None):
     """Insert fake quantizers into a Sequential, in place; returns the model.
 
     * every Linear / Conv2d gets a :class:`WeightQuantizer` (``weight_bits``, signed symmetric,
@@ -41,7 +59,11 @@ def prepare(model, weight_bits=8, act_bits=8, *, per_channel=False, input_kind="
     * before the first child an input quantizer ``quant_input`` (``input_bits``, default 8 as
       usual in practice): ``unsigned`` if the input is non-negative, ``asymmetric`` (learned
       offset) if not. ``input_kind="auto"`` decides from ``example_input``.
+
+    ``options`` (a :class:`QuantizerOptions`) sets the input bits, the grid range, LSQ's gradient
+    scale and what is learned; the defaults are the document's choices.
     """
+    o = options if options is not None else QuantizerOptions()
     if not isinstance(model, Sequential):
         raise TypeError(f"prepare: expected a Sequential model, got {type(model).__name__}")
     if input_kind not in INPUT_KINDS:
@@ -55,24 +77,24 @@ def prepare(model, weight_bits=8, act_bits=8, *, per_channel=False, input_kind="
                              "input can be negative (or pass input_kind='unsigned'/'asymmetric')")
         input_kind = "unsigned" if float(np.min(example_input)) >= 0 else "asymmetric"
     rng = rng if rng is not None else np.random.default_rng(0)
-    current = ActivationQuantizer(8 if input_bits is None else input_bits, input_kind,
-                                  grad_scale=grad_scale, learn_delta=learn_delta,
-                                  learn_offset=learn_offset, rng=rng)
+    current = ActivationQuantizer(o.input_bits, input_kind,
+                                  grad_scale=o.grad_scale, learn_delta=o.learn_delta,
+                                  learn_offset=o.learn_offset, rng=rng)
     model.insert_before(model.names()[0], INPUT_NAME, current)
     weighted = [n for n, m in model.named_children() if isinstance(m, WeightedLayer)]
     for name, module in list(model.named_children()):
         if isinstance(module, WeightedLayer):
             wq = module.add_weight_transform(WeightQuantizer(
                 weight_bits, per_channel=per_channel, out_channels=module.weight.shape[0],
-                narrow_range=narrow_range, grad_scale=grad_scale, learn_delta=learn_delta))
+                narrow_range=o.narrow_range, grad_scale=o.grad_scale, learn_delta=o.learn_delta))
             last = name == weighted[-1]
             if module.bias is not None or last:
                 # the int32 bias the integer model will store (and, last layer, its exact logits)
                 model.insert_after(name, f"{name}_bias_quant",
                                    BiasQuantizer(module, wq, current, snap_output=last))
         elif isinstance(module, ReLU):
-            current = ActivationQuantizer(act_bits, "unsigned", grad_scale=grad_scale,
-                                          learn_delta=learn_delta, rng=rng)
+            current = ActivationQuantizer(act_bits, "unsigned", grad_scale=o.grad_scale,
+                                          learn_delta=o.learn_delta, rng=rng)
             model.insert_after(name, f"{name}_quant", current)
     return model
 
@@ -151,35 +173,32 @@ def calibrate(model, x, *, method="minmax", weight_method="minmax", batch_size=5
     return model
 
 
-def train_quantized(model, train_data, *, epochs=1, lr_quant=1e-3, lr_weights=None,
-                    batch_size=128, rng, eval_data=None, progress=False, on_step=None,
-                    desc="quant", loss_fn=cross_entropy):
+def quantizer_groups(model, lr_quant):
+    """The parameter groups §3.2 adds to the one Adam: "step sizes" (log Δ) and "offsets"
+    (β of the asymmetric input grid), each at ``lr_quant``; only the learnable ones."""
+    weights, acts = quantizers(model)
+    qs = [w[2] for w in weights] + [a[1] for a in acts]
+    deltas = [q.log_delta for q in qs if q.log_delta.requires_grad]
+    offsets = [q.offset for q in qs if hasattr(q, "offset") and q.offset.requires_grad]
+    return [{"params": ps, "lr": lr_quant, "name": name}
+            for name, ps in (("step sizes", deltas), ("offsets", offsets)) if ps]
+
+
+def train_quantized(model, train_data, config, *, lr_quant=1e-3, lr_weights=None,
+                    loss_fn=cross_entropy, eval_data=None, hooks=()):
     """Adam on the task loss through the fake quantizers (§3.2.1 steps 4–5, §3.2.2 step 4).
 
-    Two Adam optimizers, because the Parameters live on different scales: the quantizers'
-    log Δ and offsets at ``lr_quant``; the weights at ``lr_weights`` (``None``: frozen, i.e.
-    post-training quantisation with a learned Δ). To learn Δ on a few batches only, pass a
-    small ``train_data``. ``loss_fn(logits, y) -> (loss, grad)`` is the task loss (default
-    cross-entropy; the pipeline passes the distillation loss). Returns ``fit``'s history.
+    The training loop with one Adam whose parameter groups live on different scales: the
+    quantizers' log Δ ("step sizes") and offsets at ``lr_quant``; the weights ("weights") at
+    ``lr_weights`` (``None``: frozen, i.e. post-training quantisation with a learned Δ). To learn
+    Δ on a few batches only, pass a small ``train_data``. ``config`` is a
+    :class:`~minicompress.train.TrainConfig`; ``loss_fn`` the task loss (default cross-entropy;
+    the pipeline passes the distillation loss). Returns the history.
     """
-    q_params = [p for p in quantizer_parameters(model) if p.requires_grad]
-    optimizers = [Adam(q_params, lr=lr_quant)] if q_params else []
+    groups = quantizer_groups(model, lr_quant)
     if lr_weights is not None:
-        optimizers.append(Adam(weight_parameters(model), lr=lr_weights))
-    if not optimizers:
+        groups.append({"params": weight_parameters(model), "lr": lr_weights, "name": "weights"})
+    if not groups:
         raise ValueError("train_quantized: nothing to train (no learnable Δ and lr_weights=None)")
-
-    class _Both:
-        """Both optimizers behind the one-optimizer interface ``fit`` expects."""
-
-        def zero_grad(self):
-            model.zero_grad()
-
-        def step(self):
-            for opt in optimizers:
-                opt.step()
-
-    both = _Both()
-    step_fn = lambda xb, yb: train_step(model, both, xb, yb, loss_fn)  # noqa: E731
-    return fit(model, both, train_data, epochs=epochs, batch_size=batch_size, rng=rng,
-               step_fn=step_fn, eval_data=eval_data, on_step=on_step, progress=progress, desc=desc)
+    return fit(model, Adam(groups), train_data, config, loss_fn=loss_fn, hooks=hooks,
+               eval_data=eval_data)

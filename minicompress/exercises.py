@@ -1,0 +1,554 @@
+"""The classroom exercises: one registry, exercise name → the equation, hand-computed cases and the
+typical mistakes the checker recognises.
+
+Each notebook 01–07 asks the student to write small NumPy functions (``adam_moments``,
+``l1_penalty``, ``symmetric_quantize`` …) between ``### BEGIN SOLUTION`` / ``### END SOLUTION``.
+:mod:`minicompress.check` calls those functions on the cases below and compares every output with
+the value worked out by hand (the arithmetic is in the comments). When an output is wrong, each
+``Mistake`` of the exercise recomputes the output the way a typical slip would; if the student's
+value equals that, the message names the slip ("is the bias correction missing?").
+
+Messages are ``{"en": ..., "zh": ...}`` dicts; a missing language falls back to English. Values
+are plain Python/NumPy literals so that the checker needs neither PyTorch nor the rest of the
+library; ``tests/test_exercises.py`` checks that the library's own functions give the same numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Output:
+    """One returned value: its symbol and the equation it must satisfy (for messages)."""
+    name: str
+    formula: dict
+
+
+@dataclass(frozen=True)
+class Case:
+    """Keyword arguments and the expected outputs (a tuple, one entry per Output)."""
+    args: dict
+    expected: tuple
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A typical slip: ``wrong(**args)`` returns the outputs it produces; ``hint`` names it."""
+    key: str
+    wrong: object
+    hint: dict
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: the function ``name`` of notebook ``notebook`` ("01" … "07"), the equation it
+    implements, its outputs, the hand-computed cases and the mistakes recognised."""
+    name: str
+    notebook: str
+    equation: str
+    outputs: tuple
+    cases: tuple
+    mistakes: tuple = field(default=())
+
+
+def _sm(z, T=1.0):
+    """softmax(z/T) over the last axis, for the mistakes below."""
+    z = np.asarray(z, np.float64) / T
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _half_up(x):
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+LN3 = float(np.log(3.0))
+W5 = [[0.10, -0.80, 0.05, 0.30, -0.02],
+      [-0.45, 0.07, 0.90, -0.12, 0.33],
+      [0.01, -0.06, 0.22, -0.70, 0.15],
+      [0.50, 0.04, -0.09, 0.11, -0.60],
+      [-0.03, 0.26, 0.08, -0.18, 0.40]]
+# the six largest |w| of W5: 0.90, 0.80, 0.70, 0.60, 0.50, 0.45
+MASK5_75 = [[0, 1, 0, 0, 0],
+            [1, 0, 1, 0, 0],
+            [0, 0, 0, 1, 0],
+            [1, 0, 0, 0, 1],
+            [0, 0, 0, 0, 0]]
+
+EXERCISES = {}
+
+
+def _add(*exercises):
+    for e in exercises:
+        EXERCISES[e.name] = e
+
+
+# ---- 01 Adam ---------------------------------------------------------------------------------
+_add(
+    Exercise(
+        "adam_moments", "01", "m_t = β₁m_{t−1} + (1−β₁)g_t ; v_t = β₂v_{t−1} + (1−β₂)g_t²",
+        (Output("m_t", {"en": "β₁·m_{t−1} + (1−β₁)·g_t", "zh": "β₁·m_{t−1} + (1−β₁)·g_t"}),
+         Output("v_t", {"en": "β₂·v_{t−1} + (1−β₂)·g_t²", "zh": "β₂·v_{t−1} + (1−β₂)·g_t²"})),
+        (  # 0.9·0 + 0.1·(−2) = −0.2 ; 0.999·0 + 0.001·4 = 0.004
+            Case(dict(m=0.0, v=0.0, g=-2.0, beta1=0.9, beta2=0.999), (-0.2, 0.004)),
+            # m: 0.9·1 + 0.1·3 = 1.2, 0.9·(−2) + 0 = −1.8 ; v: 0.75·0.5 + 0.25·9 = 2.625, 0.75·4 = 3
+            Case(dict(m=np.array([1.0, -2.0]), v=np.array([0.5, 4.0]), g=np.array([3.0, 0.0]),
+                      beta1=0.9, beta2=0.75), (np.array([1.2, -1.8]), np.array([2.625, 3.0])))),
+        (Mistake("betas_swapped", lambda m, v, g, beta1, beta2: (
+            (1 - beta1) * m + beta1 * g, (1 - beta2) * v + beta2 * g * g),
+            {"en": "are β and 1−β swapped? β multiplies the old moment, 1−β the new gradient"}),
+         Mistake("g_not_squared", lambda m, v, g, beta1, beta2: (
+             beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g),
+            {"en": "v averages the *square* of the gradient: g_t², element-wise"}),
+         Mistake("abs_not_squared", lambda m, v, g, beta1, beta2: (
+             beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * np.abs(g)),
+            {"en": "v averages g_t², not |g_t|"}))),
+    Exercise(
+        "bias_correction", "01", "m̂_t = m_t/(1−β₁^t) ; v̂_t = v_t/(1−β₂^t), t from 1",
+        (Output("m̂_t", {"en": "m_t/(1−β₁^t)", "zh": "m_t/(1−β₁^t)"}),
+         Output("v̂_t", {"en": "v_t/(1−β₂^t)", "zh": "v_t/(1−β₂^t)"})),
+        (  # t = 1: 0.01/0.1 = 0.1 ; 0.0001/0.001 = 0.1
+            Case(dict(m=0.01, v=0.0001, beta1=0.9, beta2=0.999, t=1), (0.1, 0.1)),
+            # t = 2: 1 − 0.9² = 0.19 → 0.19/0.19 = 1 ; 1 − 0.999² = 0.001999 → 0.003998/0.001999 = 2
+            Case(dict(m=np.array([0.19, -0.038]), v=np.array([0.003998, 0.001999]), beta1=0.9,
+                      beta2=0.999, t=2), (np.array([1.0, -0.2]), np.array([2.0, 1.0])))),
+        (Mistake("no_correction", lambda m, v, beta1, beta2, t: (m, v),
+                 {"en": "is the bias correction missing? divide by 1−β^t"}),
+         Mistake("no_power", lambda m, v, beta1, beta2, t: (m / (1 - beta1), v / (1 - beta2)),
+                 {"en": "the correction is 1−β^t with the power t, not 1−β"}),
+         Mistake("power_t_minus_1", lambda m, v, beta1, beta2, t: (
+             m / (1 - beta1 ** (t - 1)) if t > 1 else np.inf, v / (1 - beta2 ** (t - 1)) if t > 1 else np.inf),
+            {"en": "t starts at 1: use β^t, not β^(t−1)"}))),
+    Exercise(
+        "adam_update", "01", "θ_{t+1} = θ_t − α·m̂_t/(√v̂_t + ε), ε outside the square root",
+        (Output("θ_{t+1}", {"en": "θ_t − α·m̂_t/(√v̂_t + ε)", "zh": "θ_t − α·m̂_t/(√v̂_t + ε)"}),),
+        (  # 1 − 1·0.5/(√0 + 0.25) = 1 − 2 = −1
+            Case(dict(theta=1.0, m_hat=0.5, v_hat=0.0, alpha=1.0, eps=0.25), (-1.0,)),
+            # 0 − 0.5·0.3/(0.3 + 0.1) = −0.375 ; 2 − 0.5·(−0.4)/(0.4 + 0.1) = 2.4
+            Case(dict(theta=np.array([0.0, 2.0]), m_hat=np.array([0.3, -0.4]),
+                      v_hat=np.array([0.09, 0.16]), alpha=0.5, eps=0.1), (np.array([-0.375, 2.4]),))),
+        (Mistake("eps_inside_sqrt", lambda theta, m_hat, v_hat, alpha, eps: (
+            theta - alpha * m_hat / np.sqrt(v_hat + eps),),
+            {"en": "is ε inside the square root? the document (and PyTorch) write √v̂ + ε"}),
+         Mistake("plus_sign", lambda theta, m_hat, v_hat, alpha, eps: (
+             theta + alpha * m_hat / (np.sqrt(v_hat) + eps),),
+            {"en": "the step goes *against* the gradient: θ − α·…, not θ + α·…"}),
+         Mistake("no_sqrt", lambda theta, m_hat, v_hat, alpha, eps: (
+             theta - alpha * m_hat / (v_hat + eps),),
+            {"en": "divide by √v̂ (a gradient size), not by v̂ (a squared size)"}))),
+)
+
+# ---- 02 weight pruning -----------------------------------------------------------------------
+_WA = np.array([[0.5, -2.0], [1.0, 0.0]])
+_MA = np.array([[1.0, 0.0], [0.5, 0.0]])
+_GA = np.array([[0.2, 0.4], [-1.0, 3.0]])
+_add(
+    Exercise(
+        "mask_gradients", "02", "W_eff = W ⊙ m ; ∂L/∂W = g ⊙ m ; ∂L/∂m = g ⊙ W, g = ∂L_task/∂W_eff",
+        (Output("∂L/∂W", {"en": "g ⊙ m", "zh": "g ⊙ m"}),
+         Output("∂L/∂m", {"en": "g ⊙ W", "zh": "g ⊙ W"})),
+        (  # g⊙m = [[0.2, 0], [−0.5, 0]] ; g⊙W = [[0.1, −0.8], [−1, 0]]
+            Case(dict(W=_WA, m=_MA, g=_GA), (np.array([[0.2, 0.0], [-0.5, 0.0]]),
+                                             np.array([[0.1, -0.8], [-1.0, 0.0]]))),),
+        (Mistake("swapped", lambda W, m, g: (g * W, g * m),
+                 {"en": "swapped: W_eff = W ⊙ m, so ∂W_eff/∂W = m and ∂W_eff/∂m = W"}),
+         Mistake("matmul", lambda W, m, g: (g @ m, g @ W),
+                 {"en": "the product is element-wise (⊙, `*`), not a matrix product (`@`)"}))),
+    Exercise(
+        "l1_penalty", "02", "R(W, m) = λ‖W ⊙ (1 − m)‖₁ (the document's L1 term)",
+        (Output("λ‖W⊙(1−m)‖₁", {"en": "λ·Σ|W ⊙ (1 − m)|", "zh": "λ·Σ|W ⊙ (1 − m)|"}),),
+        (  # W⊙(1−m) = [[0, −2], [0.5, 0]] → 0.1·2.5 = 0.25
+            Case(dict(W=_WA, m=_MA, lam=0.1), (0.25,)),
+            Case(dict(W=np.array([-3.0, 1.0, 2.0]), m=np.array([0.0, 1.0, 0.75]), lam=2.0), (7.0,))),
+        (Mistake("no_one_minus_m", lambda W, m, lam: (lam * np.abs(W).sum(),),
+                 {"en": "the penalty is on the *dropped* part W ⊙ (1 − m), not on all of W"}),
+         Mistake("w_times_m", lambda W, m, lam: (lam * np.abs(W * m).sum(),),
+                 {"en": "the penalty is on W ⊙ (1 − m), the part the mask removes, not on W ⊙ m"}),
+         Mistake("norm_of_m", lambda W, m, lam: (lam * np.abs(m).sum(),),
+                 {"en": "the document's term is λ‖W ⊙ (1 − m)‖₁, not λ‖m‖₁ (that is our replacement)"}),
+         Mistake("no_abs", lambda W, m, lam: (lam * (W * (1 - m)).sum(),),
+                 {"en": "the L1 norm sums absolute values |·|"}))),
+    Exercise(
+        "l1_penalty_grads", "02",
+        "∂R/∂W = λ·sign(W⊙(1−m))⊙(1−m) ; ∂R/∂m = −λ·sign(W⊙(1−m))⊙W",
+        (Output("∂R/∂W", {"en": "λ·sign(W⊙(1−m))⊙(1−m)", "zh": "λ·sign(W⊙(1−m))⊙(1−m)"}),
+         Output("∂R/∂m", {"en": "−λ·sign(W⊙(1−m))⊙W", "zh": "−λ·sign(W⊙(1−m))⊙W"})),
+        (  # sign(r) = [[0, −1], [1, 0]], 1−m = [[0, 1], [0.5, 1]]
+            # ∂R/∂W = 0.1·[[0, −1], [0.5, 0]] ; ∂R/∂m = −0.1·[[0, 2], [1, 0]]
+            Case(dict(W=_WA, m=_MA, lam=0.1), (np.array([[0.0, -0.1], [0.05, 0.0]]),
+                                               np.array([[0.0, -0.2], [-0.1, 0.0]]))),),
+        (Mistake("l1_sign", lambda W, m, lam: (
+            lam * np.sign(W * (1 - m)) * (1 - m), lam * np.sign(W * (1 - m)) * W),
+            {"en": "L1 sign: ∂(1−m)/∂m = −1, so ∂R/∂m = −λ|W| (for m < 1): the term pushes m *up*"}),
+         Mistake("no_chain_factor", lambda W, m, lam: (
+             lam * np.sign(W * (1 - m)), -lam * np.sign(W * (1 - m))),
+            {"en": "the chain rule: multiply sign(W⊙(1−m)) by ∂(W⊙(1−m))/∂W = 1−m and /∂m = −W"}))),
+    Exercise(
+        "topk_mask", "02", "keep the k = n − round(s·n) largest scores (exact count, ties → lower index)",
+        (Output("m", {"en": "1 at the k = n − round(s·n) largest scores, 0 elsewhere",
+                      "zh": "得分最大的 k = n − round(s·n) 个位置为 1,其余为 0"}),),
+        (  # 25 − round(0.75·25) = 25 − 19 = 6 kept: |w| = 0.90, 0.80, 0.70, 0.60, 0.50, 0.45
+            Case(dict(scores=np.abs(np.array(W5)), sparsity=0.75), (np.array(MASK5_75, dtype=float),)),
+            # 4 − round(0.5·4) = 2 kept; the three tied 1.0 → the lower index wins
+            Case(dict(scores=np.array([3.0, 1.0, 1.0, 1.0]), sparsity=0.5),
+                 (np.array([1.0, 1.0, 0.0, 0.0]),))),
+        (Mistake("keeps_smallest", lambda scores, sparsity: (
+            1.0 - _topk(scores, scores.size - round(sparsity * scores.size)),),
+            {"en": "it keeps the smallest scores: the mask is 1 where the score is *large*"}),
+         Mistake("floor_count", lambda scores, sparsity: (
+             _topk(scores, scores.size - int(sparsity * scores.size)),),
+            {"en": "count: prune round(s·n) entries (0.75·25 = 18.75 → 19, keep 6), not int(s·n)"}),
+         Mistake("keeps_s_fraction", lambda scores, sparsity: (
+             _topk(scores, round(sparsity * scores.size)),),
+            {"en": "s is the fraction *pruned*: keep n − round(s·n), not round(s·n)"}))),
+    Exercise(
+        "cubic_sparsity", "02", "s_t = s_f + (s_i − s_f)(1 − (t − t₀)/(nΔt))³, s_i before t₀, s_f after t₀ + nΔt",
+        (Output("s_t", {"en": "s_f + (s_i − s_f)(1 − (t − t₀)/(nΔt))³", "zh": "s_f + (s_i − s_f)(1 − (t − t₀)/(nΔt))³"}),),
+        (  # 0.9 + (0 − 0.9)(1 − 5/10)³ = 0.9 − 0.9·0.125 = 0.7875
+            Case(dict(t=5, s_i=0.0, s_f=0.9, t0=0, n=10, dt=1), (0.7875,)),
+            # s_i = 0.2, s_f = 0.8, t − t₀ = 10 of nΔt = 20: 0.8 + (0.2 − 0.8)(1 − 10/20)³ = 0.725
+            Case(dict(t=14, s_i=0.2, s_f=0.8, t0=4, n=4, dt=5), (0.725,)),
+            Case(dict(t=2, s_i=0.1, s_f=0.9, t0=4, n=4, dt=5), (0.1,)),     # before t0: s_i
+            Case(dict(t=30, s_i=0.0, s_f=0.9, t0=0, n=10, dt=2), (0.9,))),  # after t0 + nΔt: s_f
+        (Mistake("square", lambda t, s_i, s_f, t0, n, dt: (
+            s_f + (s_i - s_f) * (1 - min(max((t - t0) / (n * dt), 0), 1)) ** 2,),
+            {"en": "the schedule is cubic: the power is 3"}),
+         Mistake("no_clamp", lambda t, s_i, s_f, t0, n, dt: (
+             s_f + (s_i - s_f) * (1 - (t - t0) / (n * dt)) ** 3,),
+            {"en": "outside [t₀, t₀ + nΔt] the sparsity stays at s_i (before) or s_f (after): clamp the fraction to [0, 1]"}),
+         Mistake("swapped_ends", lambda t, s_i, s_f, t0, n, dt: (
+             s_i + (s_f - s_i) * (1 - min(max((t - t0) / (n * dt), 0), 1)) ** 3,),
+            {"en": "s_i and s_f swapped: at t = t₀ the sparsity is s_i"}))),
+)
+
+
+def _topk(scores, k):
+    """0/1 mask of the k largest scores, ties → lower flat index (for the mistakes)."""
+    flat = np.asarray(scores, np.float64).ravel()
+    order = np.argsort(-flat, kind="stable")
+    keep = np.zeros(flat.size)
+    keep[order[:max(k, 0)]] = 1.0
+    return keep.reshape(np.shape(scores))
+
+
+# ---- 03 filter pruning -----------------------------------------------------------------------
+# two 1×2×2 filters (O = 2, C = 1, 2×2) and a third one; scores over the axes (C, kh, kw)
+_F = np.array([[[[1.0, -1.0], [1.0, -1.0]]],       # L1 4, L2 2,     median |w| 1
+               [[[3.0, 0.0], [0.0, 0.0]]],         # L1 3, L2 3,     median 0
+               [[[0.5, 0.5], [-2.0, 0.5]]]])       # L1 3.5, L2 √4.75, median 0.5
+_add(
+    Exercise(
+        "filter_scores", "03", "per filter j: L1 Σ|W_j| ; L2 √(Σ W_j²) ; median |W_j| (over C, kh, kw)",
+        (Output("L1", {"en": "Σ_{c,h,w} |W[j,c,h,w]|", "zh": "Σ_{c,h,w} |W[j,c,h,w]|"}),
+         Output("L2", {"en": "√(Σ_{c,h,w} W[j,c,h,w]²)", "zh": "√(Σ_{c,h,w} W[j,c,h,w]²)"}),
+         Output("median", {"en": "median_{c,h,w} |W[j,c,h,w]|", "zh": "median_{c,h,w} |W[j,c,h,w]|"})),
+        (Case(dict(W=_F), (np.array([4.0, 3.0, 3.5]), np.array([2.0, 3.0, np.sqrt(4.75)]),
+                           np.array([1.0, 0.0, 0.5]))),),
+        (Mistake("no_abs", lambda W: (W.reshape(len(W), -1).sum(1), np.sqrt((W.reshape(len(W), -1) ** 2).sum(1)),
+                                      np.median(W.reshape(len(W), -1), 1)),
+                 {"en": "take absolute values: a filter of +1 and −1 is not a zero filter"}),
+         Mistake("l2_squared", lambda W: (np.abs(W).reshape(len(W), -1).sum(1), (W.reshape(len(W), -1) ** 2).sum(1),
+                                          np.median(np.abs(W).reshape(len(W), -1), 1)),
+                 {"en": "L2 is the square root of the sum of squares"}))),
+    Exercise(
+        "remove_filter", "03",
+        "drop filter j of layer ℓ: W_ℓ[j], b_ℓ[j] go, and the next layer loses input channel j: W_{ℓ+1}[:, j]",
+        (Output("W_ℓ", {"en": "W_ℓ without filter j (axis 0)", "zh": "去掉第 j 个滤波器 (axis 0) 的 W_ℓ"}),
+         Output("b_ℓ", {"en": "b_ℓ without entry j", "zh": "去掉第 j 项的 b_ℓ"}),
+         Output("W_{ℓ+1}", {"en": "W_{ℓ+1} without input channel j (axis 1)",
+                            "zh": "去掉输入通道 j (axis 1) 的 W_{ℓ+1}"})),
+        (  # W1 (3, 1, 1, 1) = filters 0, 1, 2 ; W2 (2, 3, 1, 1): entry [o, c] = 10·o + c
+            Case(dict(W1=np.arange(3.0).reshape(3, 1, 1, 1), b1=np.array([0.5, 1.5, 2.5]),
+                      W2=np.array([[0.0, 1.0, 2.0], [10.0, 11.0, 12.0]]).reshape(2, 3, 1, 1), j=1),
+                 (np.array([0.0, 2.0]).reshape(2, 1, 1, 1), np.array([0.5, 2.5]),
+                  np.array([[0.0, 2.0], [10.0, 12.0]]).reshape(2, 2, 1, 1))),),
+        (Mistake("next_layer_rows", lambda W1, b1, W2, j: (
+            np.delete(W1, j, 0), np.delete(b1, j), np.delete(W2, j, 0)),
+            {"en": "the next layer keeps all its filters; it loses the *input channel* j (axis 1)"}),
+         Mistake("zeroed", lambda W1, b1, W2, j: (
+             np.where(np.arange(len(W1)).reshape(-1, 1, 1, 1) == j, 0, W1), np.where(np.arange(len(b1)) == j, 0, b1),
+             W2),
+            {"en": "remove the filter (smaller arrays), do not just set it to zero"}))),
+)
+
+# ---- 04 symmetric quantisation ---------------------------------------------------------------
+_add(
+    Exercise(
+        "symmetric_delta", "04", "Δ = r_max/(2^(n−1) − 1), r_max = max|w|",
+        (Output("Δ", {"en": "max|w| / (2^(n−1) − 1)", "zh": "max|w| / (2^(n−1) − 1)"}),),
+        (  # 0.63/(2³ − 1) = 0.09 ; 2.54/127 = 0.02
+            Case(dict(w=np.array([0.63, -0.2, 0.1]), n=4), (0.09,)),
+            Case(dict(w=np.array([[1.0, -2.54], [0.5, 2.0]]), n=8), (0.02,))),
+        (Mistake("full_range", lambda w, n: (np.abs(w).max() / (2 ** n - 1),),
+                 {"en": "symmetric: n bits give ±(2^(n−1) − 1), divide by 2^(n−1) − 1, not 2^n − 1"}),
+         Mistake("no_minus_one", lambda w, n: (np.abs(w).max() / 2 ** (n - 1),),
+                 {"en": "the largest code is 2^(n−1) − 1 (127 for 8 bits), not 2^(n−1)"}),
+         Mistake("max_not_abs", lambda w, n: (w.max() / (2 ** (n - 1) - 1),),
+                 {"en": "r_max is the largest *absolute* value: max|w|"}))),
+    Exercise(
+        "round_half_up", "04", "四舍五入: round to the nearest integer, a tie .5 away from zero",
+        (Output("round(x)", {"en": "the nearest integer, ties (….5) away from zero",
+                             "zh": "最近的整数,.5 远离零舍入 (四舍五入)"}),),
+        (Case(dict(x=np.array([0.5, 1.5, 2.5, -0.5, -2.5, 10.5, 2.4, -2.6, 0.0])),
+              (np.array([1.0, 2.0, 3.0, -1.0, -3.0, 11.0, 2.0, -3.0, 0.0]),)),),
+        (Mistake("half_even", lambda x: (np.rint(x),),
+                 {"en": "np.rint / np.round / Python's round() round a tie to the *even* integer (2.5 → 2); "
+                        "四舍五入 rounds it away from zero (2.5 → 3)"}),
+         Mistake("floor_plus_half", lambda x: (np.floor(x + 0.5),),
+                 {"en": "floor(x + 0.5) rounds −2.5 up to −2; 四舍五入 rounds it to −3 (work on |x|, keep the sign)"}),
+         Mistake("truncate", lambda x: (np.trunc(x),),
+                 {"en": "that truncates; add 0.5 to |x| before dropping the fraction"}))),
+    Exercise(
+        "symmetric_quantize", "04", "q = clip(四舍五入(w/Δ), −(2^(n−1) − 1), 2^(n−1) − 1)",
+        (Output("q", {"en": "clip(round_half_up(w/Δ), −(2^(n−1) − 1), 2^(n−1) − 1)",
+                      "zh": "clip(四舍五入(w/Δ), −(2^(n−1) − 1), 2^(n−1) − 1)"}),),
+        (  # w/Δ = [1.5, 2.5, −0.5, 12, −12, 0.4] → [2, 3, −1, 7, −7, 0] with n = 4 (±7)
+            Case(dict(w=np.array([0.75, 1.25, -0.25, 6.0, -6.0, 0.2]), delta=0.5, n=4),
+                 (np.array([2, 3, -1, 7, -7, 0]),)),),
+        (Mistake("no_clip", lambda w, delta, n: (_half_up(w / delta),),
+                 {"en": "w/Δ outside the range must be clipped to ±(2^(n−1) − 1)"}),
+         Mistake("half_even", lambda w, delta, n: (np.clip(np.rint(w / delta), -(2 ** (n - 1) - 1), 2 ** (n - 1) - 1),),
+                 {"en": "round half to even (np.rint): the document's 四舍五入 rounds 2.5 to 3"}),
+         Mistake("clip_minus_2n", lambda w, delta, n: (np.clip(_half_up(w / delta), -2 ** (n - 1), 2 ** (n - 1) - 1),),
+                 {"en": "the symmetric range is ±(2^(n−1) − 1): −2^(n−1) is not used"}),
+         Mistake("times_delta", lambda w, delta, n: (np.clip(_half_up(w * delta), -(2 ** (n - 1) - 1), 2 ** (n - 1) - 1),),
+                 {"en": "divide by Δ: q = w/Δ, rounded"}))),
+    Exercise(
+        "ste_grad", "04", "straight-through: ∂L/∂w = ∂L/∂ŵ where |w/Δ| ≤ 2^(n−1) − 1, 0 where clipped",
+        (Output("∂L/∂w", {"en": "∂L/∂ŵ · 1[−Q ≤ w/Δ ≤ Q], Q = 2^(n−1) − 1",
+                          "zh": "∂L/∂ŵ · 1[−Q ≤ w/Δ ≤ Q], Q = 2^(n−1) − 1"}),),
+        (  # w/Δ = [1, −3.5, 4, 2.9] with Q = 3: inside, clipped, clipped, inside
+            Case(dict(w=np.array([0.5, -1.75, 2.0, 1.45]), delta=0.5, n=3,
+                      grad_out=np.array([0.1, 0.2, -0.3, 0.4])), (np.array([0.1, 0.0, 0.0, 0.4]),)),),
+        (Mistake("zero_grad", lambda w, delta, n, grad_out: (np.zeros_like(grad_out),),
+                 {"en": "rounding has zero derivative almost everywhere; the straight-through estimator passes the "
+                        "gradient as if round were the identity"}),
+         Mistake("no_clip", lambda w, delta, n, grad_out: (grad_out,),
+                 {"en": "where w/Δ is clipped, ŵ no longer depends on w: the gradient there is 0"}),
+         Mistake("times_delta", lambda w, delta, n, grad_out: (
+             grad_out * (np.abs(w / delta) <= 2 ** (n - 1) - 1) / delta,),
+            {"en": "ŵ = Δ·round(w/Δ) ≈ w: the Δ and 1/Δ cancel, no factor 1/Δ"}))),
+    Exercise(
+        "pack_bits", "04", "n-bit two's-complement codes, most significant bit first, in ⌈N·n/8⌉ bytes",
+        (Output("bytes", {"en": "the codes' n-bit two's-complement fields, MSB first, cut into bytes (uint8, last zero-padded)",
+                          "zh": "各码的 n 位补码,高位在前,按字节切分 (uint8,末字节补零)"}),),
+        (  # 4 bits: −1 → 1111, 3 → 0011 → 0xF3 = 243
+            Case(dict(q=np.array([-1, 3]), n=4), (np.array([243], np.uint8),)),
+            # 3 bits: 1 → 001, −2 → 110, 0 → 000 → 00111000 0(0000000) → [56, 0]
+            Case(dict(q=np.array([1, -2, 0]), n=3), (np.array([56, 0], np.uint8),)),
+            Case(dict(q=np.array([-128, 127]), n=8), (np.array([128, 127], np.uint8),))),
+        (Mistake("lsb_first", lambda q, n: (np.packbits(
+            ((np.asarray(q).astype(np.int64)[:, None] & ((1 << n) - 1)) >> np.arange(n)) & 1),),
+            {"en": "bit order: write each code's most significant bit first"}),
+         Mistake("one_byte_per_code", lambda q, n: ((np.asarray(q).astype(np.int64) & ((1 << n) - 1)).astype(np.uint8),),
+                 {"en": "pack the bits: N codes of n bits take ⌈N·n/8⌉ bytes, not one byte each"}))),
+)
+
+# ---- 05 asymmetric, zero point, LSQ, integer requantisation ----------------------------------
+_add(
+    Exercise(
+        "asymmetric_params", "05", "r_min = min w ; Δ = (r_max − r_min)/(2^n − 1)",
+        (Output("Δ", {"en": "(max w − min w)/(2^n − 1)", "zh": "(max w − min w)/(2^n − 1)"}),
+         Output("r_min", {"en": "min w", "zh": "min w"})),
+        (  # (1 − (−0.5))/(2² − 1) = 1.5/3 = 0.5 ; (2.3 − (−0.25))/255 = 0.01
+            Case(dict(w=np.array([-0.5, 0.25, 1.0]), n=2), (0.5, -0.5)),
+            Case(dict(w=np.array([[0.0, 2.3], [-0.25, 1.0]]), n=8), (0.01, -0.25))),
+        (Mistake("signed_levels", lambda w, n: ((w.max() - w.min()) / (2 ** (n - 1) - 1), w.min()),
+                 {"en": "asymmetric uses all 2^n levels: divide by 2^n − 1"}),
+         Mistake("no_minus_one", lambda w, n: ((w.max() - w.min()) / 2 ** n, w.min()),
+                 {"en": "2^n levels have 2^n − 1 gaps: divide by 2^n − 1"}))),
+    Exercise(
+        "zero_point", "05", "z = clip(round(−r_min/Δ), 0, 2^n − 1), so that x = 0 is exactly the code z",
+        (Output("z", {"en": "clip(round(−r_min/Δ), 0, 2^n − 1)", "zh": "clip(round(−r_min/Δ), 0, 2^n − 1)"}),),
+        (  # −(−0.5)/0.5 = 1 ; 0.73/0.1 = 7.3 → 7 ; r_min > 0: −2 → clipped to 0 ; 300 → 255
+            Case(dict(delta=0.5, r_min=-0.5, n=2), (1,)),
+            Case(dict(delta=0.1, r_min=-0.73, n=8), (7,)),
+            Case(dict(delta=0.1, r_min=0.2, n=8), (0,)),
+            Case(dict(delta=0.01, r_min=-3.0, n=8), (255,))),
+        (Mistake("zero_point_sign", lambda delta, r_min, n: (int(np.clip(np.rint(r_min / delta), 0, 2 ** n - 1)),),
+                 {"en": "zero point sign: z = −r_min/Δ (r_min ≤ 0, so z ≥ 0); x = 0 must map to q = z"}),
+         Mistake("zero_point_sign_unclipped", lambda delta, r_min, n: (int(np.rint(r_min / delta)),),
+                 {"en": "zero point sign: z = −r_min/Δ, then clip to [0, 2^n − 1]"}),
+         Mistake("no_clip", lambda delta, r_min, n: (int(np.rint(-r_min / delta)),),
+                 {"en": "z must be a code: clip it to [0, 2^n − 1]"}),
+         Mistake("not_rounded", lambda delta, r_min, n: (float(np.clip(-r_min / delta, 0, 2 ** n - 1)),),
+                 {"en": "z is an integer: round −r_min/Δ"}))),
+    Exercise(
+        "affine_roundtrip", "05", "q = clip(round(x/Δ) + z, 0, 2^n − 1) ; x̂ = Δ(q − z)",
+        (Output("q", {"en": "clip(round(x/Δ) + z, 0, 2^n − 1)", "zh": "clip(round(x/Δ) + z, 0, 2^n − 1)"}),
+         Output("x̂", {"en": "Δ·(q − z)", "zh": "Δ·(q − z)"})),
+        (  # Δ = 0.5, z = 1, n = 2: x/Δ = [−1, 0, 0.6, 2, 5] → +1 → [0, 1, 2, 3, 6 → 3]; x̂ = 0.5(q − 1)
+            Case(dict(x=np.array([-0.5, 0.0, 0.3, 1.0, 2.5]), delta=0.5, z=1, n=2),
+                 (np.array([0, 1, 2, 3, 3]), np.array([-0.5, 0.0, 0.5, 1.0, 1.0]))),),
+        (Mistake("zero_point_sign", lambda x, delta, z, n: (
+            np.clip(np.rint(x / delta) - z, 0, 2 ** n - 1), delta * (np.clip(np.rint(x / delta) - z, 0, 2 ** n - 1) + z)),
+            {"en": "zero point sign: q = round(x/Δ) **+** z and x̂ = Δ(q **−** z)"}),
+         Mistake("dequant_no_z", lambda x, delta, z, n: (
+             np.clip(np.rint(x / delta) + z, 0, 2 ** n - 1), delta * np.clip(np.rint(x / delta) + z, 0, 2 ** n - 1)),
+            {"en": "dequantising: subtract the zero point, x̂ = Δ(q − z)"}),
+         Mistake("no_clip", lambda x, delta, z, n: (np.rint(x / delta) + z, delta * np.rint(x / delta)),
+                 {"en": "q must be a code in [0, 2^n − 1]: clip it"}))),
+    Exercise(
+        "lsq_delta_grad", "05",
+        "LSQ: v = w/Δ ; ∂ŵ/∂Δ = round(v) − v if −Q ≤ v ≤ Q, else −Q or Q (the clip bound), Q = 2^(n−1) − 1",
+        (Output("∂ŵ/∂Δ", {"en": "round(v) − v inside [−Q, Q], the bound ±Q outside (v = w/Δ)",
+                          "zh": "区间 [−Q, Q] 内为 round(v) − v,区间外为边界 ±Q (v = w/Δ)"}),),
+        (  # Δ = 0.2, Q = 3: v = [1.3, −0.25, 10, −10] → [1 − 1.3, 0 + 0.25, 3, −3]
+            Case(dict(w=np.array([0.26, -0.05, 2.0, -2.0]), delta=0.2, n=3),
+                 (np.array([-0.3, 0.25, 3.0, -3.0]),)),),
+        (Mistake("sign", lambda w, delta, n: (np.where(np.abs(w / delta) <= 2 ** (n - 1) - 1, w / delta - np.rint(w / delta),
+                                                       -np.clip(w / delta, -(2 ** (n - 1) - 1), 2 ** (n - 1) - 1)),),
+                 {"en": "sign: ŵ = Δ·round(v) with v = w/Δ, so ∂ŵ/∂Δ = round(v) + Δ·(∂round/∂v = 1)·(−w/Δ²) = round(v) − v"}),
+         Mistake("zero_outside", lambda w, delta, n: (np.where(np.abs(w / delta) <= 2 ** (n - 1) - 1,
+                                                               np.rint(w / delta) - w / delta, 0.0),),
+                 {"en": "outside the range ŵ = ±QΔ, so ∂ŵ/∂Δ = ±Q, not 0"}),
+         Mistake("round_only", lambda w, delta, n: (np.clip(np.rint(w / delta), -(2 ** (n - 1) - 1), 2 ** (n - 1) - 1),),
+                 {"en": "inside the range, round(v) − v: Δ also appears inside round(w/Δ) (straight-through gives −v)"}))),
+    Exercise(
+        "quantize_multiplier", "05", "M = M₀·2^(−shift), M₀ an integer in [2^(b−1), 2^b)",
+        (Output("M₀", {"en": "round(f·2^b) where M = f·2^e, f ∈ [0.5, 1)", "zh": "round(f·2^b),其中 M = f·2^e, f ∈ [0.5, 1)"}),
+         Output("shift", {"en": "b − e", "zh": "b − e"})),
+        (  # 0.75 = 0.75·2⁰ → M₀ = 0.75·256 = 192, shift = 8 ; 0.1 = 0.8·2⁻³ → round(204.8) = 205, shift 11
+            Case(dict(M=0.75, bits=8), (192, 8)),
+            Case(dict(M=0.1, bits=8), (205, 11)),
+            Case(dict(M=3.0, bits=8), (192, 6))),   # 3 = 0.75·2² → 192, 8 − 2 = 6
+        (Mistake("truncated", lambda M, bits: (int(np.frexp(M)[0] * 2 ** bits), bits - int(np.frexp(M)[1])),
+                 {"en": "M₀ is *rounded*: round(f·2^b), not truncated"}),
+         Mistake("shift_sign", lambda M, bits: (int(np.rint(np.frexp(M)[0] * 2 ** bits)), bits + int(np.frexp(M)[1])),
+                 {"en": "shift = b − e: M = f·2^e = (f·2^b)·2^(e−b)"}))),
+    Exercise(
+        "requantize", "05", "q_y = clip(((acc·M₀ + 2^(shift−1)) >> shift) + z_y, q_lo, q_hi)",
+        (Output("q_y", {"en": "clip(((acc·M₀ + 2^(shift−1)) >> shift) + z_y, q_lo, q_hi)",
+                        "zh": "clip(((acc·M₀ + 2^(shift−1)) >> shift) + z_y, q_lo, q_hi)"}),),
+        (  # M₀ = 205, shift = 11 (M ≈ 0.1): acc·205 + 1024 → >> 11 (floor division by 2048)
+            # 100: 21524 // 2048 = 10 → 13 ; −100: −19476 // 2048 = −10 → −7 → clip 0 ;
+            # 37: 8609 // 2048 = 4 → 7 ; 25: 6149 // 2048 = 3 → 6 ; 2000: 411024 // 2048 = 200 → 203
+            Case(dict(acc=np.array([100, -100, 37, 25, 2000]), M0=205, shift=11, z=3, q_lo=0, q_hi=255),
+                 (np.array([13, 0, 7, 6, 203]),)),
+            Case(dict(acc=np.array([-30, 30, 5000]), M0=205, shift=11, z=0, q_lo=-127, q_hi=127),
+                 (np.array([-3, 3, 127]),))),
+        (Mistake("no_rounding_term", lambda acc, M0, shift, z, q_lo, q_hi: (
+            np.clip(((acc * M0) >> shift) + z, q_lo, q_hi),),
+            {"en": "add 2^(shift−1) before shifting, so that >> rounds instead of flooring"}),
+         Mistake("no_zero_point", lambda acc, M0, shift, z, q_lo, q_hi: (
+             np.clip((acc * M0 + (1 << (shift - 1))) >> shift, q_lo, q_hi),),
+            {"en": "add the output zero point z_y after the shift"}),
+         Mistake("no_clip", lambda acc, M0, shift, z, q_lo, q_hi: (
+             ((acc * M0 + (1 << (shift - 1))) >> shift) + z,),
+            {"en": "clip to the output range [q_lo, q_hi]"}))),
+)
+
+# ---- 06 distillation -------------------------------------------------------------------------
+_ZS = np.array([[0.0, 0.0], [1.0, -1.0]])
+_ZT = np.array([[0.0, LN3], [2.0, 0.0]])
+_add(
+    Exercise(
+        "softmax_t", "06", "p^T = softmax(z/T) = exp(z_i/T)/Σ_j exp(z_j/T), over the last axis",
+        (Output("p^T", {"en": "exp(z_i/T)/Σ_j exp(z_j/T)", "zh": "exp(z_i/T)/Σ_j exp(z_j/T)"}),),
+        (  # z = [0, ln 3]: T = 1 → [1, 3]/4 ; T = 2 → [1, √3]/(1 + √3)
+            Case(dict(z=np.array([0.0, LN3]), T=1.0), (np.array([0.25, 0.75]),)),
+            Case(dict(z=np.array([[0.0, LN3], [5.0, 5.0]]), T=2.0),
+                 (np.array([[1 / (1 + np.sqrt(3)), np.sqrt(3) / (1 + np.sqrt(3))], [0.5, 0.5]]),)),
+            Case(dict(z=np.array([1000.0, 1000.0 + LN3]), T=1.0), (np.array([0.25, 0.75]),))),
+        (Mistake("no_temperature", lambda z, T: (_sm(z),), {"en": "divide the logits by T before the softmax"}),
+         Mistake("times_t", lambda z, T: (_sm(np.asarray(z) * T),),
+                 {"en": "divide by T (a higher T flattens the distribution), do not multiply"}),
+         Mistake("overflow", lambda z, T: (np.exp(np.asarray(z) / T) / np.exp(np.asarray(z) / T).sum(-1, keepdims=True),),
+                 {"en": "exp overflows for large logits: subtract max(z/T) first (softmax does not change)"}),
+         Mistake("wrong_axis", lambda z, T: (np.exp(np.asarray(z) / T) / np.exp(np.asarray(z) / T).sum(0, keepdims=True),),
+                 {"en": "normalise over the classes, the last axis (axis=-1)"}))),
+    Exercise(
+        "soft_target_loss", "06", "L_soft = T²·(1/N)Σ_n KL(p_t^T ‖ p_s^T) = T²·(1/N)Σ_n Σ_i p_t,i (log p_t,i − log p_s,i)",
+        (Output("L_soft", {"en": "T²·(1/N)Σ_n Σ_i p_t^T (log p_t^T − log p_s^T)",
+                           "zh": "T²·(1/N)Σ_n Σ_i p_t^T (log p_t^T − log p_s^T)"}),),
+        (  # T = 1, N = 1: p_t = [.25, .75], p_s = [.5, .5] → .25 ln .5 + .75 ln 1.5 = 0.1308120...
+            Case(dict(z_s=_ZS[:1], z_t=_ZT[:1], T=1.0), (0.1308120359411370,)),
+            # T = 2, N = 2: row 2 has p_s = p_t (KL 0); row 1: KL = 0.0363407829 → 4·0.0363407829/2
+            Case(dict(z_s=_ZS, z_t=_ZT, T=2.0), (0.07268156574094728,))),
+        (Mistake("t_squared_missing", lambda z_s, z_t, T: (_kl(z_s, z_t, T),),
+                 {"en": "T² missing: the soft-target loss is multiplied by T² so that its gradient keeps its size as T grows"}),
+         Mistake("cross_entropy", lambda z_s, z_t, T: (T * T * -(_sm(z_t, T) * np.log(_sm(z_s, T))).sum(-1).mean(),),
+                 {"en": "that is the cross-entropy: it differs from KL by the teacher's entropy (same gradient, other value)"}),
+         Mistake("kl_reversed", lambda z_s, z_t, T: (T * T * _kl(z_t, z_s, T),),
+                 {"en": "KL the wrong way round: KL(p_t ‖ p_s) weights the log-ratio by the *teacher's* p_t"}),
+         Mistake("sum_not_mean", lambda z_s, z_t, T: (T * T * _kl(z_s, z_t, T) * len(np.atleast_2d(z_s)),),
+                 {"en": "average over the N examples (1/N), do not sum"}))),
+    Exercise(
+        "soft_target_grad", "06", "∂L_soft/∂z_s = T·(p_s^T − p_t^T)/N",
+        (Output("∂L_soft/∂z_s", {"en": "T·(p_s^T − p_t^T)/N", "zh": "T·(p_s^T − p_t^T)/N"}),),
+        (  # T = 3, N = 2: row 1: p_t = [1, 3^(1/3)]/(1 + 3^(1/3)) = [0.4094578, 0.5905422], p_s = [0.5, 0.5]
+            # → 3·(0.5 − 0.4094578)/2 = 0.1358122 ; row 2: z_s and z_t differ by a constant → p_s = p_t → 0
+            Case(dict(z_s=_ZS, z_t=_ZT, T=3.0),
+                 (np.array([[0.13581215522081408, -0.13581215522081408], [0.0, 0.0]]),)),
+            Case(dict(z_s=_ZS[:1], z_t=_ZT[:1], T=1.0), (np.array([[0.25, -0.25]]),))),
+        (Mistake("t_squared", lambda z_s, z_t, T: (T * T * (_sm(z_s, T) - _sm(z_t, T)) / len(z_s),),
+                 {"en": "T²·(1/T) = T: the T² of the loss times the 1/T of the chain rule through z/T"}),
+         Mistake("no_t", lambda z_s, z_t, T: ((_sm(z_s, T) - _sm(z_t, T)) / len(z_s),),
+                 {"en": "T² missing: the loss's T² times the 1/T of z/T leaves a factor T"}),
+         Mistake("sign", lambda z_s, z_t, T: (T * (_sm(z_t, T) - _sm(z_s, T)) / len(z_s),),
+                 {"en": "sign: the gradient is p_s − p_t (student minus teacher)"}),
+         Mistake("no_mean", lambda z_s, z_t, T: (T * (_sm(z_s, T) - _sm(z_t, T)),),
+                 {"en": "divide by N: the loss is a mean over the batch"}))),
+    Exercise(
+        "distillation_loss", "06", "L = α·L_soft + (1 − α)·CE(z_s, y), CE = −(1/N)Σ log softmax(z_s)[y]",
+        (Output("L", {"en": "α·L_soft + (1 − α)·CE(z_s, y)", "zh": "α·L_soft + (1 − α)·CE(z_s, y)"}),),
+        (  # L_soft (T = 2) = 0.0726815657 ; CE at T = 1 with y = [1, 0]: (ln 2 − ln 0.8807971)/2 = 0.4100376
+            Case(dict(z_s=_ZS, z_t=_ZT, y=np.array([1, 0]), T=2.0, alpha=0.25), (0.325698588286331,)),),
+        (Mistake("alpha_swapped", lambda z_s, z_t, y, T, alpha: ((1 - alpha) * T * T * _kl(z_s, z_t, T)
+                                                                 + alpha * _ce(z_s, y),),
+                 {"en": "α weights the soft-target loss, 1 − α the hard labels"}),
+         Mistake("ce_at_t", lambda z_s, z_t, y, T, alpha: (alpha * T * T * _kl(z_s, z_t, T) + (1 - alpha) * _ce(z_s / T, y),),
+                 {"en": "the hard-label cross-entropy uses the plain logits (T = 1)"}),
+         Mistake("t_squared_missing", lambda z_s, z_t, y, T, alpha: (alpha * _kl(z_s, z_t, T) + (1 - alpha) * _ce(z_s, y),),
+                 {"en": "T² missing in the soft-target term"}))),
+    Exercise(
+        "hint_loss", "06", "L_hint = β·mean((F_s − F_t)²) ; ∂L_hint/∂F_s = 2β(F_s − F_t)/size",
+        (Output("L_hint", {"en": "β·mean((F_s − F_t)²)", "zh": "β·mean((F_s − F_t)²)"}),
+         Output("∂L_hint/∂F_s", {"en": "2β(F_s − F_t)/size", "zh": "2β(F_s − F_t)/size"})),
+        (  # d = [[1, −2], [0, 3]]: mean d² = 14/4 = 3.5 → β = 0.5: 1.75 ; grad 2·0.5·d/4 = d/4
+            Case(dict(f_s=np.array([[1.0, 0.0], [2.0, 3.0]]), f_t=np.array([[0.0, 2.0], [2.0, 0.0]]), beta=0.5),
+                 (1.75, np.array([[0.25, -0.5], [0.0, 0.75]]))),),
+        (Mistake("sum_not_mean", lambda f_s, f_t, beta: (beta * ((f_s - f_t) ** 2).sum(), 2 * beta * (f_s - f_t)),
+                 {"en": "mean over all elements, not the sum"}),
+         Mistake("no_two", lambda f_s, f_t, beta: (beta * ((f_s - f_t) ** 2).mean(), beta * (f_s - f_t) / f_s.size),
+                 {"en": "d(x²)/dx = 2x: the gradient has a factor 2"}),
+         Mistake("sign", lambda f_s, f_t, beta: (beta * ((f_s - f_t) ** 2).mean(), 2 * beta * (f_t - f_s) / f_s.size),
+                 {"en": "sign: the gradient with respect to F_s is +2β(F_s − F_t)/size"}))),
+)
+
+
+def _kl(z_s, z_t, T):
+    """(1/N)Σ KL(softmax(z_t/T) ‖ softmax(z_s/T)), no T² (for the mistakes)."""
+    pt, ps = _sm(z_t, T), _sm(z_s, T)
+    return float((pt * (np.log(pt) - np.log(ps))).sum(-1).mean())
+
+
+def _ce(z, y):
+    p = _sm(z)
+    return float(-np.log(p[np.arange(len(y)), y]).mean())
+
+
+# ---- 07 the whole pipeline -------------------------------------------------------------------
+_add(
+    Exercise(
+        "artifact_bytes", "07", "bitmask + packed codes: ⌈N/8⌉ + ⌈nnz·n/8⌉ + 4 (one float32 Δ) bytes",
+        (Output("bytes", {"en": "⌈N/8⌉ + ⌈nnz·n/8⌉ + 4", "zh": "⌈N/8⌉ + ⌈nnz·n/8⌉ + 4"}),),
+        (  # N = 235 200 (fc1 of LeNet-300-100), 5 % kept: nnz = 11 760, 4 bits:
+            # 29 400 + 5 880 + 4 = 35 284
+            Case(dict(N=235200, nnz=11760, n=4), (35284,)),
+            # 100 weights, 7 kept, 3 bits: ⌈12.5⌉ = 13 + ⌈21/8⌉ = 3 + 4 = 20
+            Case(dict(N=100, nnz=7, n=3), (20,))),
+        (Mistake("floor", lambda N, nnz, n: (N // 8 + nnz * n // 8 + 4,),
+                 {"en": "round the byte counts *up*: ⌈·⌉ (a partly used byte is still stored)"}),
+         Mistake("dense_codes", lambda N, nnz, n: (-(-N // 8) + -(-N * n // 8) + 4,),
+                 {"en": "only the nnz kept weights have codes; the bitmask says where they go"}),
+         Mistake("no_delta", lambda N, nnz, n: (-(-N // 8) + -(-nnz * n // 8),),
+                 {"en": "the step size Δ is stored too: 4 bytes (float32)"}))),
+)
+
+
+def notebook_exercises(notebook):
+    """Names of the exercises of a notebook ("01" … "07"), in registry order."""
+    return [name for name, e in EXERCISES.items() if e.notebook == notebook]
