@@ -152,3 +152,44 @@ def torch_model(name, input_size=28, num_classes=10):
     else:
         raise ValueError(f"torch_model: unknown model {name!r}")
     return tnn.Sequential(OrderedDict(layers))
+
+
+def results_lock(name):
+    """An exclusive lock on ``results/<name>.json`` for a read-modify-write (``with
+    results_lock(name): ...``); the lock file lives in the temporary folder, not beside the
+    results."""
+    import fcntl
+    import tempfile
+    from contextlib import contextmanager
+
+    @contextmanager
+    def held():
+        with open(Path(tempfile.gettempdir()) / f"minicompress-results-{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    return held()
+
+
+def add_run(name, key, run, match, settings=None):
+    """Add one ``run`` (a dict) to ``results/<name>.json`` under ``[key]["runs"]``, replacing an
+    earlier run that agrees with it on the fields ``match`` (e.g. arm, seed); ``settings`` are
+    stored beside the runs. The file is read and rewritten under :func:`results_lock`, so several
+    processes (arms run in parallel) can add runs to the one results file of a script."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    with results_lock(name):
+        data = json.loads(path.read_text()) if path.exists() else {}
+        entry = data.setdefault(key, {"runs": []})
+        same = tuple(run[m] for m in match)
+        entry["runs"] = [r for r in entry["runs"] if tuple(r.get(m) for m in match) != same]
+        entry["runs"].append(run)
+        entry.update(settings or {}, machine=_machine())
+        _write_json(path, data)
+    return path
+
+
+def mean_std(values):
+    """{"mean", "std" (population, ddof 0), "n", "values"} of a list of numbers."""
+    import numpy as np
+    v = np.asarray(values, dtype=float)
+    return {"mean": float(v.mean()), "std": float(v.std()), "n": len(v), "values": v.tolist()}
