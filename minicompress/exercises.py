@@ -8,7 +8,8 @@ the value worked out by hand (the arithmetic is in the comments). When an output
 ``Mistake`` of the exercise recomputes the output the way a typical slip would; if the student's
 value equals that, the message names the slip ("is the bias correction missing?").
 
-Messages are ``{"en": ..., "zh": ...}`` dicts; a missing language falls back to English. Values
+Messages are ``{"en": ..., "zh": ...}`` dicts; a missing language falls back to English, but every hint
+must have its Chinese (``tests/test_check_zh.py`` walks the registry). Values
 are plain Python/NumPy literals so that the checker needs neither PyTorch nor the rest of the
 library; ``tests/test_exercises.py`` checks that the library's own functions give the same numbers.
 """
@@ -98,13 +99,16 @@ _add(
                       beta1=0.9, beta2=0.75), (np.array([1.2, -1.8]), np.array([2.625, 3.0])))),
         (Mistake("betas_swapped", lambda m, v, g, beta1, beta2: (
             (1 - beta1) * m + beta1 * g, (1 - beta2) * v + beta2 * g * g),
-            {"en": "are β and 1−β swapped? β multiplies the old moment, 1−β the new gradient"}),
+            {"en": "are β and 1−β swapped? β multiplies the old moment, 1−β the new gradient",
+             "zh": "β 和 1−β 写反了? β 乘旧的矩估计, 1−β 乘新的梯度"}),
          Mistake("g_not_squared", lambda m, v, g, beta1, beta2: (
              beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * g),
-            {"en": "v averages the *square* of the gradient: g_t², element-wise"}),
+            {"en": "v averages the *square* of the gradient: g_t², element-wise",
+             "zh": "二阶矩估计 v 平均的是梯度的*平方*: 逐元素的 g_t²"}),
          Mistake("abs_not_squared", lambda m, v, g, beta1, beta2: (
              beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * np.abs(g)),
-            {"en": "v averages g_t², not |g_t|"}))),
+            {"en": "v averages g_t², not |g_t|",
+             "zh": "v 平均的是 g_t²,不是 |g_t|"}))),
     Exercise(
         "bias_correction", "01", "m̂_t = m_t/(1−β₁^t) ; v̂_t = v_t/(1−β₂^t), t from 1",
         (Output("m̂_t", {"en": "m_t/(1−β₁^t)", "zh": "m_t/(1−β₁^t)"}),
@@ -115,12 +119,15 @@ _add(
             Case(dict(m=np.array([0.19, -0.038]), v=np.array([0.003998, 0.001999]), beta1=0.9,
                       beta2=0.999, t=2), (np.array([1.0, -0.2]), np.array([2.0, 1.0])))),
         (Mistake("no_correction", lambda m, v, beta1, beta2, t: (m, v),
-                 {"en": "is the bias correction missing? divide by 1−β^t"}),
+                 {"en": "is the bias correction missing? divide by 1−β^t",
+                  "zh": "是不是漏了偏差修正? 要除以 1−β^t"}),
          Mistake("no_power", lambda m, v, beta1, beta2, t: (m / (1 - beta1), v / (1 - beta2)),
-                 {"en": "the correction is 1−β^t with the power t, not 1−β"}),
+                 {"en": "the correction is 1−β^t with the power t, not 1−β",
+                  "zh": "偏差修正是带 t 次幂的 1−β^t,不是 1−β"}),
          Mistake("power_t_minus_1", lambda m, v, beta1, beta2, t: (
              m / (1 - beta1 ** (t - 1)) if t > 1 else np.inf, v / (1 - beta2 ** (t - 1)) if t > 1 else np.inf),
-            {"en": "t starts at 1: use β^t, not β^(t−1)"}))),
+            {"en": "t starts at 1: use β^t, not β^(t−1)",
+             "zh": "t 从 1 开始: 用 β^t,不是 β^(t−1)"}))),
     Exercise(
         "adam_update", "01", "θ_{t+1} = θ_t − α·m̂_t/(√v̂_t + ε), ε outside the square root",
         (Output("θ_{t+1}", {"en": "θ_t − α·m̂_t/(√v̂_t + ε)", "zh": "θ_t − α·m̂_t/(√v̂_t + ε)"}),),
@@ -131,13 +138,16 @@ _add(
                       v_hat=np.array([0.09, 0.16]), alpha=0.5, eps=0.1), (np.array([-0.375, 2.4]),))),
         (Mistake("eps_inside_sqrt", lambda theta, m_hat, v_hat, alpha, eps: (
             theta - alpha * m_hat / np.sqrt(v_hat + eps),),
-            {"en": "is ε inside the square root? the document (and PyTorch) write √v̂ + ε"}),
+            {"en": "is ε inside the square root? the document (and PyTorch) write √v̂ + ε",
+             "zh": "ε 放进了平方根里? 文档 (以及 PyTorch) 写的是 √v̂ + ε"}),
          Mistake("plus_sign", lambda theta, m_hat, v_hat, alpha, eps: (
              theta + alpha * m_hat / (np.sqrt(v_hat) + eps),),
-            {"en": "the step goes *against* the gradient: θ − α·…, not θ + α·…"}),
+            {"en": "the step goes *against* the gradient: θ − α·…, not θ + α·…",
+             "zh": "更新方向与梯度*相反*: θ − α·…,不是 θ + α·…"}),
          Mistake("no_sqrt", lambda theta, m_hat, v_hat, alpha, eps: (
              theta - alpha * m_hat / (v_hat + eps),),
-            {"en": "divide by √v̂ (a gradient size), not by v̂ (a squared size)"}))),
+            {"en": "divide by √v̂ (a gradient size), not by v̂ (a squared size)",
+             "zh": "除以 √v̂ (梯度的量级),不是除以 v̂ (平方的量级)"}))),
 )
 
 # ---- 02 weight pruning -----------------------------------------------------------------------
@@ -153,9 +163,11 @@ _add(
             Case(dict(W=_WA, m=_MA, g=_GA), (np.array([[0.2, 0.0], [-0.5, 0.0]]),
                                              np.array([[0.1, -0.8], [-1.0, 0.0]]))),),
         (Mistake("swapped", lambda W, m, g: (g * W, g * m),
-                 {"en": "swapped: W_eff = W ⊙ m, so ∂W_eff/∂W = m and ∂W_eff/∂m = W"}),
+                 {"en": "swapped: W_eff = W ⊙ m, so ∂W_eff/∂W = m and ∂W_eff/∂m = W",
+                  "zh": "写反了: W_eff = W ⊙ m,所以 ∂W_eff/∂W = m, ∂W_eff/∂m = W"}),
          Mistake("matmul", lambda W, m, g: (g @ m, g @ W),
-                 {"en": "the product is element-wise (⊙, `*`), not a matrix product (`@`)"}))),
+                 {"en": "the product is element-wise (⊙, `*`), not a matrix product (`@`)",
+                  "zh": "这里是逐元素乘积 (⊙, `*`),不是矩阵乘积 (`@`)"}))),
     Exercise(
         "l1_penalty", "02", "R(W, m) = λ‖W ⊙ (1 − m)‖₁ (the document's L1 term)",
         (Output("λ‖W⊙(1−m)‖₁", {"en": "λ·Σ|W ⊙ (1 − m)|", "zh": "λ·Σ|W ⊙ (1 − m)|"}),),
@@ -163,13 +175,17 @@ _add(
             Case(dict(W=_WA, m=_MA, lam=0.1), (0.25,)),
             Case(dict(W=np.array([-3.0, 1.0, 2.0]), m=np.array([0.0, 1.0, 0.75]), lam=2.0), (7.0,))),
         (Mistake("no_one_minus_m", lambda W, m, lam: (lam * np.abs(W).sum(),),
-                 {"en": "the penalty is on the *dropped* part W ⊙ (1 − m), not on all of W"}),
+                 {"en": "the penalty is on the *dropped* part W ⊙ (1 − m), not on all of W",
+                  "zh": "惩罚项作用于*被剪掉*的部分 W ⊙ (1 − m),不是整个 W"}),
          Mistake("w_times_m", lambda W, m, lam: (lam * np.abs(W * m).sum(),),
-                 {"en": "the penalty is on W ⊙ (1 − m), the part the mask removes, not on W ⊙ m"}),
+                 {"en": "the penalty is on W ⊙ (1 − m), the part the mask removes, not on W ⊙ m",
+                  "zh": "惩罚项作用于剪枝掩码去掉的部分 W ⊙ (1 − m),不是 W ⊙ m"}),
          Mistake("norm_of_m", lambda W, m, lam: (lam * np.abs(m).sum(),),
-                 {"en": "the document's term is λ‖W ⊙ (1 − m)‖₁, not λ‖m‖₁ (that is our replacement)"}),
+                 {"en": "the document's term is λ‖W ⊙ (1 − m)‖₁, not λ‖m‖₁ (that is our replacement)",
+                  "zh": "文档中的正则项是 λ‖W ⊙ (1 − m)‖₁,不是 λ‖m‖₁ (后者是我们的替代方案)"}),
          Mistake("no_abs", lambda W, m, lam: (lam * (W * (1 - m)).sum(),),
-                 {"en": "the L1 norm sums absolute values |·|"}))),
+                 {"en": "the L1 norm sums absolute values |·|",
+                  "zh": "L1 范数是绝对值 |·| 之和"}))),
     Exercise(
         "l1_penalty_grads", "02",
         "∂R/∂W = λ·sign(W⊙(1−m))⊙(1−m) ; ∂R/∂m = −λ·sign(W⊙(1−m))⊙W",
@@ -181,10 +197,12 @@ _add(
                                                np.array([[0.0, -0.2], [-0.1, 0.0]]))),),
         (Mistake("l1_sign", lambda W, m, lam: (
             lam * np.sign(W * (1 - m)) * (1 - m), lam * np.sign(W * (1 - m)) * W),
-            {"en": "L1 sign: ∂(1−m)/∂m = −1, so ∂R/∂m = −λ|W| (for m < 1): the term pushes m *up*"}),
+            {"en": "L1 sign: ∂(1−m)/∂m = −1, so ∂R/∂m = −λ|W| (for m < 1): the term pushes m *up*",
+             "zh": "L1 的符号: ∂(1−m)/∂m = −1,所以 ∂R/∂m = −λ|W| (m < 1 时): 这一项把 m *往上*推"}),
          Mistake("no_chain_factor", lambda W, m, lam: (
              lam * np.sign(W * (1 - m)), -lam * np.sign(W * (1 - m))),
-            {"en": "the chain rule: multiply sign(W⊙(1−m)) by ∂(W⊙(1−m))/∂W = 1−m and /∂m = −W"}))),
+            {"en": "the chain rule: multiply sign(W⊙(1−m)) by ∂(W⊙(1−m))/∂W = 1−m and /∂m = −W",
+             "zh": "链式法则: sign(W⊙(1−m)) 要乘以 ∂(W⊙(1−m))/∂W = 1−m 以及 /∂m = −W"}))),
     Exercise(
         "topk_mask", "02", "keep the k = n − round(s·n) largest scores (exact count, ties → lower index)",
         (Output("m", {"en": "1 at the k = n − round(s·n) largest scores, 0 elsewhere",
@@ -196,13 +214,16 @@ _add(
                  (np.array([1.0, 1.0, 0.0, 0.0]),))),
         (Mistake("keeps_smallest", lambda scores, sparsity: (
             1.0 - _topk(scores, scores.size - round(sparsity * scores.size)),),
-            {"en": "it keeps the smallest scores: the mask is 1 where the score is *large*"}),
+            {"en": "it keeps the smallest scores: the mask is 1 where the score is *large*",
+             "zh": "保留的是得分最小的位置: 剪枝掩码应在得分*大*的位置为 1"}),
          Mistake("floor_count", lambda scores, sparsity: (
              _topk(scores, scores.size - int(sparsity * scores.size)),),
-            {"en": "count: prune round(s·n) entries (0.75·25 = 18.75 → 19, keep 6), not int(s·n)"}),
+            {"en": "count: prune round(s·n) entries (0.75·25 = 18.75 → 19, keep 6), not int(s·n)",
+             "zh": "数量: 剪掉 round(s·n) 个 (0.75·25 = 18.75 → 19,保留 6 个),不是 int(s·n)"}),
          Mistake("keeps_s_fraction", lambda scores, sparsity: (
              _topk(scores, round(sparsity * scores.size)),),
-            {"en": "s is the fraction *pruned*: keep n − round(s·n), not round(s·n)"}))),
+            {"en": "s is the fraction *pruned*: keep n − round(s·n), not round(s·n)",
+             "zh": "s 是*被剪掉*的比例: 保留 n − round(s·n) 个,不是 round(s·n) 个"}))),
     Exercise(
         "cubic_sparsity", "02", "s_t = s_f + (s_i − s_f)(1 − (t − t₀)/(nΔt))³, s_i before t₀, s_f after t₀ + nΔt",
         (Output("s_t", {"en": "s_f + (s_i − s_f)(1 − (t − t₀)/(nΔt))³", "zh": "s_f + (s_i − s_f)(1 − (t − t₀)/(nΔt))³"}),),
@@ -214,13 +235,16 @@ _add(
             Case(dict(t=30, s_i=0.0, s_f=0.9, t0=0, n=10, dt=2), (0.9,))),  # after t0 + nΔt: s_f
         (Mistake("square", lambda t, s_i, s_f, t0, n, dt: (
             s_f + (s_i - s_f) * (1 - min(max((t - t0) / (n * dt), 0), 1)) ** 2,),
-            {"en": "the schedule is cubic: the power is 3"}),
+            {"en": "the schedule is cubic: the power is 3",
+             "zh": "稀疏度调度是三次的: 幂次是 3"}),
          Mistake("no_clamp", lambda t, s_i, s_f, t0, n, dt: (
              s_f + (s_i - s_f) * (1 - (t - t0) / (n * dt)) ** 3,),
-            {"en": "outside [t₀, t₀ + nΔt] the sparsity stays at s_i (before) or s_f (after): clamp the fraction to [0, 1]"}),
+            {"en": "outside [t₀, t₀ + nΔt] the sparsity stays at s_i (before) or s_f (after): clamp the fraction to [0, 1]",
+             "zh": "在 [t₀, t₀ + nΔt] 之外稀疏度保持为 s_i (之前) 或 s_f (之后): 把比例截断到 [0, 1]"}),
          Mistake("swapped_ends", lambda t, s_i, s_f, t0, n, dt: (
              s_i + (s_f - s_i) * (1 - min(max((t - t0) / (n * dt), 0), 1)) ** 3,),
-            {"en": "s_i and s_f swapped: at t = t₀ the sparsity is s_i"}))),
+            {"en": "s_i and s_f swapped: at t = t₀ the sparsity is s_i",
+             "zh": "s_i 和 s_f 写反了: t = t₀ 时稀疏度为 s_i"}))),
 )
 
 
@@ -248,10 +272,12 @@ _add(
                            np.array([1.0, 0.0, 0.5]))),),
         (Mistake("no_abs", lambda W: (W.reshape(len(W), -1).sum(1), np.sqrt((W.reshape(len(W), -1) ** 2).sum(1)),
                                       np.median(W.reshape(len(W), -1), 1)),
-                 {"en": "take absolute values: a filter of +1 and −1 is not a zero filter"}),
+                 {"en": "take absolute values: a filter of +1 and −1 is not a zero filter",
+                  "zh": "要取绝对值: 由 +1 和 −1 组成的滤波器并不是零滤波器"}),
          Mistake("l2_squared", lambda W: (np.abs(W).reshape(len(W), -1).sum(1), (W.reshape(len(W), -1) ** 2).sum(1),
                                           np.median(np.abs(W).reshape(len(W), -1), 1)),
-                 {"en": "L2 is the square root of the sum of squares"}))),
+                 {"en": "L2 is the square root of the sum of squares",
+                  "zh": "L2 范数是平方和的平方根"}))),
     Exercise(
         "remove_filter", "03",
         "drop filter j of layer ℓ: W_ℓ[j], b_ℓ[j] go, and the next layer loses input channel j: W_{ℓ+1}[:, j]",
@@ -266,11 +292,13 @@ _add(
                   np.array([[0.0, 2.0], [10.0, 12.0]]).reshape(2, 2, 1, 1))),),
         (Mistake("next_layer_rows", lambda W1, b1, W2, j: (
             np.delete(W1, j, 0), np.delete(b1, j), np.delete(W2, j, 0)),
-            {"en": "the next layer keeps all its filters; it loses the *input channel* j (axis 1)"}),
+            {"en": "the next layer keeps all its filters; it loses the *input channel* j (axis 1)",
+             "zh": "下一层保留它所有的滤波器; 它去掉的是*输入通道* j (axis 1)"}),
          Mistake("zeroed", lambda W1, b1, W2, j: (
              np.where(np.arange(len(W1)).reshape(-1, 1, 1, 1) == j, 0, W1), np.where(np.arange(len(b1)) == j, 0, b1),
              W2),
-            {"en": "remove the filter (smaller arrays), do not just set it to zero"}))),
+            {"en": "remove the filter (smaller arrays), do not just set it to zero",
+             "zh": "要删除该滤波器 (数组变小),而不只是把它置零"}))),
 )
 
 # ---- 04 symmetric quantisation ---------------------------------------------------------------
@@ -282,11 +310,14 @@ _add(
             Case(dict(w=np.array([0.63, -0.2, 0.1]), n=4), (0.09,)),
             Case(dict(w=np.array([[1.0, -2.54], [0.5, 2.0]]), n=8), (0.02,))),
         (Mistake("full_range", lambda w, n: (np.abs(w).max() / (2 ** n - 1),),
-                 {"en": "symmetric: n bits give ±(2^(n−1) − 1), divide by 2^(n−1) − 1, not 2^n − 1"}),
+                 {"en": "symmetric: n bits give ±(2^(n−1) − 1), divide by 2^(n−1) − 1, not 2^n − 1",
+                  "zh": "对称量化: n 位给出 ±(2^(n−1) − 1),应除以 2^(n−1) − 1,不是 2^n − 1"}),
          Mistake("no_minus_one", lambda w, n: (np.abs(w).max() / 2 ** (n - 1),),
-                 {"en": "the largest code is 2^(n−1) − 1 (127 for 8 bits), not 2^(n−1)"}),
+                 {"en": "the largest code is 2^(n−1) − 1 (127 for 8 bits), not 2^(n−1)",
+                  "zh": "最大的码是 2^(n−1) − 1 (8 位时为 127),不是 2^(n−1)"}),
          Mistake("max_not_abs", lambda w, n: (w.max() / (2 ** (n - 1) - 1),),
-                 {"en": "r_max is the largest *absolute* value: max|w|"}))),
+                 {"en": "r_max is the largest *absolute* value: max|w|",
+                  "zh": "r_max 是最大的*绝对值*: max|w|"}))),
     Exercise(
         "round_half_up", "04", "四舍五入: round to the nearest integer, a tie .5 away from zero",
         (Output("round(x)", {"en": "the nearest integer, ties (….5) away from zero",
@@ -295,11 +326,14 @@ _add(
               (np.array([1.0, 2.0, 3.0, -1.0, -3.0, 11.0, 2.0, -3.0, 0.0]),)),),
         (Mistake("half_even", lambda x: (np.rint(x),),
                  {"en": "np.rint / np.round / Python's round() round a tie to the *even* integer (2.5 → 2); "
-                        "四舍五入 rounds it away from zero (2.5 → 3)"}),
+                        "四舍五入 rounds it away from zero (2.5 → 3)",
+                  "zh": "np.rint / np.round / Python 的 round() 把恰好 .5 的数舍入到*偶数* (2.5 → 2); 四舍五入则远离零舍入 (2.5 → 3)"}),
          Mistake("floor_plus_half", lambda x: (np.floor(x + 0.5),),
-                 {"en": "floor(x + 0.5) rounds −2.5 up to −2; 四舍五入 rounds it to −3 (work on |x|, keep the sign)"}),
+                 {"en": "floor(x + 0.5) rounds −2.5 up to −2; 四舍五入 rounds it to −3 (work on |x|, keep the sign)",
+                  "zh": "floor(x + 0.5) 把 −2.5 舍入成 −2; 四舍五入得到 −3 (对 |x| 运算,再保留符号)"}),
          Mistake("truncate", lambda x: (np.trunc(x),),
-                 {"en": "that truncates; add 0.5 to |x| before dropping the fraction"}))),
+                 {"en": "that truncates; add 0.5 to |x| before dropping the fraction",
+                  "zh": "这是截断; 先给 |x| 加 0.5,再去掉小数部分"}))),
     Exercise(
         "symmetric_quantize", "04", "q = clip(四舍五入(w/Δ), −(2^(n−1) − 1), 2^(n−1) − 1)",
         (Output("q", {"en": "clip(round_half_up(w/Δ), −(2^(n−1) − 1), 2^(n−1) − 1)",
@@ -308,13 +342,17 @@ _add(
             Case(dict(w=np.array([0.75, 1.25, -0.25, 6.0, -6.0, 0.2]), delta=0.5, n=4),
                  (np.array([2, 3, -1, 7, -7, 0]),)),),
         (Mistake("no_clip", lambda w, delta, n: (_half_up(w / delta),),
-                 {"en": "w/Δ outside the range must be clipped to ±(2^(n−1) − 1)"}),
+                 {"en": "w/Δ outside the range must be clipped to ±(2^(n−1) − 1)",
+                  "zh": "超出范围的 w/Δ 必须截断到 ±(2^(n−1) − 1)"}),
          Mistake("half_even", lambda w, delta, n: (np.clip(np.rint(w / delta), -(2 ** (n - 1) - 1), 2 ** (n - 1) - 1),),
-                 {"en": "round half to even (np.rint): the document's 四舍五入 rounds 2.5 to 3"}),
+                 {"en": "round half to even (np.rint): the document's 四舍五入 rounds 2.5 to 3",
+                  "zh": "这是四舍六入五成双 (np.rint): 文档中的四舍五入把 2.5 舍入为 3"}),
          Mistake("clip_minus_2n", lambda w, delta, n: (np.clip(_half_up(w / delta), -2 ** (n - 1), 2 ** (n - 1) - 1),),
-                 {"en": "the symmetric range is ±(2^(n−1) − 1): −2^(n−1) is not used"}),
+                 {"en": "the symmetric range is ±(2^(n−1) − 1): −2^(n−1) is not used",
+                  "zh": "对称量化的范围是 ±(2^(n−1) − 1): 不使用 −2^(n−1)"}),
          Mistake("times_delta", lambda w, delta, n: (np.clip(_half_up(w * delta), -(2 ** (n - 1) - 1), 2 ** (n - 1) - 1),),
-                 {"en": "divide by Δ: q = w/Δ, rounded"}))),
+                 {"en": "divide by Δ: q = w/Δ, rounded",
+                  "zh": "要除以量化间隔 Δ: q = w/Δ,再取整"}))),
     Exercise(
         "ste_grad", "04", "straight-through: ∂L/∂w = ∂L/∂ŵ where |w/Δ| ≤ 2^(n−1) − 1, 0 where clipped",
         (Output("∂L/∂w", {"en": "∂L/∂ŵ · 1[−Q ≤ w/Δ ≤ Q], Q = 2^(n−1) − 1",
@@ -324,12 +362,15 @@ _add(
                       grad_out=np.array([0.1, 0.2, -0.3, 0.4])), (np.array([0.1, 0.0, 0.0, 0.4]),)),),
         (Mistake("zero_grad", lambda w, delta, n, grad_out: (np.zeros_like(grad_out),),
                  {"en": "rounding has zero derivative almost everywhere; the straight-through estimator passes the "
-                        "gradient as if round were the identity"}),
+                        "gradient as if round were the identity",
+                  "zh": "取整函数几乎处处导数为零; 直通估计器 (STE) 把 round 当作恒等函数,直接传递梯度"}),
          Mistake("no_clip", lambda w, delta, n, grad_out: (grad_out,),
-                 {"en": "where w/Δ is clipped, ŵ no longer depends on w: the gradient there is 0"}),
+                 {"en": "where w/Δ is clipped, ŵ no longer depends on w: the gradient there is 0",
+                  "zh": "在 w/Δ 被截断的位置, ŵ 不再依赖 w: 那里的梯度为 0"}),
          Mistake("times_delta", lambda w, delta, n, grad_out: (
              grad_out * (np.abs(w / delta) <= 2 ** (n - 1) - 1) / delta,),
-            {"en": "ŵ = Δ·round(w/Δ) ≈ w: the Δ and 1/Δ cancel, no factor 1/Δ"}))),
+            {"en": "ŵ = Δ·round(w/Δ) ≈ w: the Δ and 1/Δ cancel, no factor 1/Δ",
+             "zh": "ŵ = Δ·round(w/Δ) ≈ w: Δ 与 1/Δ 相互抵消,没有 1/Δ 这个因子"}))),
     Exercise(
         "pack_bits", "04", "n-bit two's-complement codes, most significant bit first, in ⌈N·n/8⌉ bytes",
         (Output("bytes", {"en": "the codes' n-bit two's-complement fields, MSB first, cut into bytes (uint8, last zero-padded)",
@@ -341,9 +382,11 @@ _add(
             Case(dict(q=np.array([-128, 127]), n=8), (np.array([128, 127], np.uint8),))),
         (Mistake("lsb_first", lambda q, n: (np.packbits(
             ((np.asarray(q).astype(np.int64)[:, None] & ((1 << n) - 1)) >> np.arange(n)) & 1),),
-            {"en": "bit order: write each code's most significant bit first"}),
+            {"en": "bit order: write each code's most significant bit first",
+             "zh": "位序: 每个码先写最高有效位"}),
          Mistake("one_byte_per_code", lambda q, n: ((np.asarray(q).astype(np.int64) & ((1 << n) - 1)).astype(np.uint8),),
-                 {"en": "pack the bits: N codes of n bits take ⌈N·n/8⌉ bytes, not one byte each"}))),
+                 {"en": "pack the bits: N codes of n bits take ⌈N·n/8⌉ bytes, not one byte each",
+                  "zh": "要把位紧密打包: N 个 n 位的码占 ⌈N·n/8⌉ 字节,而不是每个码一个字节"}))),
 )
 
 # ---- 05 asymmetric, zero point, LSQ, integer requantisation ----------------------------------
@@ -356,9 +399,11 @@ _add(
             Case(dict(w=np.array([-0.5, 0.25, 1.0]), n=2), (0.5, -0.5)),
             Case(dict(w=np.array([[0.0, 2.3], [-0.25, 1.0]]), n=8), (0.01, -0.25))),
         (Mistake("signed_levels", lambda w, n: ((w.max() - w.min()) / (2 ** (n - 1) - 1), w.min()),
-                 {"en": "asymmetric uses all 2^n levels: divide by 2^n − 1"}),
+                 {"en": "asymmetric uses all 2^n levels: divide by 2^n − 1",
+                  "zh": "非对称量化使用全部 2^n 个级别: 除以 2^n − 1"}),
          Mistake("no_minus_one", lambda w, n: ((w.max() - w.min()) / 2 ** n, w.min()),
-                 {"en": "2^n levels have 2^n − 1 gaps: divide by 2^n − 1"}))),
+                 {"en": "2^n levels have 2^n − 1 gaps: divide by 2^n − 1",
+                  "zh": "2^n 个级别之间有 2^n − 1 个间隔: 除以 2^n − 1"}))),
     Exercise(
         "zero_point", "05", "z = clip(round(−r_min/Δ), 0, 2^n − 1), so that x = 0 is exactly the code z",
         (Output("z", {"en": "clip(round(−r_min/Δ), 0, 2^n − 1)", "zh": "clip(round(−r_min/Δ), 0, 2^n − 1)"}),),
@@ -368,13 +413,17 @@ _add(
             Case(dict(delta=0.1, r_min=0.2, n=8), (0,)),
             Case(dict(delta=0.01, r_min=-3.0, n=8), (255,))),
         (Mistake("zero_point_sign", lambda delta, r_min, n: (int(np.clip(np.rint(r_min / delta), 0, 2 ** n - 1)),),
-                 {"en": "zero point sign: z = −r_min/Δ (r_min ≤ 0, so z ≥ 0); x = 0 must map to q = z"}),
+                 {"en": "zero point sign: z = −r_min/Δ (r_min ≤ 0, so z ≥ 0); x = 0 must map to q = z",
+                  "zh": "零点的符号: z = −r_min/Δ (r_min ≤ 0,所以 z ≥ 0); x = 0 必须映射到 q = z"}),
          Mistake("zero_point_sign_unclipped", lambda delta, r_min, n: (int(np.rint(r_min / delta)),),
-                 {"en": "zero point sign: z = −r_min/Δ, then clip to [0, 2^n − 1]"}),
+                 {"en": "zero point sign: z = −r_min/Δ, then clip to [0, 2^n − 1]",
+                  "zh": "零点的符号: z = −r_min/Δ,再截断到 [0, 2^n − 1]"}),
          Mistake("no_clip", lambda delta, r_min, n: (int(np.rint(-r_min / delta)),),
-                 {"en": "z must be a code: clip it to [0, 2^n − 1]"}),
+                 {"en": "z must be a code: clip it to [0, 2^n − 1]",
+                  "zh": "零点 z 必须是一个码: 把它截断到 [0, 2^n − 1]"}),
          Mistake("not_rounded", lambda delta, r_min, n: (float(np.clip(-r_min / delta, 0, 2 ** n - 1)),),
-                 {"en": "z is an integer: round −r_min/Δ"}))),
+                 {"en": "z is an integer: round −r_min/Δ",
+                  "zh": "零点 z 是整数: 对 −r_min/Δ 取整"}))),
     Exercise(
         "affine_roundtrip", "05", "q = clip(round(x/Δ) + z, 0, 2^n − 1) ; x̂ = Δ(q − z)",
         (Output("q", {"en": "clip(round(x/Δ) + z, 0, 2^n − 1)", "zh": "clip(round(x/Δ) + z, 0, 2^n − 1)"}),
@@ -384,12 +433,15 @@ _add(
                  (np.array([0, 1, 2, 3, 3]), np.array([-0.5, 0.0, 0.5, 1.0, 1.0]))),),
         (Mistake("zero_point_sign", lambda x, delta, z, n: (
             np.clip(np.rint(x / delta) - z, 0, 2 ** n - 1), delta * (np.clip(np.rint(x / delta) - z, 0, 2 ** n - 1) + z)),
-            {"en": "zero point sign: q = round(x/Δ) **+** z and x̂ = Δ(q **−** z)"}),
+            {"en": "zero point sign: q = round(x/Δ) **+** z and x̂ = Δ(q **−** z)",
+             "zh": "零点的符号: q = round(x/Δ) **+** z,而 x̂ = Δ(q **−** z)"}),
          Mistake("dequant_no_z", lambda x, delta, z, n: (
              np.clip(np.rint(x / delta) + z, 0, 2 ** n - 1), delta * np.clip(np.rint(x / delta) + z, 0, 2 ** n - 1)),
-            {"en": "dequantising: subtract the zero point, x̂ = Δ(q − z)"}),
+            {"en": "dequantising: subtract the zero point, x̂ = Δ(q − z)",
+             "zh": "反量化: 减去零点, x̂ = Δ(q − z)"}),
          Mistake("no_clip", lambda x, delta, z, n: (np.rint(x / delta) + z, delta * np.rint(x / delta)),
-                 {"en": "q must be a code in [0, 2^n − 1]: clip it"}))),
+                 {"en": "q must be a code in [0, 2^n − 1]: clip it",
+                  "zh": "q 必须是 [0, 2^n − 1] 中的码: 要截断"}))),
     Exercise(
         "lsq_delta_grad", "05",
         "LSQ: v = w/Δ ; ∂ŵ/∂Δ = round(v) − v if −Q ≤ v ≤ Q, else −Q or Q (the clip bound), Q = 2^(n−1) − 1",
@@ -400,12 +452,15 @@ _add(
                  (np.array([-0.3, 0.25, 3.0, -3.0]),)),),
         (Mistake("sign", lambda w, delta, n: (np.where(np.abs(w / delta) <= 2 ** (n - 1) - 1, w / delta - np.rint(w / delta),
                                                        -np.clip(w / delta, -(2 ** (n - 1) - 1), 2 ** (n - 1) - 1)),),
-                 {"en": "sign: ŵ = Δ·round(v) with v = w/Δ, so ∂ŵ/∂Δ = round(v) + Δ·(∂round/∂v = 1)·(−w/Δ²) = round(v) − v"}),
+                 {"en": "sign: ŵ = Δ·round(v) with v = w/Δ, so ∂ŵ/∂Δ = round(v) + Δ·(∂round/∂v = 1)·(−w/Δ²) = round(v) − v",
+                  "zh": "符号: ŵ = Δ·round(v),其中 v = w/Δ,所以 ∂ŵ/∂Δ = round(v) + Δ·(∂round/∂v = 1)·(−w/Δ²) = round(v) − v"}),
          Mistake("zero_outside", lambda w, delta, n: (np.where(np.abs(w / delta) <= 2 ** (n - 1) - 1,
                                                                np.rint(w / delta) - w / delta, 0.0),),
-                 {"en": "outside the range ŵ = ±QΔ, so ∂ŵ/∂Δ = ±Q, not 0"}),
+                 {"en": "outside the range ŵ = ±QΔ, so ∂ŵ/∂Δ = ±Q, not 0",
+                  "zh": "范围之外 ŵ = ±QΔ,所以 ∂ŵ/∂Δ = ±Q,不是 0"}),
          Mistake("round_only", lambda w, delta, n: (np.clip(np.rint(w / delta), -(2 ** (n - 1) - 1), 2 ** (n - 1) - 1),),
-                 {"en": "inside the range, round(v) − v: Δ also appears inside round(w/Δ) (straight-through gives −v)"}))),
+                 {"en": "inside the range, round(v) − v: Δ also appears inside round(w/Δ) (straight-through gives −v)",
+                  "zh": "范围之内为 round(v) − v: Δ 也出现在 round(w/Δ) 里面 (直通估计给出 −v)"}))),
     Exercise(
         "quantize_multiplier", "05", "M = M₀·2^(−shift), M₀ an integer in [2^(b−1), 2^b)",
         (Output("M₀", {"en": "round(f·2^b) where M = f·2^e, f ∈ [0.5, 1)", "zh": "round(f·2^b),其中 M = f·2^e, f ∈ [0.5, 1)"}),
@@ -415,9 +470,11 @@ _add(
             Case(dict(M=0.1, bits=8), (205, 11)),
             Case(dict(M=3.0, bits=8), (192, 6))),   # 3 = 0.75·2² → 192, 8 − 2 = 6
         (Mistake("truncated", lambda M, bits: (int(np.frexp(M)[0] * 2 ** bits), bits - int(np.frexp(M)[1])),
-                 {"en": "M₀ is *rounded*: round(f·2^b), not truncated"}),
+                 {"en": "M₀ is *rounded*: round(f·2^b), not truncated",
+                  "zh": "M₀ 是*四舍五入*得到的: round(f·2^b),不是截断"}),
          Mistake("shift_sign", lambda M, bits: (int(np.rint(np.frexp(M)[0] * 2 ** bits)), bits + int(np.frexp(M)[1])),
-                 {"en": "shift = b − e: M = f·2^e = (f·2^b)·2^(e−b)"}))),
+                 {"en": "shift = b − e: M = f·2^e = (f·2^b)·2^(e−b)",
+                  "zh": "移位量 shift = b − e: 因为 M = f·2^e = (f·2^b)·2^(e−b)"}))),
     Exercise(
         "requantize", "05", "q_y = clip(((acc·M₀ + 2^(shift−1)) >> shift) + z_y, q_lo, q_hi)",
         (Output("q_y", {"en": "clip(((acc·M₀ + 2^(shift−1)) >> shift) + z_y, q_lo, q_hi)",
@@ -431,13 +488,16 @@ _add(
                  (np.array([-3, 3, 127]),))),
         (Mistake("no_rounding_term", lambda acc, M0, shift, z, q_lo, q_hi: (
             np.clip(((acc * M0) >> shift) + z, q_lo, q_hi),),
-            {"en": "add 2^(shift−1) before shifting, so that >> rounds instead of flooring"}),
+            {"en": "add 2^(shift−1) before shifting, so that >> rounds instead of flooring",
+             "zh": "移位前先加 2^(shift−1),这样 >> 才是四舍五入而不是向下取整"}),
          Mistake("no_zero_point", lambda acc, M0, shift, z, q_lo, q_hi: (
              np.clip((acc * M0 + (1 << (shift - 1))) >> shift, q_lo, q_hi),),
-            {"en": "add the output zero point z_y after the shift"}),
+            {"en": "add the output zero point z_y after the shift",
+             "zh": "移位之后要加上输出的零点 z_y"}),
          Mistake("no_clip", lambda acc, M0, shift, z, q_lo, q_hi: (
              ((acc * M0 + (1 << (shift - 1))) >> shift) + z,),
-            {"en": "clip to the output range [q_lo, q_hi]"}))),
+            {"en": "clip to the output range [q_lo, q_hi]",
+             "zh": "要截断到输出范围 [q_lo, q_hi]"}))),
 )
 
 # ---- 06 distillation -------------------------------------------------------------------------
@@ -452,13 +512,17 @@ _add(
             Case(dict(z=np.array([[0.0, LN3], [5.0, 5.0]]), T=2.0),
                  (np.array([[1 / (1 + np.sqrt(3)), np.sqrt(3) / (1 + np.sqrt(3))], [0.5, 0.5]]),)),
             Case(dict(z=np.array([1000.0, 1000.0 + LN3]), T=1.0), (np.array([0.25, 0.75]),))),
-        (Mistake("no_temperature", lambda z, T: (_sm(z),), {"en": "divide the logits by T before the softmax"}),
+        (Mistake("no_temperature", lambda z, T: (_sm(z),), {"en": "divide the logits by T before the softmax",
+                                                            "zh": "在 softmax 之前先把 logits 除以温度 T"}),
          Mistake("times_t", lambda z, T: (_sm(np.asarray(z) * T),),
-                 {"en": "divide by T (a higher T flattens the distribution), do not multiply"}),
+                 {"en": "divide by T (a higher T flattens the distribution), do not multiply",
+                  "zh": "要除以温度 T (T 越高,分布越平缓),不是乘以 T"}),
          Mistake("overflow", lambda z, T: (np.exp(np.asarray(z) / T) / np.exp(np.asarray(z) / T).sum(-1, keepdims=True),),
-                 {"en": "exp overflows for large logits: subtract max(z/T) first (softmax does not change)"}),
+                 {"en": "exp overflows for large logits: subtract max(z/T) first (softmax does not change)",
+                  "zh": "logits 很大时 exp 会溢出: 先减去 max(z/T) (softmax 结果不变)"}),
          Mistake("wrong_axis", lambda z, T: (np.exp(np.asarray(z) / T) / np.exp(np.asarray(z) / T).sum(0, keepdims=True),),
-                 {"en": "normalise over the classes, the last axis (axis=-1)"}))),
+                 {"en": "normalise over the classes, the last axis (axis=-1)",
+                  "zh": "在类别维度, 即最后一个轴 (axis=-1) 上归一化"}))),
     Exercise(
         "soft_target_loss", "06", "L_soft = T²·(1/N)Σ_n KL(p_t^T ‖ p_s^T) = T²·(1/N)Σ_n Σ_i p_t,i (log p_t,i − log p_s,i)",
         (Output("L_soft", {"en": "T²·(1/N)Σ_n Σ_i p_t^T (log p_t^T − log p_s^T)",
@@ -468,13 +532,17 @@ _add(
             # T = 2, N = 2: row 2 has p_s = p_t (KL 0); row 1: KL = 0.0363407829 → 4·0.0363407829/2
             Case(dict(z_s=_ZS, z_t=_ZT, T=2.0), (0.07268156574094728,))),
         (Mistake("t_squared_missing", lambda z_s, z_t, T: (_kl(z_s, z_t, T),),
-                 {"en": "T² missing: the soft-target loss is multiplied by T² so that its gradient keeps its size as T grows"}),
+                 {"en": "T² missing: the soft-target loss is multiplied by T² so that its gradient keeps its size as T grows",
+                  "zh": "漏了 T²: 软目标损失要乘以 T²,这样温度 T 增大时梯度的量级保持不变"}),
          Mistake("cross_entropy", lambda z_s, z_t, T: (T * T * -(_sm(z_t, T) * np.log(_sm(z_s, T))).sum(-1).mean(),),
-                 {"en": "that is the cross-entropy: it differs from KL by the teacher's entropy (same gradient, other value)"}),
+                 {"en": "that is the cross-entropy: it differs from KL by the teacher's entropy (same gradient, other value)",
+                  "zh": "这是交叉熵: 它与 KL 散度相差教师分布的熵 (梯度相同,数值不同)"}),
          Mistake("kl_reversed", lambda z_s, z_t, T: (T * T * _kl(z_t, z_s, T),),
-                 {"en": "KL the wrong way round: KL(p_t ‖ p_s) weights the log-ratio by the *teacher's* p_t"}),
+                 {"en": "KL the wrong way round: KL(p_t ‖ p_s) weights the log-ratio by the *teacher's* p_t",
+                  "zh": "KL 的方向反了: KL(p_t ‖ p_s) 用*教师*的 p_t 给对数比加权"}),
          Mistake("sum_not_mean", lambda z_s, z_t, T: (T * T * _kl(z_s, z_t, T) * len(np.atleast_2d(z_s)),),
-                 {"en": "average over the N examples (1/N), do not sum"}))),
+                 {"en": "average over the N examples (1/N), do not sum",
+                  "zh": "对 N 个样本取平均 (1/N),不是求和"}))),
     Exercise(
         "soft_target_grad", "06", "∂L_soft/∂z_s = T·(p_s^T − p_t^T)/N",
         (Output("∂L_soft/∂z_s", {"en": "T·(p_s^T − p_t^T)/N", "zh": "T·(p_s^T − p_t^T)/N"}),),
@@ -484,13 +552,17 @@ _add(
                  (np.array([[0.13581215522081408, -0.13581215522081408], [0.0, 0.0]]),)),
             Case(dict(z_s=_ZS[:1], z_t=_ZT[:1], T=1.0), (np.array([[0.25, -0.25]]),))),
         (Mistake("t_squared", lambda z_s, z_t, T: (T * T * (_sm(z_s, T) - _sm(z_t, T)) / len(z_s),),
-                 {"en": "T²·(1/T) = T: the T² of the loss times the 1/T of the chain rule through z/T"}),
+                 {"en": "T²·(1/T) = T: the T² of the loss times the 1/T of the chain rule through z/T",
+                  "zh": "T²·(1/T) = T: 损失中的 T² 乘以经过 z/T 的链式法则带来的 1/T"}),
          Mistake("no_t", lambda z_s, z_t, T: ((_sm(z_s, T) - _sm(z_t, T)) / len(z_s),),
-                 {"en": "T² missing: the loss's T² times the 1/T of z/T leaves a factor T"}),
+                 {"en": "T² missing: the loss's T² times the 1/T of z/T leaves a factor T",
+                  "zh": "漏了 T²: 损失中的 T² 乘以 z/T 带来的 1/T,剩下一个因子 T"}),
          Mistake("sign", lambda z_s, z_t, T: (T * (_sm(z_t, T) - _sm(z_s, T)) / len(z_s),),
-                 {"en": "sign: the gradient is p_s − p_t (student minus teacher)"}),
+                 {"en": "sign: the gradient is p_s − p_t (student minus teacher)",
+                  "zh": "符号: 梯度是 p_s − p_t (学生减教师)"}),
          Mistake("no_mean", lambda z_s, z_t, T: (T * (_sm(z_s, T) - _sm(z_t, T)),),
-                 {"en": "divide by N: the loss is a mean over the batch"}))),
+                 {"en": "divide by N: the loss is a mean over the batch",
+                  "zh": "要除以 N: 损失是对整个批次的平均"}))),
     Exercise(
         "distillation_loss", "06", "L = α·L_soft + (1 − α)·CE(z_s, y), CE = −(1/N)Σ log softmax(z_s)[y]",
         (Output("L", {"en": "α·L_soft + (1 − α)·CE(z_s, y)", "zh": "α·L_soft + (1 − α)·CE(z_s, y)"}),),
@@ -498,11 +570,14 @@ _add(
             Case(dict(z_s=_ZS, z_t=_ZT, y=np.array([1, 0]), T=2.0, alpha=0.25), (0.325698588286331,)),),
         (Mistake("alpha_swapped", lambda z_s, z_t, y, T, alpha: ((1 - alpha) * T * T * _kl(z_s, z_t, T)
                                                                  + alpha * _ce(z_s, y),),
-                 {"en": "α weights the soft-target loss, 1 − α the hard labels"}),
+                 {"en": "α weights the soft-target loss, 1 − α the hard labels",
+                  "zh": "α 是软目标损失的权重, 1 − α 是硬标签的权重"}),
          Mistake("ce_at_t", lambda z_s, z_t, y, T, alpha: (alpha * T * T * _kl(z_s, z_t, T) + (1 - alpha) * _ce(z_s / T, y),),
-                 {"en": "the hard-label cross-entropy uses the plain logits (T = 1)"}),
+                 {"en": "the hard-label cross-entropy uses the plain logits (T = 1)",
+                  "zh": "硬标签的交叉熵使用原始 logits (T = 1)"}),
          Mistake("t_squared_missing", lambda z_s, z_t, y, T, alpha: (alpha * _kl(z_s, z_t, T) + (1 - alpha) * _ce(z_s, y),),
-                 {"en": "T² missing in the soft-target term"}))),
+                 {"en": "T² missing in the soft-target term",
+                  "zh": "软目标损失项中漏了 T²"}))),
     Exercise(
         "hint_loss", "06", "L_hint = β·mean((F_s − F_t)²) ; ∂L_hint/∂F_s = 2β(F_s − F_t)/size",
         (Output("L_hint", {"en": "β·mean((F_s − F_t)²)", "zh": "β·mean((F_s − F_t)²)"}),
@@ -511,11 +586,14 @@ _add(
             Case(dict(f_s=np.array([[1.0, 0.0], [2.0, 3.0]]), f_t=np.array([[0.0, 2.0], [2.0, 0.0]]), beta=0.5),
                  (1.75, np.array([[0.25, -0.5], [0.0, 0.75]]))),),
         (Mistake("sum_not_mean", lambda f_s, f_t, beta: (beta * ((f_s - f_t) ** 2).sum(), 2 * beta * (f_s - f_t)),
-                 {"en": "mean over all elements, not the sum"}),
+                 {"en": "mean over all elements, not the sum",
+                  "zh": "对所有元素取平均,不是求和"}),
          Mistake("no_two", lambda f_s, f_t, beta: (beta * ((f_s - f_t) ** 2).mean(), beta * (f_s - f_t) / f_s.size),
-                 {"en": "d(x²)/dx = 2x: the gradient has a factor 2"}),
+                 {"en": "d(x²)/dx = 2x: the gradient has a factor 2",
+                  "zh": "d(x²)/dx = 2x: 梯度中有因子 2"}),
          Mistake("sign", lambda f_s, f_t, beta: (beta * ((f_s - f_t) ** 2).mean(), 2 * beta * (f_t - f_s) / f_s.size),
-                 {"en": "sign: the gradient with respect to F_s is +2β(F_s − F_t)/size"}))),
+                 {"en": "sign: the gradient with respect to F_s is +2β(F_s − F_t)/size",
+                  "zh": "符号: 对 F_s 的梯度是 +2β(F_s − F_t)/size"}))),
 )
 
 
@@ -541,11 +619,14 @@ _add(
             # 100 weights, 7 kept, 3 bits: ⌈12.5⌉ = 13 + ⌈21/8⌉ = 3 + 4 = 20
             Case(dict(N=100, nnz=7, n=3), (20,))),
         (Mistake("floor", lambda N, nnz, n: (N // 8 + nnz * n // 8 + 4,),
-                 {"en": "round the byte counts *up*: ⌈·⌉ (a partly used byte is still stored)"}),
+                 {"en": "round the byte counts *up*: ⌈·⌉ (a partly used byte is still stored)",
+                  "zh": "字节数要*向上*取整: ⌈·⌉ (只用了一部分的字节也要存储)"}),
          Mistake("dense_codes", lambda N, nnz, n: (-(-N // 8) + -(-N * n // 8) + 4,),
-                 {"en": "only the nnz kept weights have codes; the bitmask says where they go"}),
+                 {"en": "only the nnz kept weights have codes; the bitmask says where they go",
+                  "zh": "只有保留下来的 nnz 个权重有码; 位掩码记录它们的位置"}),
          Mistake("no_delta", lambda N, nnz, n: (-(-N // 8) + -(-nnz * n // 8),),
-                 {"en": "the step size Δ is stored too: 4 bytes (float32)"}))),
+                 {"en": "the step size Δ is stored too: 4 bytes (float32)",
+                  "zh": "量化间隔 Δ 也要存储: 4 字节 (float32)"}))),
 )
 
 
