@@ -333,7 +333,7 @@ _add(
                   "zh": "floor(x + 0.5) 把 −2.5 舍入成 −2; 四舍五入得到 −3 (对 |x| 运算,再保留符号)"}),
          Mistake("truncate", lambda x: (np.trunc(x),),
                  {"en": "that truncates; add 0.5 to |x| before dropping the fraction",
-                  "zh": "这是截断; 先给 |x| 加 0.5,再去掉小数部分"}))),
+                  "zh": "这是直接去掉小数部分 (trunc); 要先给 |x| 加 0.5,再去掉小数部分"}))),
     Exercise(
         "symmetric_quantize", "04", "q = clip(四舍五入(w/Δ), −(2^(n−1) − 1), 2^(n−1) − 1)",
         (Output("q", {"en": "clip(round_half_up(w/Δ), −(2^(n−1) − 1), 2^(n−1) − 1)",
@@ -471,7 +471,7 @@ _add(
             Case(dict(M=3.0, bits=8), (192, 6))),   # 3 = 0.75·2² → 192, 8 − 2 = 6
         (Mistake("truncated", lambda M, bits: (int(np.frexp(M)[0] * 2 ** bits), bits - int(np.frexp(M)[1])),
                  {"en": "M₀ is *rounded*: round(f·2^b), not truncated",
-                  "zh": "M₀ 是*四舍五入*得到的: round(f·2^b),不是截断"}),
+                  "zh": "M₀ 要*舍入*到最近的整数: round(f·2^b),不是直接舍去小数部分"}),
          Mistake("shift_sign", lambda M, bits: (int(np.rint(np.frexp(M)[0] * 2 ** bits)), bits + int(np.frexp(M)[1])),
                  {"en": "shift = b − e: M = f·2^e = (f·2^b)·2^(e−b)",
                   "zh": "移位量 shift = b − e: 因为 M = f·2^e = (f·2^b)·2^(e−b)"}))),
@@ -489,7 +489,7 @@ _add(
         (Mistake("no_rounding_term", lambda acc, M0, shift, z, q_lo, q_hi: (
             np.clip(((acc * M0) >> shift) + z, q_lo, q_hi),),
             {"en": "add 2^(shift−1) before shifting, so that >> rounds instead of flooring",
-             "zh": "移位前先加 2^(shift−1),这样 >> 才是四舍五入而不是向下取整"}),
+             "zh": "移位前先加 2^(shift−1),这样 >> 才是舍入到最近的整数,而不是向下取整"}),
          Mistake("no_zero_point", lambda acc, M0, shift, z, q_lo, q_hi: (
              np.clip((acc * M0 + (1 << (shift - 1))) >> shift, q_lo, q_hi),),
             {"en": "add the output zero point z_y after the shift",
