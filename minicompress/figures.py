@@ -29,15 +29,18 @@ def stage_chart(rows, path, title="stage table"):
     stage table."""
     stages = [r["stage"] for r in rows]
     fig, ax = _figure((7, 3.6))
-    bars = ax.bar(stages, [r["bytes"] for r in rows], color="#4C72B0")
+    bars = ax.bar(stages, [r["bytes"] for r in rows], color="#4C72B0", label="bytes stored")
     ax.set_yscale("log")
+    ax.set_xlabel("pipeline stage")
     ax.set_ylabel("bytes stored (log)")
     for b, r in zip(bars, rows):
         ax.annotate(f"{r['bytes'] / 1024:.1f} KB", (b.get_x() + b.get_width() / 2, b.get_height()),
                     ha="center", va="bottom", fontsize=8)
     ax2 = ax.twinx()
-    ax2.plot(stages, [100 * r["accuracy"] for r in rows], "o-", color="#C44E52")
+    line, = ax2.plot(stages, [100 * r["accuracy"] for r in rows], "o-", color="#C44E52",
+                     label="test accuracy")
     ax2.set_ylabel("test accuracy (%)", color="#C44E52")
+    ax.legend(handles=[bars, line], loc="lower left", fontsize=8)
     ax.set_title(title)
     return _save(fig, path)
 
