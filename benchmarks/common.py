@@ -170,22 +170,39 @@ def results_lock(name):
     return held()
 
 
+def locked_results(name):
+    """``results/<name>.json`` as a dict (empty if absent), read and rewritten under
+    :func:`results_lock`: ``with locked_results(name) as data: ...``."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def held():
+        RESULTS.mkdir(exist_ok=True)
+        path = RESULTS / f"{name}.json"
+        with results_lock(name):
+            data = json.loads(path.read_text()) if path.exists() else {}
+            yield data
+            _write_json(path, data)
+    return held()
+
+
+def run_entries(data):
+    """The entries of a results file that hold runs (those ``add_run`` made)."""
+    return [e for e in data.values() if isinstance(e, dict) and "runs" in e]
+
+
 def add_run(name, key, run, match, settings=None):
     """Add one ``run`` (a dict) to ``results/<name>.json`` under ``[key]["runs"]``, replacing an
     earlier run that agrees with it on the fields ``match`` (e.g. arm, seed); ``settings`` are
     stored beside the runs. The file is read and rewritten under :func:`results_lock`, so several
     processes (arms run in parallel) can add runs to the one results file of a script."""
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    with results_lock(name):
-        data = json.loads(path.read_text()) if path.exists() else {}
+    with locked_results(name) as data:
         entry = data.setdefault(key, {"runs": []})
         same = tuple(run[m] for m in match)
         entry["runs"] = [r for r in entry["runs"] if tuple(r.get(m) for m in match) != same]
         entry["runs"].append(run)
         entry.update(settings or {}, machine=_machine())
-        _write_json(path, data)
-    return path
+    return RESULTS / f"{name}.json"
 
 
 def mean_std(values):

@@ -23,12 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, _write_json, add_run, dense_model, fashion, results_lock
+from common import add_run, dense_model, fashion, locked_results, run_entries
 
 from minicompress import distill as D
 from minicompress import models, optim
@@ -81,21 +80,9 @@ def train_arm(arm, model_name, data, z_t, n_labels, seed, *, epochs, T, alpha, l
     return evaluate(model, xte, yte)["accuracy"]
 
 
-@contextmanager
-def locked_results():
-    """The results file, read and rewritten under the lock ``common.add_run`` takes."""
-    path = RESULTS / f"{NAME}.json"
-    with results_lock(NAME):
-        data = json.loads(path.read_text()) if path.exists() else {}
-        yield data
-        _write_json(path, data)
-
-
 def summarise(data):
     """Means and spreads per (model, arm, N); the targets of the experiment."""
-    for model_name, entry in data.items():
-        if not isinstance(entry, dict) or "runs" not in entry:
-            continue
+    for entry in run_entries(data):
         cells = {}
         for r in entry["runs"]:
             cells.setdefault(f"{r['arm']}/{r['labels']}", []).append(r["test_accuracy"])
@@ -206,7 +193,7 @@ def main():
                     print(f"{args.model} {arm:9s} N={n:<6} seed={seed} acc={acc:.4f} "
                           f"({run['seconds']:.0f}s)", flush=True)
                     add_run(NAME, args.model, run, ("arm", "labels", "seed"), settings)
-    with locked_results() as data:
+    with locked_results(NAME) as data:
         summarise(data)
         result = json.loads(json.dumps(data))
     for model_name, entry in result.items():

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 
 import numpy as np
 
-from common import RESULTS, _write_json, add_run, dense_model, fashion, mean_std, results_lock
+from common import add_run, dense_model, fashion, locked_results, mean_std, run_entries
 
 from minicompress import distill as D
 from minicompress import models
@@ -77,37 +76,34 @@ def run(cls, seed, T, alpha, data, z_t, epochs=10):
 
 
 def summarise():
-    with results_lock(NAME):
-        return _summarise(RESULTS / f"{NAME}.json")
-
-
-def _summarise(path):
-    data = json.loads(path.read_text())
-    for key, entry in data.items():
-        if not isinstance(entry, dict) or "runs" not in entry:
-            continue
-        cells = {}
-        for r in entry["runs"]:
-            cells.setdefault(f"T={r['T']:g},alpha={r['alpha']:g}", []).append(r)
-        summary = {}
-        for cfg, runs in sorted(cells.items()):
-            s = {}
-            for phase in ("before", "teacher_share", "prior"):
-                s[phase] = {m: mean_std([r[phase][m] for r in runs])
-                            for m in ("omitted_class_accuracy", "other_classes_accuracy", "accuracy")}
-                s[phase]["confusion_row_mean"] = np.mean(
-                    [r[phase]["confusion_row"] for r in runs], axis=0).tolist()
-            drop = [100 * (r["before"]["other_classes_accuracy"]
-                           - r["teacher_share"]["other_classes_accuracy"]) for r in runs]
-            s["other_classes_drop_points"] = mean_std(drop)
-            s["targets"] = {
-                "before_is_0": bool(s["before"]["omitted_class_accuracy"]["mean"] == 0.0),
-                "after_at_least_50pct": bool(s["teacher_share"]["omitted_class_accuracy"]["mean"] >= 0.5),
-                "others_lose_at_most_2_points": bool(np.mean(drop) <= 2.0)}
-            summary[cfg] = s
-        entry["summary"] = summary
-    _write_json(path, data)
+    """Means and spreads per (T, α) of every omitted class; the targets of the experiment."""
+    with locked_results(NAME) as data:
+        for entry in run_entries(data):
+            entry["summary"] = _summary(entry["runs"])
     return data
+
+
+def _summary(entry_runs):
+    cells = {}
+    for r in entry_runs:
+        cells.setdefault(f"T={r['T']:g},alpha={r['alpha']:g}", []).append(r)
+    summary = {}
+    for cfg, runs in sorted(cells.items()):
+        s = {}
+        for phase in ("before", "teacher_share", "prior"):
+            s[phase] = {m: mean_std([r[phase][m] for r in runs])
+                        for m in ("omitted_class_accuracy", "other_classes_accuracy", "accuracy")}
+            s[phase]["confusion_row_mean"] = np.mean(
+                [r[phase]["confusion_row"] for r in runs], axis=0).tolist()
+        drop = [100 * (r["before"]["other_classes_accuracy"]
+                       - r["teacher_share"]["other_classes_accuracy"]) for r in runs]
+        s["other_classes_drop_points"] = mean_std(drop)
+        s["targets"] = {
+            "before_is_0": bool(s["before"]["omitted_class_accuracy"]["mean"] == 0.0),
+            "after_at_least_50pct": bool(s["teacher_share"]["omitted_class_accuracy"]["mean"] >= 0.5),
+            "others_lose_at_most_2_points": bool(np.mean(drop) <= 2.0)}
+        summary[cfg] = s
+    return summary
 
 
 def main():

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, _write_json, add_run, fashion, mean_std, results_lock
+from common import add_run, fashion, locked_results, mean_std, run_entries
 
 from minicompress import pipeline as P
 from minicompress.data import cache_dir
@@ -73,41 +72,39 @@ def run_arm(arm, seed, epochs, data):
 
 
 def summarise():
-    with results_lock(NAME):
-        return _summarise(RESULTS / f"{NAME}.json")
-
-
-def _summarise(path):
-    data = json.loads(path.read_text())
-    for key, entry in data.items():
-        if not isinstance(entry, dict) or "runs" not in entry:
-            continue
-        by_arm = {}
-        for run in entry["runs"]:
-            by_arm.setdefault(run["arm"], {})[run["seed"]] = run
-        summary = {}
-        for arm, runs in by_arm.items():
-            stages = [row["stage"] for row in next(iter(runs.values()))["stages"]]
-            summary[arm] = {s: {"accuracy": mean_std([[row for row in r["stages"]
-                                                       if row["stage"] == s][0]["accuracy"]
-                                                      for r in runs.values()]),
-                                "bytes": mean_std([[row for row in r["stages"]
-                                                    if row["stage"] == s][0]["bytes"]
-                                                   for r in runs.values()])}
-                            for s in stages}
-        common = sorted(set(by_arm.get("kd", {})) & set(by_arm.get("ce", {})))
-        if common:
-            gains = {s: [100 * (_acc(by_arm["kd"][k], s) - _acc(by_arm["ce"][k], s)) for k in common]
-                     for s in ("distill", "prune", "quantize", "export")}
-            summary["kd_minus_ce_points"] = {s: mean_std(v) for s, v in gains.items()}
-            summary["paired_seeds"] = common
-        entry["summary"] = summary
-    _write_json(path, data)
+    """Means and spreads per arm and stage; distillation's gain over cross-entropy, seed by seed."""
+    with locked_results(NAME) as data:
+        for entry in run_entries(data):
+            entry["summary"] = _summary(entry["runs"])
     return data
 
 
+def _summary(entry_runs):
+    by_arm = {}
+    for run in entry_runs:
+        by_arm.setdefault(run["arm"], {})[run["seed"]] = run
+    summary = {}
+    for arm, runs in by_arm.items():
+        stages = [row["stage"] for row in next(iter(runs.values()))["stages"]]
+        summary[arm] = {s: {field: mean_std([_stage(r, s)[field] for r in runs.values()])
+                            for field in ("accuracy", "bytes")}
+                        for s in stages}
+    common = sorted(set(by_arm.get("kd", {})) & set(by_arm.get("ce", {})))
+    if common:
+        gains = {s: [100 * (_acc(by_arm["kd"][k], s) - _acc(by_arm["ce"][k], s)) for k in common]
+                 for s in ("distill", "prune", "quantize", "export")}
+        summary["kd_minus_ce_points"] = {s: mean_std(v) for s, v in gains.items()}
+        summary["paired_seeds"] = common
+    return summary
+
+
+def _stage(run, stage):
+    """The row of ``stage`` in one run's stage table."""
+    return next(row for row in run["stages"] if row["stage"] == stage)
+
+
 def _acc(run, stage):
-    return [row for row in run["stages"] if row["stage"] == stage][0]["accuracy"]
+    return _stage(run, stage)["accuracy"]
 
 
 def main():
