@@ -3,8 +3,9 @@
     python benchmarks/pipeline_sweep.py recipes/*.json benchmarks/recipes/*.json
 
 ``recipes/`` holds the examples a user starts from, ``benchmarks/recipes/`` the other points of
-the sweep. The teacher is the cached 10-epoch dense teacher (``benchmarks/train_dense.py``), so
-each recipe's ``teacher.checkpoint`` is set to it. Each recipe's report goes under
+the sweep. The teacher is the cached dense network of the recipe's teacher model — the 10-epoch
+CNN teacher, or lenet5 for the recipes that compress lenet5 itself (``benchmarks/train_dense.py``)
+— so each recipe's ``teacher.checkpoint`` is set to it. Each recipe's report goes under
 "reports"/<recipe name> in ``benchmarks/results/pipeline_sweep.json`` (reports of recipes not run
 this time are kept), with the table of all of them under "configurations"; the figure goes to
 ``figures/pipeline_pareto.png`` (``--stage-chart`` also draws each recipe's stage table).
@@ -43,6 +44,15 @@ def sweep():
 def reports():
     """Every recipe's report recorded so far: {recipe name: report}."""
     return sweep().get("reports", {})
+
+
+def teacher_checkpoint(teacher, seed, data):
+    """The cached dense network of the recipe's teacher stage (its model, epochs and seed),
+    trained by ``benchmarks/train_dense.py`` (here, when it is not cached yet)."""
+    path = cache_dir() / "checkpoints" / f"{teacher['model']}_fashion_e{teacher['epochs']}_s{seed}.npz"
+    if not path.exists():
+        dense_model(teacher["model"], epochs=teacher["epochs"], seed=seed, data=data)
+    return path
 
 
 SHARED = ("seed", "dataset", "batch_size", "teacher", "distill")  # what decides the student
@@ -87,14 +97,11 @@ parser.add_argument("--stage-chart", action="store_true",
 args = parser.parse_args()
 
 data = fashion()
-teacher_ckpt = cache_dir() / "checkpoints" / "teacher_fashion_e10_s0.npz"
-if args.recipes and not teacher_ckpt.exists():
-    dense_model("teacher", data=data)
 distilled = {}
 for path in args.recipes:
     name = Path(path).stem
     recipe = load_recipe(path)
-    recipe["teacher"]["checkpoint"] = str(teacher_ckpt)
+    recipe["teacher"]["checkpoint"] = str(teacher_checkpoint(recipe["teacher"], recipe["seed"], data))
     t0 = time.perf_counter()
     result = run_recipe(recipe, Path(args.artifacts) / f"{name}.npz", data, distilled)
     result["wall_seconds"] = time.perf_counter() - t0   # without the distill stage when shared
