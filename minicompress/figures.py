@@ -59,13 +59,17 @@ def pareto_front(points):
 def pareto_chart(points, labels, path, title="accuracy vs bytes", anchors=()):
     """Every configuration tried (bytes, accuracy) with its Pareto front; ``anchors`` are
     (bytes, accuracy, label) reference points drawn as stars."""
-    fig, ax = _figure((7, 4.2))
+    fig, ax = _figure((9, 4.2))
     xs, ys = [p[0] / 1024 for p in points], [100 * p[1] for p in points]
     ax.scatter(xs, ys, color="#4C72B0", zorder=3, label="configurations tried")
     front = pareto_front(points)
-    for i in front:  # only the front is labelled, so the labels stay readable
-        ax.annotate(labels[i], (xs[i], ys[i]), fontsize=7, xytext=(-4, 4), ha="right",
+    # only the front is labelled, by number, with the names in a key beside the axes: front points
+    # a few hundred bytes apart would otherwise print their names on top of each other
+    for k, i in enumerate(front, 1):
+        ax.annotate(str(k), (xs[i], ys[i]), fontsize=7, xytext=(-3, 3), ha="right",
                     textcoords="offset points")
+    key = "\n".join(f"{k}  {labels[i]}" for k, i in enumerate(front, 1))
+    ax.text(1.02, 1.0, "Pareto front\n" + key, transform=ax.transAxes, va="top", ha="left", fontsize=7)
     ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="#C44E52",
             label="Pareto front", zorder=2)
     for b, a, lab in anchors:
