@@ -33,9 +33,8 @@ def stage_chart(rows, path, title="stage table"):
     ax.set_yscale("log")
     ax.set_xlabel("pipeline stage")
     ax.set_ylabel("bytes stored (log)")
-    for b, r in zip(bars, rows):
-        ax.annotate(f"{r['bytes'] / 1024:.1f} KB", (b.get_x() + b.get_width() / 2, b.get_height()),
-                    ha="center", va="bottom", fontsize=8)
+    # each stage's size under its name, where the accuracy line cannot cover it
+    ax.set_xticks(range(len(rows)), [f"{r['stage']}\n{r['bytes'] / 1024:.1f} KB" for r in rows])
     ax2 = ax.twinx()
     line, = ax2.plot(stages, [100 * r["accuracy"] for r in rows], "o-", color="#C44E52",
                      label="test accuracy")
