@@ -45,7 +45,7 @@ def layer_report(model, pad):
     return out
 
 
-def run(net, arm, seed, data, epochs):
+def run(net, arm, seed, data, epochs, score_lr=SCORE_LR, lam=0.0):
     (xtr, ytr), (xte, yte) = data
     model = copy.deepcopy(dense_model(net, data=data))
     pad = net == "lenet5"
@@ -57,7 +57,8 @@ def run(net, arm, seed, data, epochs):
         prune.magnitude_nm(model, 2, 4, pad=pad)
         fit(model, optim.Adam(model.parameters(), lr=LR), (xtr, ytr), config)
     elif arm == "learned":
-        prune.nm_prune(model, (xtr, ytr), prune.NMPruning(2, 4, lr=LR, score_lr=SCORE_LR, pad=pad),
+        prune.nm_prune(model, (xtr, ytr), prune.NMPruning(2, 4, lr=LR, score_lr=score_lr, lam=lam,
+                                                               pad=pad),
                        config)
     acc = evaluate(model, xte, yte)["accuracy"]
     layers = layer_report(model, pad)
@@ -87,6 +88,10 @@ def main():
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--score-lr", type=float, default=SCORE_LR)
+    ap.add_argument("--lam", type=float, default=0.0, help="λ of the L1 term on pruned weights")
+    ap.add_argument("--tag", default="", help="results key <net><tag> (settings other than the "
+                    "defaults go under their own key)")
     args = ap.parse_args()
     arms = args.arms.split(",")
     bad = [a for a in arms if a not in ARMS]
@@ -94,15 +99,17 @@ def main():
         ap.error(f"--arms: unknown {bad}; choose from {list(ARMS)}")
     data = fashion()
     settings = {"protocol": __doc__.split("    OPENBLAS")[0].strip(), "epochs": args.epochs,
-                "lr": LR, "score_lr": SCORE_LR, "batch": 128}
+                "lr": LR, "score_lr": args.score_lr, "lam": args.lam, "batch": 128}
     for seed in [int(s) for s in args.seeds.split(",")]:
         for arm in arms:
             if arm in ("dense", "magnitude") and seed != int(args.seeds.split(",")[0]):
                 continue  # no training: the seed changes nothing
-            r = run(args.net, arm, seed, data, args.epochs)
+            r = run(args.net, arm, seed, data, args.epochs, args.score_lr, args.lam)
             r["command"] = (f"OPENBLAS_NUM_THREADS=1 python benchmarks/nm_sparsity.py --net "
-                            f"{args.net} --arms {arm} --seeds {seed} --epochs {args.epochs}")
-            add_run("nm_sparsity", args.net, r, ("arm", "seed"), settings)
+                            f"{args.net} --arms {arm} --seeds {seed} --epochs {args.epochs} "
+                            f"--score-lr {args.score_lr:g} --lam {args.lam:g}"
+                            + (f" --tag {args.tag}" if args.tag else ""))
+            add_run("nm_sparsity", args.net + args.tag, r, ("arm", "seed"), settings)
     summarise()
 
 

@@ -144,3 +144,10 @@ def test_nm_prune_pads_lenet5(digits):
         np.testing.assert_array_equal(counts[:, :k // 4], 2)          # full groups: exactly 2
         if k % 4:                                                   # partial group: min(2, r)
             np.testing.assert_array_equal(counts[:, -1], min(2, k % 4))
+
+
+def test_exercise_cases_agree_with_the_library():
+    from minicompress.exercises import EXERCISES
+    for case in EXERCISES["nm_mask"].cases:
+        a = case.args
+        np.testing.assert_array_equal(prune.nm_mask(a["scores"], a["n"], a["m"]), case.expected[0] == 1)
