@@ -10,7 +10,7 @@ Arms:
   magnitude         2:4 by |W|, no training
   magnitude+ft      2:4 by |W|, mask fixed, weights fine-tuned with Adam (lr 1e-4) for EPOCHS
   learned           mask re-chosen every step from |W| + s, s learned by the same Adam
-                    (score lr 1e-3, straight-through ∂L/∂s = ∂L/∂W_eff ⊙ W), weights lr 1e-4,
+                    (score lr 1e-4, straight-through ∂L/∂s = ∂L/∂W_eff ⊙ W), weights lr 1e-4,
                     EPOCHS epochs, then the final mask fixed
 
 Accuracy on the 10,000 test images; each arm × seed (the seed sets the batch order) is one run.
@@ -32,7 +32,7 @@ from minicompress import optim, prune
 from minicompress.train import TrainConfig, evaluate, fit
 
 EPOCHS = 3
-LR, SCORE_LR = 1e-4, 1e-3
+LR, SCORE_LR = 1e-4, 1e-4
 ARMS = ("dense", "magnitude", "magnitude+ft", "learned")
 
 
@@ -45,7 +45,7 @@ def layer_report(model, pad):
     return out
 
 
-def run(net, arm, seed, data, epochs, score_lr=SCORE_LR, lam=0.0):
+def run(net, arm, seed, data, epochs, score_lr=SCORE_LR, lam=0.0, lr=LR):
     (xtr, ytr), (xte, yte) = data
     model = copy.deepcopy(dense_model(net, data=data))
     pad = net == "lenet5"
@@ -55,9 +55,9 @@ def run(net, arm, seed, data, epochs, score_lr=SCORE_LR, lam=0.0):
         prune.magnitude_nm(model, 2, 4, pad=pad)
     elif arm == "magnitude+ft":
         prune.magnitude_nm(model, 2, 4, pad=pad)
-        fit(model, optim.Adam(model.parameters(), lr=LR), (xtr, ytr), config)
+        fit(model, optim.Adam(model.parameters(), lr=lr), (xtr, ytr), config)
     elif arm == "learned":
-        prune.nm_prune(model, (xtr, ytr), prune.NMPruning(2, 4, lr=LR, score_lr=score_lr, lam=lam,
+        prune.nm_prune(model, (xtr, ytr), prune.NMPruning(2, 4, lr=lr, score_lr=score_lr, lam=lam,
                                                                pad=pad),
                        config)
     acc = evaluate(model, xte, yte)["accuracy"]
@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--arms", default=",".join(ARMS))
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--epochs", type=int, default=EPOCHS)
+    ap.add_argument("--lr", type=float, default=LR, help="Adam lr of the weights")
     ap.add_argument("--score-lr", type=float, default=SCORE_LR)
     ap.add_argument("--lam", type=float, default=0.0, help="λ of the L1 term on pruned weights")
     ap.add_argument("--tag", default="", help="results key <net><tag> (settings other than the "
@@ -99,15 +100,15 @@ def main():
         ap.error(f"--arms: unknown {bad}; choose from {list(ARMS)}")
     data = fashion()
     settings = {"protocol": __doc__.split("    OPENBLAS")[0].strip(), "epochs": args.epochs,
-                "lr": LR, "score_lr": args.score_lr, "lam": args.lam, "batch": 128}
+                "lr": args.lr, "score_lr": args.score_lr, "lam": args.lam, "batch": 128}
     for seed in [int(s) for s in args.seeds.split(",")]:
         for arm in arms:
             if arm in ("dense", "magnitude") and seed != int(args.seeds.split(",")[0]):
                 continue  # no training: the seed changes nothing
-            r = run(args.net, arm, seed, data, args.epochs, args.score_lr, args.lam)
+            r = run(args.net, arm, seed, data, args.epochs, args.score_lr, args.lam, args.lr)
             r["command"] = (f"OPENBLAS_NUM_THREADS=1 python benchmarks/nm_sparsity.py --net "
                             f"{args.net} --arms {arm} --seeds {seed} --epochs {args.epochs} "
-                            f"--score-lr {args.score_lr:g} --lam {args.lam:g}"
+                            f"--lr {args.lr:g} --score-lr {args.score_lr:g} --lam {args.lam:g}"
                             + (f" --tag {args.tag}" if args.tag else ""))
             add_run("nm_sparsity", args.net + args.tag, r, ("arm", "seed"), settings)
     summarise()
