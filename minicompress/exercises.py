@@ -630,6 +630,63 @@ _add(
 )
 
 
+
+# ---- 10 beyond the document: N:M sparsity ------------------------------------------------------
+def _nm(scores, n, m, *, sign=1.0, transform=None, tie_high=False):
+    """Per group of m consecutive entries of each row, 1 at the n largest (ties → lower index);
+    the keyword arguments produce the mistakes below."""
+    s = np.asarray(scores, np.float64)
+    s = transform(s) if transform else s
+    g = sign * s.reshape(s.shape[0], -1, m)
+    if tie_high:   # ascending stable sort, last n: among equal scores the *higher* index wins
+        top = np.argsort(g, axis=-1, kind="stable")[..., -n:]
+    else:
+        top = np.argsort(-g, axis=-1, kind="stable")[..., :n]
+    keep = np.zeros(g.shape)
+    np.put_along_axis(keep, top, 1.0, axis=-1)
+    return keep.reshape(s.shape)
+
+
+def _row_topk(scores, n, m):
+    s = np.asarray(scores, np.float64)
+    k = s.shape[1] * n // m
+    top = np.argsort(-s, axis=-1, kind="stable")[:, :k]
+    keep = np.zeros(s.shape)
+    np.put_along_axis(keep, top, 1.0, axis=-1)
+    return keep
+
+
+NM_S = [[0.9, -0.1, 0.3, 0.5, 0.0, 0.2, 0.8, 0.7],
+        [0.1, 0.4, 0.6, 0.2, 1.0, 0.9, -2.0, 0.3]]
+
+_add(
+    Exercise(
+        "nm_mask", "10", "m = 1 at the N largest scores of every group of M consecutive entries of a row",
+        (Output("m", {"en": "1 at the N largest scores of each group of M consecutive entries, 0 elsewhere",
+                      "zh": "每行每组 M 个相邻元素中得分最大的 N 个位置为 1,其余为 0"}),),
+        (  # groups (0.9 −0.1 0.3 0.5) (0.0 0.2 0.8 0.7) (0.1 0.4 0.6 0.2) (1.0 0.9 −2.0 0.3), keep 2 of 4
+            Case(dict(scores=np.array(NM_S), n=2, m=4),
+                 (np.array([[1, 0, 0, 1, 0, 0, 1, 1], [0, 1, 1, 0, 1, 1, 0, 0]], dtype=float),)),
+            # 2 of every 4, not the 4 largest of the row: (5 4 3 2) → 5, 4 ; (1 0 −1 −2) → 1, 0
+            Case(dict(scores=np.array([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0, -1.0, -2.0]]), n=2, m=4),
+                 (np.array([[1, 1, 0, 0, 1, 1, 0, 0]], dtype=float),)),
+            # ties: three equal scores in a group of 4, keep 1 → the lower index
+            Case(dict(scores=np.array([[0.5, 0.5, 0.1, 0.5, 0.0, 0.0, 0.0, 0.0]]), n=1, m=4),
+                 (np.array([[1, 0, 0, 0, 1, 0, 0, 0]], dtype=float),))),
+        (Mistake("keeps_smallest", lambda scores, n, m: (_nm(scores, n, m, sign=-1.0),),
+                 {"en": "it keeps the smallest scores of each group: the mask is 1 where the score is *large*",
+                  "zh": "保留的是每组中得分最小的位置: 掩码应在得分*大*的位置为 1"}),
+         Mistake("row_topk", lambda scores, n, m: (_row_topk(scores, n, m),),
+                 {"en": "N:M chooses inside every group of M consecutive entries, not the N/M largest of the whole row",
+                  "zh": "N:M 是在每组 M 个相邻元素内部选择,而不是在整行中选最大的 N/M 比例"}),
+         Mistake("abs_scores", lambda scores, n, m: (_nm(scores, n, m, transform=np.abs),),
+                 {"en": "the scores are already the importance: keep the largest score, not the largest |score|",
+                  "zh": "得分本身就是重要性: 保留得分最大的,而不是绝对值最大的"}),
+         Mistake("ties_high", lambda scores, n, m: (_nm(scores, n, m, tie_high=True),),
+                 {"en": "ties: among equal scores keep the lower index (a stable sort of −scores, first N)",
+                  "zh": "并列: 得分相同时保留下标较小的 (对 −scores 做稳定排序,取前 N 个)"}))),
+)
+
 def notebook_exercises(notebook):
     """Names of the exercises of a notebook ("01" … "07"), in registry order."""
     return [name for name, e in EXERCISES.items() if e.notebook == notebook]

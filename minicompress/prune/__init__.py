@@ -9,6 +9,7 @@ One concept per file:
 * ``schedule.py``  Zhu & Gupta cubic sparsity schedule, usable by every method
 * ``scored.py``    score-based pruning, one-shot or scheduled, with Adam fine-tuning
 * ``learned.py``   Adam-optimised masks (steps 4–5), ``learned_mask_prune`` entry point
+* ``nm.py``        N:M semi-structured sparsity (2:4) with a learned mask, per group of M
 * ``filters.py``   filter/neuron masks, learned filter masks and physical removal (§3.1.2)
 """
 from .filters import (ChannelGate, FilterPruning, attach_gates, filter_prune, filter_scores, gates,
@@ -16,6 +17,7 @@ from .filters import (ChannelGate, FilterPruning, attach_gates, filter_prune, fi
 from .learned import LearnedMaskPruner, MaskPruning, learned_mask_prune
 from .mask import (LearnedMask, Mask, attach_mask, get_mask, masks, prunable_layers, remove,
                    sparsity)
+from .nm import NMPruner, NMPruning, group_counts, is_nm, magnitude_nm, nm_mask, nm_prune
 from .objective import l1_penalty, pruning_objective
 from .schedule import ConstantSchedule, CubicSchedule, cubic_sparsity
 from .scored import ScheduledPruning, ensure_masks, prune_by_score, scheduled_prune
@@ -24,9 +26,11 @@ from .select import kept_count, select, topk_mask
 
 __all__ = [
     "ChannelGate", "ConstantSchedule", "CubicSchedule", "FILTER_SCORES", "FilterPruning",
-    "LearnedMask", "LearnedMaskPruner", "Mask", "MaskPruning", "ScheduledPruning", "WEIGHT_SCORES", "attach_gates", "attach_mask", "cubic_sparsity",
+    "LearnedMask", "LearnedMaskPruner", "Mask", "MaskPruning", "NMPruner", "NMPruning",
+    "ScheduledPruning", "WEIGHT_SCORES", "attach_gates", "attach_mask", "cubic_sparsity",
     "ensure_masks", "filter_norm_scores", "filter_prune", "filter_scores", "gates", "get_mask",
-    "kept_count", "l1_penalty", "learned_filter_prune", "learned_mask_prune", "masks",
-    "prunable_layers", "prune_by_score", "pruning_objective", "remove", "remove_filters",
-    "scheduled_prune", "select", "shrink", "sparsity", "topk_mask", "weight_scores",
+    "group_counts", "is_nm", "kept_count", "l1_penalty", "learned_filter_prune",
+    "learned_mask_prune", "magnitude_nm", "masks", "nm_mask", "nm_prune", "prunable_layers",
+    "prune_by_score", "pruning_objective", "remove", "remove_filters", "scheduled_prune",
+    "select", "shrink", "sparsity", "topk_mask", "weight_scores",
 ]
