@@ -123,3 +123,4 @@ def test_bad_input_errors(rng):
         prune.neuron_prune(model, {"fc2": 1.5})
     with pytest.raises(TypeError, match="needs a Sequential model"):
         prune.neuron_layers(nn.Linear(3, 2, rng=rng))
+
