@@ -33,9 +33,11 @@ from common import RESULTS, dense_model, fashion, update_result
 
 from minicompress import metrics, models, prune
 from minicompress.data import cache_dir
+from minicompress.distill import DistillationLoss
 from minicompress.io import load_model, save_model
 from minicompress.nn import Conv2d
-from minicompress.train import CosineLR, EveryEpoch, TrainConfig, evaluate
+from minicompress.nn import cross_entropy
+from minicompress.train import CosineLR, EveryEpoch, TrainConfig, evaluate, predict
 
 NET = "teacher"
 
@@ -49,9 +51,10 @@ def parse_keep(text):
     return keep
 
 
-def artifact_path(keep):
+def artifact_path(keep, key="train"):
     tag = "_".join(f"{k}{v}" for k, v in keep.items())
-    return cache_dir() / "structured" / f"{NET}_{tag}.npz"
+    suffix = "" if key == "train" else f"_{key}"
+    return cache_dir() / "structured" / f"{NET}_{tag}{suffix}.npz"
 
 
 def shrunk_shape(keep, seed=0):
@@ -75,11 +78,14 @@ def train(args):
     dense_acc = evaluate(dense, xte, yte)["accuracy"]
     model = copy.deepcopy(dense)
     config = TrainConfig(args.epochs, np.random.default_rng(args.seed))
+    loss_fn = cross_entropy
+    if args.kd_alpha > 0:  # distil from the dense model itself: its logits, precomputed once
+        loss_fn = DistillationLoss(args.kd_t, args.kd_alpha, teacher_logits=predict(dense, xtr))
     t0 = time.perf_counter()
     hist = prune.learned_filter_prune(
         model, (xtr, ytr),
         prune.FilterPruning(ratios, lr=args.lr, score_lr=args.score_lr, init_score="l1"),
-        config, eval_data=(xte, yte),
+        config, loss_fn=loss_fn, eval_data=(xte, yte),
         hooks=[CosineLR(config.total_steps(len(xtr))),
                EveryEpoch(lambda e, r: print(f"  epoch {e}: test acc {r['test_accuracy']:.4f}",
                                              flush=True))])
@@ -87,13 +93,15 @@ def train(args):
     small = prune.shrink(model)
     max_diff = float(np.abs(model(xte[:500]) - small(xte[:500])).max())
     small_acc = evaluate(small, xte, yte)["accuracy"]
-    path = artifact_path(keep)
+    path = artifact_path(keep, args.key)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model(small, path)
     mac_dense, mac_small = metrics.macs(dense, (1, 28, 28))[0], metrics.macs(small, (1, 28, 28))[0]
     res = {
         "net": NET, "keep": keep, "epochs": args.epochs, "lr": args.lr, "score_lr": args.score_lr,
         "lr_schedule": "cosine", "init_score": "l1", "seed": args.seed,
+        "loss": (f"distillation from the dense model, T={args.kd_t:g}, alpha={args.kd_alpha:g}"
+                 if args.kd_alpha > 0 else "cross-entropy"),
         "test_images": int(len(xte)),
         "dense_accuracy": dense_acc, "pruned_accuracy": small_acc,
         "accuracy_drop_points": round(100 * (dense_acc - small_acc), 2),
@@ -110,11 +118,13 @@ def train(args):
         "train_seconds": round(train_s, 1),
         "command": f"OPENBLAS_NUM_THREADS=1 python benchmarks/structured_speed.py train "
                    f"--keep {args.keep} --epochs {args.epochs} --lr {args.lr:g} "
-                   f"--score-lr {args.score_lr:g} --seed {args.seed}",
+                   f"--score-lr {args.score_lr:g} --seed {args.seed}"
+                   + (f" --kd-alpha {args.kd_alpha:g} --kd-t {args.kd_t:g}" if args.kd_alpha > 0 else "")
+                   + (f" --key {args.key}" if args.key != "train" else ""),
     }
     for k, v in res.items():
         print(f"{k}: {v}")
-    update_result("structured_speed", "train", res)
+    update_result("structured_speed", args.key, res)
 
 
 def timed_rounds(models_, x, rounds, clock):
@@ -144,11 +154,11 @@ def blas_info():
 
 def latency(args):
     results = RESULTS / "structured_speed.json"
-    if not results.exists() or "train" not in json.loads(results.read_text()):
-        sys.exit(f"latency: {results} has no 'train' entry; run the train step first")
-    trained = json.loads(results.read_text())["train"]
+    if not results.exists() or args.key not in json.loads(results.read_text()):
+        sys.exit(f"latency: {results} has no {args.key!r} entry; run the train step first")
+    trained = json.loads(results.read_text())[args.key]
     keep = {k: int(v) for k, v in trained["keep"].items()}
-    path = artifact_path(keep)
+    path = artifact_path(keep, args.key)
     if not path.exists():
         sys.exit(f"latency: no trained model at {path}; run the train step first")
     dense = dense_model(NET)
@@ -157,7 +167,7 @@ def latency(args):
     wall = timed_rounds([dense, small], x, args.rounds, time.perf_counter)
     cpu = timed_rounds([dense, small], x, args.rounds, time.process_time)
     res = {
-        "net": NET, "keep": keep, "batch": args.batch, "rounds": args.rounds,
+        "net": NET, "trained": args.key, "keep": keep, "batch": args.batch, "rounds": args.rounds,
         "dense_wall_s": wall[0], "pruned_wall_s": wall[1], "speedup_wall": wall[0] / wall[1],
         "dense_cpu_s": cpu[0], "pruned_cpu_s": cpu[1], "speedup_cpu": cpu[0] / cpu[1],
         "mac_ratio": trained["mac_ratio"],
@@ -165,11 +175,13 @@ def latency(args):
         "load_average_1min": float(open("/proc/loadavg").read().split()[0]),
         "blas": blas_info(),
         "command": f"OPENBLAS_NUM_THREADS=1 python benchmarks/structured_speed.py latency "
-                   f"--rounds {args.rounds} --batch {args.batch}",
+                   f"--rounds {args.rounds} --batch {args.batch}"
+                   + (f" --key {args.key}" if args.key != "train" else ""),
     }
     for k, v in res.items():
         print(f"{k}: {v}")
-    update_result("structured_speed", "latency", res)
+    update_result("structured_speed", f"latency_{args.key}" if args.key != "train" else "latency",
+                  res)
 
 
 def main():
@@ -182,10 +194,15 @@ def main():
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--score-lr", type=float, default=1e-2)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--kd-alpha", type=float, default=0.0,
+                   help="> 0: fine-tune on α·(soft targets of the dense model) + (1 − α)·CE")
+    t.add_argument("--kd-t", type=float, default=4.0, help="distillation temperature T")
+    t.add_argument("--key", default="train", help="results key (one per configuration)")
     t.set_defaults(run=train)
     lat = sub.add_parser("latency", help="forward time of the dense and the shrunk model")
     lat.add_argument("--rounds", type=int, default=21)
     lat.add_argument("--batch", type=int, default=256)
+    lat.add_argument("--key", default="train", help="which trained configuration to time")
     lat.set_defaults(run=latency)
     args = ap.parse_args()
     args.run(args)
