@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from common import RESULTS, dense_model, fashion, update_result
+from common import RESULTS, blas_info, dense_model, fashion, update_result
 
 from minicompress import metrics, models, prune
 from minicompress.data import cache_dir
@@ -141,15 +141,6 @@ def timed_rounds(models_, x, rounds, clock):
             m(x)
             times[i].append(clock() - t0)
     return [float(np.median(t)) for t in times]
-
-
-def blas_info():
-    try:
-        from threadpoolctl import threadpool_info
-        return [{k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
-                for d in threadpool_info() if d.get("user_api") == "blas"]
-    except ImportError:
-        return None
 
 
 def latency(args):
