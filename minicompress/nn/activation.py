@@ -13,8 +13,7 @@ class ReLU(Module):
 
     def forward(self, x):
         y = np.maximum(x, 0)
-        self._y = y
-        self._positive = y > 0 if self.training else None
+        self._y, self._positive = (None, y > 0) if self.training else (y, None)
         return y
 
     def backward(self, grad_out):
