@@ -687,6 +687,50 @@ _add(
                   "zh": "并列: 得分相同时保留下标较小的 (对 −scores 做稳定排序,取前 N 个)"}))),
 )
 
+
+# ---- 09 why isn't it faster? -----------------------------------------------------------------
+def _out(size, k, stride, padding):
+    return (size + 2 * padding - k) // stride + 1
+
+
+_add(
+    Exercise(
+        "conv_macs", "09", "MACs = O·C·k²·OH·OW,  OH = ⌊(H + 2p − k)/s⌋ + 1,  OW = ⌊(W + 2p − k)/s⌋ + 1",
+        (Output("MACs", {"en": "O·C·k²·OH·OW (one image), OH = ⌊(H + 2p − k)/s⌋ + 1",
+                         "zh": "O·C·k²·OH·OW (一张图像), OH = ⌊(H + 2p − k)/s⌋ + 1"}),),
+        (  # LeNet-5 conv1: OH = (28 + 4 − 5)/1 + 1 = 28 ; 6·1·25·784 = 117,600
+            Case(dict(O=6, C=1, k=5, H=28, W=28, stride=1, padding=2), (117600,)),
+            # filter-pruned conv2 (10 of 16 filters, 3 input channels left): OH = 14 − 5 + 1 = 10 ;
+            # 10·3·25·100 = 75,000
+            Case(dict(O=10, C=3, k=5, H=14, W=14, stride=1, padding=0), (75000,)),
+            # stride 2, padding 1, 9x11, k = 5: OH = ⌊(9 + 2 − 5)/2⌋ + 1 = 4, OW = ⌊8/2⌋ + 1 = 5 ;
+            # 4·2·25·20 = 4,000
+            Case(dict(O=4, C=2, k=5, H=9, W=11, stride=2, padding=1), (4000,))),
+        (Mistake("input_size", lambda O, C, k, H, W, stride, padding: (O * C * k * k * H * W,),
+                 {"en": "count the *output* positions OH·OW (one dot product of length C·k² each), "
+                        "not the input's H·W",
+                  "zh": "要数*输出*位置 OH·OW (每个位置一次长度为 C·k² 的点积),不是输入的 H·W"}),
+         Mistake("no_padding", lambda O, C, k, H, W, stride, padding: (
+             O * C * k * k * _out(H, k, stride, 0) * _out(W, k, stride, 0),),
+             {"en": "the padding p adds 2p rows and columns before the windows are counted: "
+                    "OH = ⌊(H + 2p − k)/s⌋ + 1",
+              "zh": "填充 p 在数窗口之前增加了 2p 行和 2p 列: OH = ⌊(H + 2p − k)/s⌋ + 1"}),
+         Mistake("no_stride", lambda O, C, k, H, W, stride, padding: (
+             O * C * k * k * _out(H, k, 1, padding) * _out(W, k, 1, padding),),
+             {"en": "with stride s the window moves s pixels at a time: divide by s (rounding down) "
+                    "before adding 1",
+              "zh": "步长为 s 时窗口每次移动 s 个像素: 先除以 s (向下取整) 再加 1"}),
+         Mistake("k_not_squared", lambda O, C, k, H, W, stride, padding: (
+             O * C * k * _out(H, k, stride, padding) * _out(W, k, stride, padding),),
+             {"en": "a k×k window has k² weights per input channel",
+              "zh": "k×k 的窗口每个输入通道有 k² 个权重"}),
+         Mistake("no_channels", lambda O, C, k, H, W, stride, padding: (
+             O * k * k * _out(H, k, stride, padding) * _out(W, k, stride, padding),),
+             {"en": "each filter sums over all C input channels: the dot product has length C·k²",
+              "zh": "每个滤波器对全部 C 个输入通道求和: 点积的长度是 C·k²"}))),
+)
+
+
 def notebook_exercises(notebook):
-    """Names of the exercises of a notebook ("01" … "07"), in registry order."""
+    """Names of the exercises of a notebook ("01" … "10"), in registry order."""
     return [name for name, e in EXERCISES.items() if e.notebook == notebook]
