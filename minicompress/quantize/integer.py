@@ -32,6 +32,13 @@ exact below 2^53 (and we require B < 2^31, the int32 accumulator, or refuse to c
 ``gemm="int64"`` forces NumPy's (slow, non-BLAS) integer product, to test that the fast path
 gives bit-identical results.
 
+Two ways through the steps. ``IntegerModel.forward_steps`` runs each step's ``run`` on integer
+codes, one after another: the reference, written for reading. ``IntegerModel.forward`` computes
+the same integers, bit for bit, in fused stages built once per input shape (float32 centred codes
+between layers, weights stored once in the layout BLAS is fastest with, a five-pass float64
+requantisation whose exactness is shown in :func:`requantize_centred`, max-pooling before
+requantising); see "the fast forward pass" below.
+
 Storage (``to_arrays``): weights bit-packed (int8: one per byte; int4: two; int2: four), int32
 biases, float32 steps, int32 M₀ / n (one value when per-tensor), int64 zero points — plain
 numeric and string arrays, saved with
