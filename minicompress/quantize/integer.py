@@ -407,8 +407,8 @@ STEP_TYPES = {c.kind: c for c in (QuantizeInput, IntReLU, IntMaxPool, IntFlatten
 # * each weight matrix is stored once as float32 (K, O) in C order, the layout OpenBLAS is
 #   fastest with; the bias is added to the exact float32 accumulators;
 # * requantisation is five passes, one dtype each (:func:`requantize_centred`); when no
-#   accumulator can be an exact tie (:meth:`_LayerStage.ties_possible`, true of every layer
-#   measured) ``rint`` replaces the "+ ½, floor" pair;
+#   accumulator can be an exact tie (:meth:`_LayerStage.ties_possible`; so for every hidden
+#   layer of the 8/4/2-bit PTQ lenet300 and lenet5) ``rint`` replaces the "+ ½, floor" pair;
 # * a max-pool right after a layer is taken on the accumulators *before* the bias and the
 #   requantisation (both non-decreasing in acc, so they commute with a max): a 2x2 pool leaves
 #   a quarter of the values to requantise;
