@@ -362,3 +362,19 @@ def test_fast_forward_sees_replaced_steps_and_threads(rng):
         outs = list(pool.map(im.forward, halves))
     for xi, out in zip(halves, outs):
         np.testing.assert_array_equal(out, im.forward_steps(xi))
+
+
+def test_fast_forward_exact_ties_round_half_up(rng):
+    """M = ½ exactly: every odd accumulator is a tie k + ½, which the integer model rounds up
+    (rint would round half of them down, to even). The stage must notice and use floor(· + ½)."""
+    grid = (np.float32(1), 0, 0, 255)
+    l1 = IntLayer("linear", (rng.integers(-1, 2, (8, 6)), 8, np.ones(8)), rng.integers(0, 9, 8),
+                  grid, _requant_out(np.full(8, 0.5), 0))
+    l2 = IntLayer("linear", (np.eye(10, 8, dtype=np.int64), 8, np.ones(10)), np.zeros(10),
+                  (np.float32(1), 0, 0, 255), {"out_scale": np.ones(10, np.float32)})
+    im = IntegerModel([QuantizeInput(*grid), l1, l2])
+    x = rng.integers(0, 40, (200, 6)).astype(np.float32)
+    acc = x.astype(np.int64) @ l1.q_w.T + l1.q_b
+    assert np.any((acc % 2 == 1) & (acc > 0) & (acc < 500) & (acc // 2 % 2 == 0))  # rint ≠ half up
+    assert im.fast_stages((6,))[1].ties
+    _same_three_ways(im, x)
