@@ -418,7 +418,11 @@ def versioned(header: dict) -> dict:
 
 def write_artifact(path, header: dict, blob: bytes) -> Path:
     """Write header + blob + checksum atomically and deterministically; returns the path."""
-    data = artifact_bytes(versioned(header), blob)
+    return write_file_bytes(path, artifact_bytes(versioned(header), blob))
+
+
+def write_file_bytes(path, data: bytes) -> Path:
+    """Write an artifact's bytes atomically and durably (:func:`io.atomic_write`)."""
     with atomic_write(path) as f:
         f.write(data)
     return Path(path)

@@ -24,8 +24,7 @@ import numpy as np
 
 from .artifact import (BASE_ENCODINGS, HUFFMAN_ENCODINGS, ArtifactError, BlobWriter,
                        artifact_bytes, check_entry, entry_shape, json_int, read_artifact,
-                       read_tensor, show, uses_huffman, versioned)
-from .io import atomic_write
+                       read_tensor, show, uses_huffman, versioned, write_file_bytes)
 from .quantize.integer import (FORMAT, INT32_LIMIT, M0_BITS, IntegerModel, IntFlatten, IntLayer,
                                IntMaxPool, IntReLU, QuantizeInput, _compact, step_shape)
 
@@ -469,10 +468,7 @@ def _file_bytes(header, blob) -> bytes:
 def save_integer_model(im: IntegerModel, path, meta=None, encodings=None) -> Path:
     """Write ``im`` as one artifact file (atomic, durable, deterministic, checksummed); see
     :func:`integer_model_bytes` for the choice of encodings."""
-    data = integer_model_bytes(im, meta, encodings)
-    with atomic_write(path) as f:
-        f.write(data)
-    return Path(path)
+    return write_file_bytes(path, integer_model_bytes(im, meta, encodings))
 
 
 def load_integer_model(path, gemm="auto") -> IntegerModel:

@@ -183,3 +183,57 @@ def test_bad_arguments():
         code_lengths(np.ones(9, np.int64), max_len=3)
     with pytest.raises(ValueError, match="have a code"):
         encode([2], [1, 1, 0])
+
+
+# ---- in the artifact ----------------------------------------------------------------------------
+ENCODINGS = ("packed", "sparse", "sparse_gaps", "huffman", "sparse_huffman")
+
+
+@pytest.mark.parametrize("density, scale", [(1.0, 1.0), (1.0, 3.0), (0.3, 2.0), (0.03, 2.0)])
+def test_each_encoding_round_trips_and_huffman_wins_only_when_strictly_smaller(density, scale):
+    """Weight-like 4-bit codes (rounded Gaussians, some zeroed): every encoding decodes to the
+    codes; the chosen one deflates to the least, and a Huffman one only when strictly less
+    than every version-2 encoding."""
+    import zlib
+    from minicompress.artifact import decode_codes, encode_codes
+    rng = np.random.default_rng(int(100 * density + scale))
+    q = np.clip(np.rint(rng.normal(0, scale, (64, 90))), -8, 7).astype(np.int64)
+    q[rng.random(q.shape) > density] = 0
+    q[0, 0] = 5                                           # at least one non-zero code
+    sizes = {}
+    for e in ENCODINGS:
+        data, entry = encode_codes(q, 4, (e,))
+        assert entry["encoding"] == e
+        np.testing.assert_array_equal(decode_codes(data, entry), q)
+        sizes[e] = len(zlib.compress(data, 9))
+    chosen = encode_codes(q, 4)[1]["encoding"]
+    assert sizes[chosen] == min(sizes.values())
+    if chosen in ("huffman", "sparse_huffman"):
+        assert sizes[chosen] < min(sizes[e] for e in ENCODINGS[:3])
+
+
+@pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.95])
+def test_no_file_grows_and_a_file_without_huffman_is_version_2(tmp_path, digits, sparsity):
+    """The writer keeps the shortest of the version-2 file and two Huffman files: the default
+    file is never longer than the version-2 one, and is that file, byte for byte, whenever it
+    is version 2."""
+    from minicompress import models
+    from minicompress.artifact import BASE_ENCODINGS, read_artifact
+    from minicompress.data import standardization
+    from minicompress.quantize import calibrate, convert, prepare
+    from minicompress.serialize import input_spec, load_integer_model, save_integer_model
+    (xtr, _), (xte, _) = digits
+    rng = np.random.default_rng(11)
+    model = models.lenet5(8, rng=rng)
+    for layer in (model.fc1, model.fc2, model.conv2):
+        layer.weight.data *= rng.random(layer.weight.data.shape) >= sparsity
+    prepare(model, 4, 8, input_kind="auto", example_input=xtr[:200])
+    calibrate(model, xtr[:200])
+    im = convert(model)
+    im.input = input_spec((1, 8, 8), *standardization("digits"))
+    plain = save_integer_model(im, tmp_path / "v2.npz", encodings=BASE_ENCODINGS)
+    best = save_integer_model(im, tmp_path / "best.npz")
+    assert best.stat().st_size <= plain.stat().st_size
+    if read_artifact(best)[0]["format_version"] == 2:
+        assert best.read_bytes() == plain.read_bytes()
+    np.testing.assert_array_equal(load_integer_model(best).forward(xte[:50]), im.forward(xte[:50]))

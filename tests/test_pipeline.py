@@ -72,7 +72,7 @@ def test_codes_roundtrip_and_pick_the_smaller_encoding(rng, bits, density):
     hi = 2 ** (bits - 1) - 1
     q = rng.integers(-hi, hi + 1, size=(13, 37))
     q[rng.random(q.shape) > density] = 0
-    data, entry = encode_codes(q, bits)
+    data, entry = encode_codes(q, bits, ("packed", "sparse", "sparse_gaps"))
     np.testing.assert_array_equal(decode_codes(data, entry), q)
     nnz = int((q != 0).sum())
     values = -(-nnz * bits // 8)
