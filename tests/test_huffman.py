@@ -237,3 +237,12 @@ def test_no_file_grows_and_a_file_without_huffman_is_version_2(tmp_path, digits,
     if read_artifact(best)[0]["format_version"] == 2:
         assert best.read_bytes() == plain.read_bytes()
     np.testing.assert_array_equal(load_integer_model(best).forward(xte[:50]), im.forward(xte[:50]))
+
+
+def test_the_notebook_exercise_agrees_with_the_library():
+    """The hand-computed cases of the ``canonical_codes`` exercise are the library's codes."""
+    from minicompress.check import run_exercise
+    from minicompress.exercises import EXERCISES
+    for case in EXERCISES["canonical_codes"].cases:
+        np.testing.assert_array_equal(canonical_codes(case.args["lengths"]), case.expected[0])
+    assert run_exercise("canonical_codes", canonical_codes)[0]
