@@ -1,6 +1,6 @@
 """What canonical Huffman coding saves on real artifacts, tensor by tensor, against the entropy bound.
 
-    OPENBLAS_NUM_THREADS=1 python benchmarks/entropy_coding.py [artifact.npz ...]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/entropy_coding.py [--demo] [artifact.npz ...]
         → benchmarks/results/entropy_coding.json
 
 Without arguments: the digits demo artifact, built here by the demo recipe (``python -m
@@ -123,11 +123,14 @@ def artifact_entry(path: Path, folder: Path) -> dict:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("artifacts", nargs="*", help="artifact files (default: build the digits demo)")
+    parser.add_argument("--demo", action="store_true", help="also build and measure the digits demo")
     args = parser.parse_args(argv)
     results = []
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        paths = [Path(p) for p in args.artifacts] or [demo_artifact(d)]
+        paths = [Path(p) for p in args.artifacts]
+        if args.demo or not paths:
+            paths.insert(0, demo_artifact(d))
         for p in paths:
             entry = artifact_entry(p, d)
             results.append(entry)

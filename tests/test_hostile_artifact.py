@@ -392,16 +392,19 @@ HUFFMAN_CASES = [
 
 
 @pytest.mark.parametrize("name, change, field", HUFFMAN_CASES, ids=[c[0] for c in HUFFMAN_CASES])
-def test_hostile_huffman_tensor_is_rejected(valid_huffman, tmp_path, name, change, field):
-    """As above, for the Huffman encodings; and the command line prints one line and exits 2."""
+def test_hostile_huffman_tensor_is_rejected(valid_huffman, tmp_path, capsys, name, change, field):
+    """As above, for the Huffman encodings; and the command line prints one line, no
+    traceback, and exits 2."""
     path, header, blob, _ = valid_huffman
     h, b = change(copy.deepcopy(header), blob)
     bad = _write(tmp_path / f"{name}.npz", h, b)
     with pytest.raises(ArtifactError, match=field) as err:
         load_integer_model(bad)
     assert "\n" not in str(err.value) and str(bad) in str(err.value)
-    code = main(["evaluate", str(bad)])
-    assert code == 2
+    capsys.readouterr()
+    assert main(["evaluate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "error:" in err
 
 
 def test_a_length_raised_to_15_breaks_the_kraft_sum(valid_huffman, tmp_path):
