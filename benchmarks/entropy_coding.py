@@ -3,6 +3,11 @@
     OPENBLAS_NUM_THREADS=1 python benchmarks/entropy_coding.py [--demo] [artifact.npz ...]
         → benchmarks/results/entropy_coding.json
 
+The recorded results: ``--demo``, ``fashion_10kb.npz`` (``python -m minicompress compress --recipe
+recipes/fashion_10kb.json``, the cached 10-epoch teacher as ``teacher.checkpoint``), and the three
+artifacts of docs/RESULTS.md section 9 (``*_short``: the recipes' layers, sparsities and bit widths,
+fewer epochs from a 1-epoch teacher; ``fashion_lenet5_int8`` from ``benchmarks/recipes/``).
+
 Without arguments: the digits demo artifact, built here by the demo recipe (``python -m
 minicompress demo`` writes the same model). An existing artifact is re-encoded without
 retraining: it is loaded and saved again, once with the version-2 encodings only and once with
