@@ -31,7 +31,10 @@ Three steps, each a function below:
 Decoding is table driven and vectorised: for *every* bit position p the next ``max_len`` bits
 look up (symbol, length) of the code that would start at p, so next(p) = p + length. The symbols
 are the chain 0, next(0), next(next(0)), …, followed by pointer doubling (next∘next, …) in
-log₂(C) NumPy passes over blocks of C bit positions — no Python loop per bit or per symbol.
+log₂(C) NumPy passes over blocks of C bit positions — no Python loop per bit or per symbol (the
+loops run over the ≤ 15 bits of a window, the doubling passes and the blocks). Measured: the
+802,816 codes of a 256×3136 layer decode in ~0.1–0.2 s on the shared 2-core machine
+(benchmarks/entropy_coding.py).
 
 Every check a hostile file needs is here: lengths out of [0, 15], no symbol, an over-subscribed
 (K > 1) or incomplete (K < 1) code, a bit pattern that is no code, a truncated stream, non-zero
