@@ -44,7 +44,7 @@ from minicompress.check import check
 from minicompress import models, prune, metrics
 from minicompress.nn import Conv2d, MaxPool2d, ReLU
 from minicompress.nn.im2col import im2col
-from minicompress.nn.sparse_linear import ell_form, ell_matmul, for_inference, choose_kernel
+from minicompress.nn.sparse_linear import compact_form, compact_matmul, ell_form, ell_matmul, for_inference
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 
 FAST = os.environ.get("MINICOMPRESS_FAST") == "1"
@@ -184,9 +184,12 @@ def ell_density(w):
 check("ell_density", ell_density)
 
 # %% [markdown]
-# Now the measurement: the first layer (784 → 300) pruned to 90 … 99.9 %, NumPy dense against the library's ELL kernel
-# (`sparse_linear.ell_matmul`, the same gather done on $x^\top$ so that each gathered item is a contiguous row of the
-# batch) and a CSR form (the nonzeros row after row, summed with `np.add.reduceat`), at batch 1 and 256.
+# Now the measurement: the first layer (784 → 300) pruned to 90 … 99.9 %, at batch 1 and 256, NumPy dense against
+# three ways to skip zeros: the library's ELL kernel (`sparse_linear.ell_matmul`, the same gather done on $x^\top$ so
+# that each gathered item is a contiguous row of the batch), a CSR form (the nonzeros row after row, summed with
+# `np.add.reduceat`), and **compact**: remove the all-zero rows (dead neurons) and all-zero columns (dead inputs) and
+# multiply the smaller dense matrix that is left (`sparse_linear.compact_matmul`). The last column, $c$, is the share of
+# the matrix that compact keeps.
 
 # %%
 def csr_matmul(w, x):
@@ -200,23 +203,25 @@ def csr_matmul(w, x):
 
 sparsities = (0.9, 0.98, 0.995, 0.999) if FAST else (0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 crossover = {1: [], 256: []}
-print("sparsity  nnz/size  ELL K/in  | batch 1: dense   ELL    CSR (µs) | batch 256: dense   ELL     CSR (µs)")
+print("sparsity  nnz/size  ELL K/in  compact c | batch 1: dense  ELL   CSR  compact (µs) |"
+      " batch 256: dense    ELL    CSR  compact (µs)")
 for s in sparsities:
     w = prune.remove(pruned_copy(net, s)).fc1.weight.data
-    form = ell_form(w)
-    parts = {"dense": lambda x: x @ w.T, "ELL": lambda x: ell_matmul(form, x), "CSR": lambda x: csr_matmul(w, x)}
+    form, cform = ell_form(w), compact_form(w)
+    parts = {"dense": lambda x: x @ w.T, "ELL": lambda x: ell_matmul(form, x), "CSR": lambda x: csr_matmul(w, x),
+             "compact": lambda x: compact_matmul(cform, x)}
     t1, t256 = timings(parts, x1), timings(parts, x256, rounds=3)
     for b, tt in ((1, t1), (256, t256)):
         crossover[b].append({k: v / tt["dense"] for k, v in tt.items()})
-    print(f"{100 * s:7.1f} %  {np.count_nonzero(w) / w.size:8.4f}  {form.density:8.4f}  |"
-          f" {t1['dense']:13.0f} {t1['ELL']:6.0f} {t1['CSR']:6.0f}       |"
-          f" {t256['dense']:14.0f} {t256['ELL']:7.0f} {t256['CSR']:7.0f}")
+    print(f"{100 * s:7.1f} %  {np.count_nonzero(w) / w.size:8.4f}  {form.density:8.4f}  {cform.density:9.3f} |"
+          f" {t1['dense']:14.0f} {t1['ELL']:4.0f} {t1['CSR']:5.0f} {t1['compact']:8.0f}      |"
+          f" {t256['dense']:16.0f} {t256['ELL']:6.0f} {t256['CSR']:6.0f} {t256['compact']:8.0f}")
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
 pos = np.arange(len(sparsities))            # equally spaced: 90, 95, 98, 99 ... are what matter
 for ax, b in zip(axes, (1, 256)):
-    for name, style in (("ELL", "o-"), ("CSR", "s--")):
+    for name, style in (("ELL", "o-"), ("CSR", "s--"), ("compact", "^-")):
         ax.plot(pos, [r[name] for r in crossover[b]], style, label=f"NumPy {name}")
     ax.axhline(1, color="k", lw=0.8, label="NumPy dense")
     ax.set_yscale("log")
@@ -237,6 +242,10 @@ fig.tight_layout(); save(fig, "09_crossover_fc1.png"); plt.show()
 #   several times the fraction of nonzeros: at 98 % sparsity the trained fc1 keeps 2 % of its weights, but its ELL
 #   kernel does about 9 % of the dense work. CSR has no padding, but `np.add.reduceat` over hundreds of short runs is
 #   slow.
+# * **compact keeps BLAS.** It skips only whole dead rows and columns, so it does more multiply-adds than ELL, but at
+#   BLAS speed: it wins as soon as enough neurons and inputs are dead — which unstructured pruning of a trained net does
+#   produce at the highest sparsities (border pixels, neurons that lost every input). It is structured pruning found
+#   after the fact.
 # * **the call overhead at batch 1.** Each NumPy call costs about a microsecond before any arithmetic, and at batch 1
 #   the whole dense layer takes only 10–20 µs; a kernel of several NumPy calls has little room to win there.
 #
@@ -253,9 +262,10 @@ if results_path.exists():
     print("best kernel of the whole forward (ratio to NumPy dense), recorded run:")
     for r in entry["rows"]:
         if r["case"] == "net" and r["sparsity"] in (0.9, 0.98, 0.995, 0.999):
-            best = min(r["kernels"].items(), key=lambda kv: kv[1]["ratio_to_numpy_dense"])
+            best = min(((k, v) for k, v in r["kernels"].items() if not k.startswith("model")),
+                       key=lambda kv: kv[1]["ratio_to_numpy_dense"])
             numpy_best = min(((k, v) for k, v in r["kernels"].items()
-                              if not k.startswith(("torch", "scipy")) and k != "numpy_dense"),
+                              if k in ("csr_reduceat", "ell", "ell_t", "compact")),
                              key=lambda kv: kv[1]["ratio_to_numpy_dense"])
             print(f"  {100 * r['sparsity']:5.1f} %, batch {r['batch']:3d}: best NumPy sparse "
                   f"{numpy_best[0]:12s} {numpy_best[1]['ratio_to_numpy_dense']:6.2f}x | best of all "
@@ -402,11 +412,11 @@ for k, (_, m) in nets.items():
 # ## What pays (2): a sparse kernel only where it wins
 #
 # `minicompress.nn.sparse_linear.for_inference(model)` copies a (masked or pruned) model for inference and replaces
-# each Linear with a `SparseLinear`: it stores the weight both dense and in ELL form, and at each call
-# `choose_kernel(K/in, batch, shape)` picks the kernel by the rule measured with `benchmarks/sparse_crossover.py` —
-# ELL only when the ELL density is below the measured crossover for that batch size, dense otherwise. So the model is
-# never slower than its dense self (up to the noise of the machine), and equals it up to float32 summation order. On
-# the 98 % model of (a):
+# each Linear with a `SparseLinear`: it stores the weight dense, compact and in ELL form, and at each call
+# `choose_kernel(K/in, batch, shape, c)` picks the kernel by the rule measured with `benchmarks/sparse_crossover.py`:
+# dense below batch 64 and for small layers; compact when $c \le 0.6$; ELL when $K/\mathrm{in}$ is below the measured
+# crossover for that batch (0.03 at batch 64, 0.02 at 256); dense otherwise. So the model is not slower than its dense
+# self (up to the noise of the machine), and equals it up to float32 summation order. On the 98 % model of (a):
 
 # %%
 fast98 = for_inference(masked98)
@@ -418,7 +428,8 @@ for xb in (x1, x256):
     diff = float(np.abs(fast98.forward(xb) - baked98.forward(xb)).max())
     print(f"batch {len(xb):3d}: " + ", ".join(f"{k} {v:.0f} µs" for k, v in tt.items())
           + f" | kernels {chosen} | max |difference| {diff:.1e}")
-print("ELL density K/in of each layer:", {n: round(fast98[n].ell.density, 3) for n in ("fc1", "fc2", "fc3")})
+print("ELL density K/in:", {n: round(fast98[n].ell.density, 3) for n in ("fc1", "fc2", "fc3")},
+      "| compact c:", {n: round(fast98[n].compact.density, 3) for n in ("fc1", "fc2", "fc3")})
 
 # %% [markdown]
 # ## Summary

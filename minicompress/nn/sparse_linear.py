@@ -177,6 +177,7 @@ class SparseLinear(Module):
         self.ell = ell_form(self.weight)
         self.compact = compact_form(self.weight)
         self.last_kernel = None   # which kernel the last forward used (for tests and notebooks)
+        self._chosen = {}         # batch size -> kernel: the rule is asked once per batch size
 
     @classmethod
     def from_linear(cls, layer: Linear) -> "SparseLinear":
@@ -188,7 +189,7 @@ class SparseLinear(Module):
     def forward(self, x):
         check_input(f"SparseLinear({self.in_features}, {self.out_features})", x, 2, 1,
                     self.in_features)
-        self.last_kernel = self.kernel(len(x))
+        self.last_kernel = self._chosen.get(len(x)) or self._chosen.setdefault(len(x), self.kernel(len(x)))
         if self.last_kernel == "ell":
             y = ell_matmul(self.ell, x)
         elif self.last_kernel == "compact":
@@ -196,7 +197,7 @@ class SparseLinear(Module):
         else:
             y = x @ self.weight.T
         if self.bias is not None:
-            y = y + self.bias
+            y += self.bias          # y is a new array whatever the kernel: add in place
         return y
 
     def backward(self, grad_out):
