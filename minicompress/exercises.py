@@ -674,22 +674,6 @@ _add(
          Mistake("per_output", lambda w: ((w != 0).sum(1).max() / w.shape[0],),
                  {"en": "divide by the number of inputs (columns of W), the length of a dense row",
                   "zh": "要除以输入个数 (W 的列数), 即稠密一行的长度"}))),
-    Exercise(
-        "conv_macs", "09", "MACs of a convolution = C_out · H_out · W_out · C_in · k²  (one image)",
-        (Output("MACs", {"en": "C_out·H_out·W_out·C_in·k²", "zh": "C_out·H_out·W_out·C_in·k²"}),),
-        (  # LeNet-5 conv2: 16·10·10·6·25 = 240 000
-            Case(dict(c_in=6, c_out=16, k=5, h_out=10, w_out=10), (240000,)),
-            # LeNet-5 conv1 (padding 2): 6·28·28·1·25 = 117 600
-            Case(dict(c_in=1, c_out=6, k=5, h_out=28, w_out=28), (117600,))),
-        (Mistake("k_not_squared", lambda c_in, c_out, k, h_out, w_out: (c_out * h_out * w_out * c_in * k,),
-                 {"en": "a k×k kernel has k² weights per input channel",
-                  "zh": "k×k 的卷积核每个输入通道有 k² 个权重"}),
-         Mistake("no_c_in", lambda c_in, c_out, k, h_out, w_out: (c_out * h_out * w_out * k * k,),
-                 {"en": "every output value sums over all C_in input channels",
-                  "zh": "每个输出值都要对全部 C_in 个输入通道求和"}),
-         Mistake("flops", lambda c_in, c_out, k, h_out, w_out: (2 * c_out * h_out * w_out * c_in * k * k,),
-                 {"en": "count a multiply-add once (MAC); 2× that is the FLOP count",
-                  "zh": "一次乘加算一个 MAC; 它的 2 倍才是 FLOP 数"}))),
 )
 
 

@@ -17,8 +17,8 @@
 # # Why isn't it faster? — compression and speed
 #
 # The document says that compression reduces a model's memory *and* its computation (减小模型的内存占用和计算量) and
-# gives higher inference performance (更高的推理性能). The memory half is easy to measure: notebooks 02–07 shrink LeNet-300-100 from 1 MB to under 10 KB. The second half
-# surprises most people who try it: a 98 %-pruned network runs exactly as fast as the dense one, an 8-bit model is
+# gives higher inference performance (更高的推理性能). The memory half is easy to measure: notebooks 02–07 shrink
+# LeNet-300-100 from 1 MB to under 10 KB. The speed half surprises most people who try it: a 98 %-pruned network runs exactly as fast as the dense one, an 8-bit model is
 # *slower* than its float version, and a sparse matrix library can be slower than multiplying the zeros. This
 # notebook measures each complaint on this machine, explains it with the hardware (how many multiply-adds, how many
 # bytes moved, how many calls), and then shows what does pay.
@@ -121,19 +121,23 @@ def pruned_copy(model, sparsity):
 # %%
 masked0, masked98 = pruned_copy(net, 0.0), pruned_copy(net, 0.98)
 baked98 = prune.remove(copy.deepcopy(masked98))
-t = timings({"dense": net.forward, "mask 0 %": masked0.forward, "mask 98 %": masked98.forward,
-             "98 %, mask baked in": baked98.forward}, x256)
+four = {"dense": net.forward, "mask 0 %": masked0.forward, "mask 98 %": masked98.forward,
+        "98 %, mask baked in": baked98.forward}
+t1, t = timings(four, x1), timings(four, x256)
 macs_dense = metrics.macs(net, (784,))[0]
 macs_kept = metrics.macs(baked98, (784,), sparse=True)[0]
-for name, us in t.items():
-    print(f"{name:22s} {us:8.0f} µs per batch of 256   ({us / t['dense']:.2f}x dense)")
+print("                       batch 1              batch 256")
+for name in four:
+    print(f"{name:22s} {t1[name]:6.0f} µs ({t1[name] / t1['dense']:4.2f}x)   {t[name]:7.0f} µs ({t[name] / t['dense']:4.2f}x)")
 print(f"multiply-adds per image: {macs_dense:,} done by BLAS in every case; {macs_kept:,} are not zero "
       f"({100 * macs_kept / macs_dense:.1f} %)")
 
 # %% [markdown]
-# The four times agree up to the noise of the machine, or the masked ones are a little *slower*: the mask is applied
-# at every call ($W\odot m$ is one more pass over 235 200 numbers). The work BLAS does is fixed by the shapes,
-# 266 200 multiply-adds per image, whatever their values. A mask is the right tool for *training* (Adam keeps updating
+# 98 % of zeros change nothing: the masked nets take the same time at 0 % and at 98 %, and the baked-in 98 % net the
+# same time as the dense one, up to the noise of the machine. The masked ones are *slower* than the dense one, because
+# the mask is applied at every call ($W\odot m$ is one more pass over 235 200 numbers), which at batch 1 costs several
+# times the product itself. The work BLAS does is fixed by the shapes, 266 200 multiply-adds per image, whatever their
+# values. A mask is the right tool for *training* (Adam keeps updating
 # $W$ while $m$ holds the pruned entries at zero, notebook 02) and for *storage* (the artifact of notebook 07 stores only
 # the nonzeros), not for speed. To be faster, the zeros must leave the computation: either the weight is stored in a
 # sparse format and a kernel skips the zeros (b), or whole rows and columns are removed and the matrices become
@@ -233,7 +237,7 @@ fig.tight_layout(); save(fig, "09_crossover_fc1.png"); plt.show()
 
 # %% [markdown]
 # Read the figure from the right: skipping the zeros wins only at the highest sparsities; below that the dense product,
-# zeros and all, is faster. Three costs decide it:
+# zeros and all, is faster. Four things decide it:
 #
 # * **the gather.** A dense multiply-add streamed by BLAS costs a fraction of a nanosecond; a gathered one costs several
 #   (an index, a load from a scattered address, a write to a temporary array). The sparse kernel must skip *more than*
@@ -365,21 +369,6 @@ print(f"GEMM: {macs_conv / 1e6:.0f} M multiply-adds, {macs_conv / tp['GEMM cols 
 # $W_{\ell+1}$: the matrices become smaller dense matrices, and BLAS runs them at full speed. The time then follows the
 # multiply-add count (MACs), as long as the batch is large enough that the call overhead does not dominate.
 #
-# **Exercise — `conv_macs`.** The MAC count of a convolution for one image: every one of the
-# $C_{\text{out}}\cdot H_{\text{out}}\cdot W_{\text{out}}$ outputs sums $C_{\text{in}}\cdot k^2$ products. Write it.
-
-# %%
-def conv_macs(c_in, c_out, k, h_out, w_out):
-    """Multiply-adds of a k×k convolution from c_in to c_out channels with an h_out × w_out output,
-    for one image: C_out · H_out · W_out · C_in · k². Returns an integer."""
-    ### BEGIN SOLUTION
-    return c_out * h_out * w_out * c_in * k * k
-    ### END SOLUTION
-
-# %%
-check("conv_macs", conv_macs)
-
-# %% [markdown]
 # LeNet-300-100 with its hidden layers physically narrowed (a neuron removed = a row of $W_1$ and a column of $W_2$
 # deleted), dense NumPy at batch 1 and 256:
 

@@ -176,8 +176,6 @@ MISTAKES = [
      "transpose it"),
     ("09", "return (w != 0).sum(axis=1).max() / w.shape[1]", "return np.count_nonzero(w) / w.size",
      "ELL pads every row"),
-    ("09", "return c_out * h_out * w_out * c_in * k * k", "return c_out * h_out * w_out * c_in * k",
-     "k² weights per input channel"),
 ]
 
 
