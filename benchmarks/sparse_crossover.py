@@ -27,6 +27,7 @@ as a masked model, as a pruned dense model (mask baked in), and through
 
     python benchmarks/sparse_crossover.py --threads 1    # then --threads 2
     python benchmarks/sparse_crossover.py --figure       # only redraw the figure from the results
+    python benchmarks/sparse_crossover.py --summary --threads 1   # the results as a markdown table
 writes benchmarks/results/sparse_crossover.json (one entry per thread count) and
 figures/sparse_crossover.png.
 """
@@ -291,16 +292,51 @@ def draw_figure(results, path=FIGURE, threads="1", case="net"):
     return path
 
 
+NUMPY_SPARSE = ("csr_reduceat", "ell", "ell_t", "compact")
+
+
+def summary(results, threads="1"):
+    """Markdown table of the whole forward: per batch and sparsity, the best NumPy sparse form and
+    its ratio, the compiled CSR kernels, and for_inference against the pruned model it came from."""
+    entry = results[f"threads_{threads}"]
+    lines = ["| sparsity | batch | best NumPy sparse form | scipy CSR | torch CSR | torch dense | "
+             "for_inference / pruned model (kernels) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in entry["rows"]:
+        if r["case"] != "net":
+            continue
+        k = r["kernels"]
+        best = min(NUMPY_SPARSE, key=lambda n: k[n]["ratio_to_numpy_dense"])
+
+        def ratio(n):
+            return f"{k[n]['ratio_to_numpy_dense']:.2f}" if n in k else "—"
+        # both are medians of per-round ratios to the same numpy_dense: steadier than µs / µs
+        fi = k["model_for_inference"]["ratio_to_numpy_dense"] / k["model_dense"]["ratio_to_numpy_dense"]
+        lines.append(f"| {100 * r['sparsity']:g} % | {r['batch']} | {best} {ratio(best)} | "
+                     f"{ratio('scipy_csr')} | {ratio('torch_csr')} | {ratio('torch_dense')} | "
+                     f"{fi:.2f} ({', '.join(r.get('chosen', []))}) |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, choices=(1, 2), default=1)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--figure", action="store_true", help="only redraw the figure")
+    ap.add_argument("--summary", action="store_true",
+                    help="only print the results of --threads as a markdown table")
     args = ap.parse_args()
     import json
     path = RESULTS / "sparse_crossover.json"
-    if args.figure:
-        draw_figure(json.loads(path.read_text()))
+    if args.figure or args.summary:
+        if not path.exists():
+            sys.exit(f"error: {path} does not exist; run the benchmark first")
+        results = json.loads(path.read_text())
+        if args.summary:
+            if f"threads_{args.threads}" not in results:
+                sys.exit(f"error: {path} has no run with --threads {args.threads}")
+            print(summary(results, str(args.threads)))
+        else:
+            draw_figure(results)
         return
     try:
         import torch

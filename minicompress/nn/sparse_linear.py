@@ -122,15 +122,19 @@ def compact_matmul(form: CompactForm, x) -> np.ndarray:
 
 # ---- the measured rule ---------------------------------------------------------------------------
 # benchmarks/sparse_crossover.py, one BLAS thread, CPU time, median of interleaved rounds, the
-# cached lenet300 magnitude-pruned layer by layer (benchmarks/results/sparse_crossover.json):
-# * compact (dead rows/columns removed): time/dense ≈ c + 0.1…0.4 at batch 64 and 256, c the compact
-#   density; it won for every c ≤ 0.62 (fc1 at 99 %: 0.69x at batch 64, 0.96x at 256; fc2 at 98 %,
-#   c = 0.49: 0.66x, 0.85x) and lost for every c ≥ 0.74. At batch 1 it lost for fc2 at every
-#   sparsity (a 300x100 GEMM takes 3 µs: nothing to save from).
-# * ELL: time/dense grows ≈ 25·d at batch 64 and ≈ 40·d at batch 256 (d = K/in); it won for
-#   d ≤ 0.036 at batch 64 (fc1 0.98x, fc2 at d = 0.053: 0.83x) and for d ≤ 0.020 at batch 256
-#   (fc2 0.92x; fc1 at d = 0.036: 1.56x, lost). It never beat compact where both won.
-# * batch 1: neither won on fc2; on fc1 only at 99.5-99.9 %, by less than the noise of a 15 µs call.
+# cached lenet300 magnitude-pruned layer by layer (benchmarks/results/sparse_crossover.json,
+# "threads_1"); time / dense time of one layer:
+# * compact (dead rows and columns removed), c = compact density:
+#       batch 64:  fc1 c 0.62 → 0.78, c 0.82 → 1.09;  fc2 c 0.49 → 0.66, c 0.74 → 1.26
+#       batch 256: fc1 c 0.62 → 0.90, c 0.82 → 1.16;  fc2 c 0.49 → 0.83, c 0.74 → 1.17
+#   batch 1: fc2 (a 3 µs GEMM) lost at every c, down to 0.02 (1.19).
+# * ELL, d = K/in:
+#       batch 64:  fc1 d 0.036 → 0.81, d 0.052 → 1.36;  fc2 d 0.020 → 0.50, d 0.053 → 0.96
+#       batch 256: fc1 d 0.014 → 0.64, d 0.036 → 1.76;  fc2 d 0.020 → 0.66, d 0.053 → 1.49
+#   so the ELL crossover falls with the batch (its gathered (out, K, N) temporary grows with N).
+#   On these trained layers compact was faster than ELL wherever both won.
+# * fc3 (10 x 100): 2-22 µs in all; nothing to gain that the noise would not hide.
+# The thresholds below sit at or under the measured crossovers (dense when in doubt).
 COMPACT_MAX_DENSITY = 0.6
 ELL_MAX_DENSITY = ((64, 0.03), (256, 0.02))     # (smallest batch, largest d = K/in) — d*(batch)
 MIN_BATCH = 64                                   # not measured between 1 and 64: dense there
