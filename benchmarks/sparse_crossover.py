@@ -14,7 +14,8 @@ time other jobs held the core) and wall time with two. The kernels:
 * ``compact``      — drop dead inputs (all-zero columns) and dead outputs (all-zero rows), then a
   smaller dense GEMM on ``x[:, alive_in]`` (the library's ``compact_matmul``);
 * ``scipy_csr``    — ``scipy.sparse`` CSR (compiled; if scipy is installed);
-* ``torch_dense``, ``torch_csr`` — PyTorch dense and ``torch.sparse`` CSR (if torch is installed);
+* ``torch_dense``, ``torch_csr`` — PyTorch dense and ``torch.sparse`` CSR (if torch is installed;
+  one-thread run only, see ``main``);
 * for the whole forward also ``model_dense`` (the pruned ``Sequential``, mask baked in) and
   ``model_for_inference`` (``sparse_linear.for_inference`` of it, which picks dense, compact or ELL
   per layer and batch by the measured rule ``choose_kernel``).
@@ -338,11 +339,17 @@ def main():
         else:
             draw_figure(results)
         return
-    try:
-        import torch
-        torch.set_num_threads(args.threads)
-    except ImportError:
-        torch = None
+    torch = None
+    if args.threads == 1:
+        # With two threads PyTorch is left out: OpenBLAS's worker threads keep spinning ~0.1 s
+        # after each NumPy call and take the second core from PyTorch's threads when the two are
+        # interleaved in one process (a first two-thread run here measured torch at 500-5000x
+        # NumPy dense, which says nothing about either).
+        try:
+            import torch
+            torch.set_num_threads(1)
+        except ImportError:
+            torch = None
     try:
         import scipy.sparse as scipy_sparse
     except ImportError:

@@ -357,8 +357,9 @@ for k, us in tp.items():
 print(f"GEMM: {macs_conv / 1e6:.0f} M multiply-adds, {macs_conv / tp['GEMM cols @ Wᵀ'] / 1e3:.1f} G per second")
 
 # %% [markdown]
-# The GEMM is only part of the convolution's time; the copy that builds its input (im2col) and the passes after it
-# (ReLU, pooling) are of the same order, and they run at a memory speed, not an arithmetic speed. Pruning 98 % of the
+# The GEMM is only part of the convolution's time: the copy that builds its input (im2col) costs about as much as the
+# GEMM itself, pooling a good fraction of it, and these passes run at the speed of memory (a few GB/s here), not of
+# arithmetic. Pruning 98 % of the
 # conv weights could at best remove the GEMM; im2col, ReLU and pooling stay, so the layer cannot become 50× faster. Only
 # removing whole *filters* shrinks them too: fewer output channels, fewer activations to write, pool and copy.
 
@@ -393,9 +394,9 @@ for k, (_, m) in nets.items():
 
 # %% [markdown]
 # At batch 256 the time shrinks with the MACs (not perfectly: a small GEMM runs at a lower rate than a large one). At
-# batch 1 it hits a floor of a few microseconds per layer — the cost of calling NumPy at all — and the 30-10 net is
-# hardly faster than a net ten times its size. Compressing a model that is already this small buys memory, not
-# latency, at batch 1.
+# batch 1 it hits a floor of a few microseconds per layer — the cost of calling NumPy at all: the 30-10 net does 9 % of
+# the MACs and takes about a quarter of the time. Compressing a model that is already this small buys memory more than
+# latency at batch 1.
 
 # %% [markdown]
 # ## What pays (2): a sparse kernel only where it wins
