@@ -367,7 +367,8 @@ def main():
         "rule_at_the_time": rule, "clock": clock.__name__,
         "note": "median over interleaved rounds; ratio = median of per-round time / numpy_dense "
                 "time; weights: cached lenet300 magnitude-pruned layer by layer"})
-    draw_figure(json.loads(path.read_text()), threads=str(args.threads))
+    if args.threads == 1:       # the figure shows the one-thread run (see docs/RESULTS.md)
+        draw_figure(json.loads(path.read_text()))
 
 
 if __name__ == "__main__":
