@@ -364,14 +364,147 @@ print(f"GEMM: {macs_conv / 1e6:.0f} M multiply-adds, {macs_conv / tp['GEMM cols 
 # removing whole *filters* shrinks them too: fewer output channels, fewer activations to write, pool and copy.
 
 # %% [markdown]
-# ## What pays (1): removing whole neurons and filters
+# ## What pays (1): physical removal of filters and neurons
 #
-# Structured pruning (notebook 03, filter pruning) deletes whole rows of $W_\ell$ and the matching columns of
-# $W_{\ell+1}$: the matrices become smaller dense matrices, and BLAS runs them at full speed. The time then follows the
-# multiply-add count (MACs), as long as the batch is large enough that the call overhead does not dominate.
+# A pruning mask makes zeros, but a dense matmul multiplies a zero as fast as any other number. Structured pruning
+# (document §3.1.2, notebook 03) removes whole **filters** of a convolution and whole **neurons** (hidden units) of a
+# Linear layer, and then *removes them physically* (`prune.shrink`): the layer's weight loses rows, the next layer
+# loses the matching input channels or columns. What is left is an ordinary dense network with fewer channels — the
+# same code runs it, with smaller matrices.
 #
-# LeNet-300-100 with its hidden layers physically narrowed (a neuron removed = a row of $W_1$ and a column of $W_2$
-# deleted), dense NumPy at batch 1 and 256:
+# For neurons the removal is three slices. To keep only the units `keep` of hidden layer $\ell$,
+#
+# $$W^{(\ell)} \leftarrow W^{(\ell)}[\text{keep}, :],\qquad b^{(\ell)} \leftarrow b^{(\ell)}[\text{keep}],\qquad
+#   W^{(\ell+1)} \leftarrow W^{(\ell+1)}[:, \text{keep}],$$
+#
+# and the multiply-accumulates (MACs) of both layers fall with the number of units: $d_{in}\cdot h \to d_{in}\cdot h'$ and
+# $h\cdot d_{out} \to h'\cdot d_{out}$. `prune.learned_neuron_prune`
+# learns which units to keep with Adam exactly as `prune.learned_filter_prune` does for filters (a mask entry per unit,
+# straight-through scores, the weights fine-tuned together); `prune.remove_neurons` does the slicing.
+#
+# Does the time follow the MACs? Below: the dense LeNet-5 against the filter-pruned one of `benchmarks/prune_filters.py`
+# (3 of 6 filters in conv1, 10 of 16 in conv2), and LeNet-300-100 against a neuron-pruned one (100 of 300 and 50 of
+# 100 hidden units). Which filters or units are kept does not change the cost of a dense layer, so random weights
+# of the right shapes are timed. Times are process CPU time (on a shared machine the wall clock would also count the
+# time spent waiting for a core), the median of alternating rounds, batch 256, eval mode.
+
+# %%
+import time
+import numpy as np
+from minicompress import metrics, models, prune, nn
+
+def shrunk(model, keep):
+    """The model with only the first k filters/units of each named layer (the shapes matter, not which)."""
+    for name, k in keep.items():
+        model = prune.remove_filters(model, name, np.arange(k))
+    return model
+
+def forward_ms(models_, x, rounds=9):
+    """Median CPU milliseconds of one forward pass of each model, per child layer, in alternating rounds."""
+    per = [dict() for _ in models_]
+    for m in models_:
+        m.eval(); m(x)
+    for _ in range(rounds):
+        for i, m in enumerate(models_):
+            h = x
+            for name, layer in m.named_children():
+                t0 = time.process_time()
+                h = layer(h)
+                per[i].setdefault(name, []).append(time.process_time() - t0)
+    return [{n: 1e3 * float(np.median(t)) for n, t in d.items()} for d in per]
+
+rng = np.random.default_rng(0)
+pairs = {
+    "LeNet-5, filters": (models.lenet5(rng=rng), {"conv1": 3, "conv2": 10}, (1, 28, 28)),
+    "LeNet-300-100, neurons": (models.lenet300(rng=rng), {"fc1": 100, "fc2": 50}, (1, 28, 28)),
+}
+x = np.random.default_rng(1).standard_normal((256, 1, 28, 28)).astype(np.float32)
+table = {}
+for label, (dense, keep, shape) in pairs.items():
+    small = shrunk(dense, keep)
+    t_dense, t_small = forward_ms([dense, small], x)
+    macs_dense, macs_small = metrics.macs(dense, shape), metrics.macs(small, shape)
+    table[label] = (dense, small, t_dense, t_small, macs_dense, macs_small)
+    print(f"{label}: MACs {macs_dense[0]:,} → {macs_small[0]:,} ({macs_small[0] / macs_dense[0]:.2f}×),"
+          f" time {sum(t_dense.values()):.1f} → {sum(t_small.values()):.1f} ms"
+          f" ({sum(t_small.values()) / sum(t_dense.values()):.2f}×)")
+
+# %% [markdown]
+# Per layer, for LeNet-5 (ReLU and pooling have no MACs but do cost time: each is a pass over the whole activation):
+
+# %%
+dense, small, t_dense, t_small, macs_dense, macs_small = table["LeNet-5, filters"]
+print(f"{'layer':8s} {'MACs dense':>11s} {'MACs pruned':>12s} {'ms dense':>9s} {'ms pruned':>10s}")
+for name in t_dense:
+    md, ms = macs_dense[1].get(name, 0), macs_small[1].get(name, 0)
+    print(f"{name:8s} {md:11,d} {ms:12,d} {t_dense[name]:9.2f} {t_small[name]:10.2f}")
+
+# %%
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots(figsize=(6, 3))
+labels = list(table)
+mac_ratio = [table[k][5][0] / table[k][4][0] for k in labels]
+time_ratio = [sum(table[k][3].values()) / sum(table[k][2].values()) for k in labels]
+pos = np.arange(len(labels))
+ax.bar(pos - 0.2, mac_ratio, 0.4, label="MACs pruned / dense")
+ax.bar(pos + 0.2, time_ratio, 0.4, label="time pruned / dense")
+ax.axhline(1.0, color="gray", lw=0.8)
+ax.set_xticks(pos); ax.set_xticklabels(labels)
+ax.set_ylabel("pruned / dense"); ax.set_title("Physical removal: MACs and measured time (batch 256)")
+ax.legend(); plt.tight_layout(); plt.show()
+
+# %% [markdown]
+# **Reading the numbers.** For the MLP the time falls nearly as much as the MACs: each Linear layer is one matmul of
+# shape (256, $d_{in}$)·($d_{in}$, $h'$), and almost all the work is in it. For the CNN the time falls less than the MACs. A
+# convolution is computed as im2col (copy every $k\times k$ window into a row of a matrix) and one matmul; the copy
+# grows with the *input* channels and the output size, not with the number of filters. The first convolution sees a
+# one-channel image, so its im2col — 25 copies of every pixel for a 5×5 kernel — costs the same however many filters
+# are kept; ReLU and pooling are memory passes over the activations, which shrink with the filters but not with the
+# MACs of the next layer. So a pruned CNN needs a smaller MAC ratio than the speed-up you want. The recorded run
+# of `benchmarks/structured_speed.py` below prunes the teacher CNN's filters and its hidden units together (16 of 32
+# and 32 of 64 filters, 128 of 256 units), fine-tuned for 3 epochs, to about a quarter of the MACs:
+
+# %%
+import json
+from pathlib import Path
+ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+record = json.loads((ROOT / "benchmarks" / "results" / "structured_speed.json").read_text())
+run, timing = record["train"], record["latency"]
+print(f"kept: {run['keep']}")
+print(f"MACs: {run['pruned_macs']:,} of {run['dense_macs']:,} ({run['mac_ratio']:.0%})")
+print(f"accuracy (10,000 test images): {100 * run['dense_accuracy']:.2f} % dense, {100 * run['pruned_accuracy']:.2f} % pruned")
+print(f"forward pass, batch 256: {1e3 * timing['dense_cpu_s']:.0f} ms dense, {1e3 * timing['pruned_cpu_s']:.0f} ms pruned "
+      f"(CPU time): {timing['speedup_cpu']:.2f}x faster")
+print(f"artifact: {run['artifact_bytes']:,} bytes (the dense float32 weights: {run['dense_float32_bytes']:,})")
+
+# %% [markdown]
+# **Exercise — `conv_macs`.** Count the multiply-accumulates of one convolution for one image: each output
+# position of each of the $O$ filters is a dot product of length $C\cdot k^2$, and there are $OH\cdot OW$ output
+# positions, with $OH = \lfloor (H + 2p - k)/s \rfloor + 1$ (the same for $OW$ with $W$). Write the body of the function
+# (in the student edition it only raises `NotImplementedError`); the cell after it checks it against numbers worked
+# out by hand.
+
+# %%
+def conv_macs(O, C, k, H, W, stride, padding):
+    """Multiply-accumulates of a Conv2d with O filters of shape (C, k, k) on one (C, H, W) input:
+
+        MACs = O · C · k² · OH · OW,   OH = ⌊(H + 2p − k)/s⌋ + 1,   OW = ⌊(W + 2p − k)/s⌋ + 1
+
+    Returns an int.
+    """
+    ### BEGIN SOLUTION
+    oh = (H + 2 * padding - k) // stride + 1
+    ow = (W + 2 * padding - k) // stride + 1
+    return O * C * k * k * oh * ow
+    ### END SOLUTION
+
+# %%
+from minicompress.check import check
+check("conv_macs", conv_macs)
+
+# %% [markdown]
+# The same at batch 1: LeNet-300-100 with its hidden layers narrowed further (a neuron removed = a row of $W_1$ and a
+# column of $W_2$ deleted), dense NumPy at batch 1 and 256:
 
 # %%
 def mlp(h1, h2):
