@@ -499,7 +499,6 @@ def conv_macs(O, C, k, H, W, stride, padding):
     ### END SOLUTION
 
 # %%
-from minicompress.check import check
 check("conv_macs", conv_macs)
 
 # %% [markdown]
