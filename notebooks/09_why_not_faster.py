@@ -326,7 +326,143 @@ for k, us in tm.items():
 # integer model (notebook 05, `quantize.integer`) computes its exact integer sums with *float* BLAS: every product of
 # codes and their sums are integers below $2^{24}$, which float32 represents exactly, so the float32 GEMM returns the
 # exact integer accumulator (float64 when the bound is larger). The integer model is a model of what an int8 chip
-# computes, bit for bit; on a CPU through NumPy it cannot be faster than the float model.
+# computes, bit for bit; through NumPy its products run at float32 speed, not at int8 speed, so the most it can hope
+# for is the float model's time — the section below shows how close it gets.
+
+# %% [markdown]
+# ### The integer model through float BLAS, without overheads
+#
+# The integer model of notebook 05 (`quantize.convert`, what `python -m minicompress evaluate` runs on an `.npz`
+# artifact) computes every layer with integers only:
+#
+# $$\mathrm{acc}_o = \sum_k q_w[o,k]\,(q_x[k]-z_x) + q_b[o],\qquad
+#   q_y = \mathrm{clip}\big(((\mathrm{acc}\cdot M_0 + 2^{n-1}) \gg n) + z_y,\ q_{lo},\ q_{hi}\big).$$
+#
+# NumPy has no fast int8 matrix product (`@` on integer arrays runs a plain C loop, not BLAS). But a float32 product
+# of integers is **exact** as long as no partial sum leaves the range where float32 holds every integer, $|s| < 2^{24}$
+# (24-bit significand). In whatever order BLAS adds, every partial sum of row $o$ is bounded by
+#
+# $$B = \max_o \sum_k |q_w[o,k]| \cdot \max|q_x - z_x| + \max|q_b| ,$$
+#
+# which `IntLayer` computes once per layer from the real weights. $B < 2^{24}$: float32 BLAS, exact. Otherwise float64
+# BLAS, exact below $2^{53}$ (and $B < 2^{31}$ is required anyway: the accumulator is an int32). The textbook
+# worst case $K\cdot 127\cdot 255$ is too pessimistic: for LeNet-300-100's first layer it is $784\cdot127\cdot255
+# \approx 2.5\cdot 10^7 > 2^{24}$, but the real rows of 8-bit weights sum to far less than $784\cdot 127$.
+
+# %%
+import copy, time
+import numpy as np
+from minicompress import models
+from minicompress.data import cache_dir, load_dataset
+from minicompress.io import load_model
+from minicompress.quantize import calibrate, convert, prepare
+from minicompress.quantize.integer import IntegerModel, IntLayer, QuantizeInput
+
+(xtr, _), (xte, yte) = load_dataset("fashion-mnist")
+float_model = models.build("lenet300", 28, rng=np.random.default_rng(0))
+ckpt = cache_dir() / "checkpoints" / "lenet300_fashion_e10_s0.npz"   # made by benchmarks/train_dense.py
+if ckpt.exists():
+    float_model = load_model(float_model, ckpt)
+else:
+    print("no trained checkpoint: untrained weights (the speed depends only on the shapes)")
+float_model.eval()
+fake = prepare(copy.deepcopy(float_model), 8, 8, input_kind="asymmetric")    # 8-bit weights and activations
+calibrate(fake, xtr[:1000])                                                   # post-training: min-max ranges
+im = convert(fake)
+
+print(f"{'layer':>10} {'K':>5} {'K·127·255':>11} {'bound B':>10} {'2^24':>10}  GEMM")
+for s in im.steps:
+    if isinstance(s, IntLayer):
+        k = s.w_mat.shape[1]
+        print(f"{str(s.q_w.shape):>10} {k:5d} {k * 127 * 255:11,d} {s.bound:10,d} {2 ** 24:10,d}  "
+              f"{np.dtype(s.exact_dtype).name}")
+
+# %% [markdown]
+# ### What made it slow, and what was removed
+#
+# Exact is not yet fast. The straightforward version — each step's `run`, kept as `IntegerModel.forward_steps` —
+# took about 1.5 times the float model's time on LeNet-300-100, although its matrix products are the same float32
+# GEMMs. The extra time was everything around them:
+#
+# * **dtype round trips**: the codes left every layer as uint8 and were cast back to float32 before the next GEMM;
+#   the requantisation ran in float64 over six passes, two of them mixed float32·float64 operations, which NumPy
+#   runs through its slow casting loop, and recomputed $M = M_0 2^{-n}$ on every call;
+# * **zero points**: $q_x - z_x$ took a pass of its own (or a bias correction);
+# * **fresh temporaries** on every call (for a 1 MB array: page faults every time), an `isfinite` pass over the
+#   input and a clip of the input codes that is almost never needed.
+#
+# `IntegerModel.forward` now computes the same integers in a few fused stages, built once per input shape:
+#
+# * activations stay float32 **centred codes** $c = q - z$ between layers (exact: $|c| < 2^{16}$), so there is no
+#   cast before a GEMM and no $-z_x$ pass, and a convolution's zero padding is simply $c = 0$;
+# * the weights are unpacked once, when the model is loaded, and stored as a float32 $(K, O)$ matrix in C order —
+#   a layout OpenBLAS multiplies by 10–20 % faster than the float layer's transposed view (the sums are exact in any
+#   order, so we may pick the fastest);
+# * the bias is added to the exact float32 accumulators, and the requantisation is five passes of one dtype each:
+#   cast to float64, multiply by $M$, round, cast to float32, clip. It is exact because $M_0 < 2^{27}$ and
+#   $|\mathrm{acc}| < 2^{24}$ make $\mathrm{acc}\cdot M = (\mathrm{acc}\cdot M_0)\,2^{-n}$ a multiple of $2^{-n}$ with a
+#   numerator below $2^{51}$ — exact in float64. Round half up, $\lfloor \mathrm{acc}\cdot M + \tfrac12\rfloor$, is
+#   NumPy's `rint` (half to even) unless some $\mathrm{acc}\cdot M$ is an exact tie $k+\tfrac12$; that needs
+#   $\mathrm{acc}\cdot M_0$ to end in exactly $n-1$ zero bits, impossible when $B < 2^{n-1-t}$ ($t$ the trailing zero
+#   bits of $M_0$) — checked per layer, otherwise the "$+\tfrac12$, floor" pair is used;
+# * a max-pool right after a layer is taken on the accumulators *before* the requantisation (which is
+#   non-decreasing, so the two commute): a 2×2 pool leaves a quarter of the values to requantise;
+# * every intermediate array is reused from call to call (one set per thread).
+#
+# Every trick keeps the numbers bit-identical; below we check it on the whole test set and time the float model,
+# the step-by-step path and the fused one, interleaved in rounds (process CPU time, median of the rounds).
+
+# %%
+def cpu_seconds(fn, x, calls):
+    t0 = time.process_time()
+    for _ in range(calls):
+        fn(x)
+    return (time.process_time() - t0) / calls
+
+same = np.array_equal(im.forward(xte), im.forward_steps(xte))
+print(f"fused stages == step by step on {len(xte)} test images: {same}")
+assert same
+
+paths = {"float": float_model.forward, "integer, step by step": im.forward_steps, "integer, fused": im.forward}
+rows = []
+for batch, calls in ((1, 400), (256, 8)):
+    x = xte[:batch]
+    times = {name: [] for name in paths}
+    for fn in paths.values():
+        fn(x)                                                    # warm-up: buffers, caches
+    for _ in range(9):
+        for name, fn in paths.items():
+            times[name].append(cpu_seconds(fn, x, calls))
+    med = {name: np.median(t) for name, t in times.items()}
+    for name in paths:
+        rows.append((batch, name, med[name] * 1e6, med[name] / med["float"]))
+print(f"{'batch':>5}  {'path':<22} {'µs / batch':>11} {'÷ float':>8}")
+for batch, name, us, ratio in rows:
+    print(f"{batch:5d}  {name:<22} {us:11.0f} {ratio:8.2f}")
+
+# %% [markdown]
+# Read the ratios, not the microseconds: the machine is shared and the times move by tens of percent from run to
+# run. At batch 1 every NumPy call costs about a microsecond whatever its size, so there the number of calls counts;
+# at batch 256 the GEMMs dominate. The fused path removes most of the overhead, but on LeNet-300-100 it does not
+# quite reach the float model: what is left is work the float model does not have — quantising the input
+# ($x/\Delta$ and `rint`, two passes over 784 numbers per image, and a division is slow) and five requantisation passes
+# per hidden layer where the float model has a bias and a ReLU — and the faster weight layout pays for only part of
+# it. On LeNet-5 the fused path is *faster* than the float model: pooling the accumulators before requantising and a
+# max-pool that need not remember where each maximum was (the float layer keeps it for the backward pass) save more
+# than the integer model's extra passes cost. `benchmarks/int_speed.py` measures both nets, dense and pruned, at
+# batch 1, 64 and 256 (`benchmarks/results/int_speed.json`).
+#
+# And the fallback: a layer whose bound does not fit float32 — here 2000 inputs with 8-bit weights — is computed with
+# float64 BLAS, still exact (compared with NumPy's own int64 product):
+
+# %%
+rng = np.random.default_rng(0)
+q_w = rng.integers(-127, 128, size=(10, 2000))
+wide = IntLayer("linear", (q_w, 8, np.ones(10)), np.zeros(10), (np.float32(1), 0, 0, 255),
+                {"out_scale": np.ones(10, np.float32)})
+x_codes = rng.integers(0, 256, size=(5, 2000))
+print(f"bound {wide.bound:,} ≥ 2^24 = {2 ** 24:,}: GEMM in {np.dtype(wide.exact_dtype).name}")
+assert np.array_equal(wide.run(x_codes), (x_codes @ q_w.T).astype(np.float32))
 
 # %% [markdown]
 # ## (d) Memory-bound passes
