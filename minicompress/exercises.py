@@ -1,7 +1,7 @@
 """The classroom exercises: one registry, exercise name → the equation, hand-computed cases and the
 typical mistakes the checker recognises.
 
-Each notebook 01–07 asks the student to write small NumPy functions (``adam_moments``,
+Each notebook 01–07 (and 09) asks the student to write small NumPy functions (``adam_moments``,
 ``l1_penalty``, ``symmetric_quantize`` …) between ``### BEGIN SOLUTION`` / ``### END SOLUTION``.
 :mod:`minicompress.check` calls those functions on the cases below and compares every output with
 the value worked out by hand (the arithmetic is in the comments). When an output is wrong, each
@@ -44,7 +44,7 @@ class Mistake:
 
 @dataclass(frozen=True)
 class Exercise:
-    """One exercise: the function ``name`` of notebook ``notebook`` ("01" … "07"), the equation it
+    """One exercise: the function ``name`` of notebook ``notebook`` ("01" … "09"), the equation it
     implements, its outputs, the hand-computed cases and the mistakes recognised."""
     name: str
     notebook: str
@@ -693,29 +693,49 @@ def _out(size, k, stride, padding):
     return (size + 2 * padding - k) // stride + 1
 
 
-# ---- 10 beyond the document: entropy coding ---------------------------------------------------
-def _canonical(lengths, shift=True, skip_zero=True, descending=False):
-    """Canonical codes of the lengths, or one of the slips below (for the mistakes)."""
-    lengths = [int(l) for l in lengths]
-    n_len = [0] * 17
-    for l in lengths:
-        if l or not skip_zero:
-            n_len[l] += 1
-    first, code = [0] * 17, 0
-    if not skip_zero:
-        first[1] = code = 2 * n_len[0]
-    for l in range(2, 17):
-        code = 2 * (code + n_len[l - 1]) if shift else code + n_len[l - 1]
-        first[l] = code
-    order = sorted(range(len(lengths)), key=lambda s: (lengths[s], -s if descending else s))
-    codes, nxt = [0] * len(lengths), list(first)
-    for s in order:
-        if lengths[s]:
-            codes[s], nxt[lengths[s]] = nxt[lengths[s]], nxt[lengths[s]] + 1
-    return (np.array(codes),)
+_ELL_X = np.array([[1.0, 2.0, 3.0], [0.0, 3.0, 5.0]])
+# W = [[0, 2, 0], [1, 0, −1]]: row 0 keeps column 1 (value 2) and is padded with (column 0, value 0)
+_ELL_COLS, _ELL_VALS = np.array([[1, 0], [0, 2]]), np.array([[2.0, 0.0], [1.0, -1.0]])
+_ELL_X1, _ELL_COLS1, _ELL_VALS1 = np.array([[2.0, -1.0, 0.5, 4.0]]), np.array([[3, 1], [0, 0]]), \
+    np.array([[0.5, -2.0], [0.0, 0.0]])
+
+
+def _ell_no_gather(cols, vals, x):
+    """The slip: value k of row o multiplied by input feature k (cols ignored)."""
+    k = vals.shape[1]
+    return (x[:, :k] @ vals.T,)
 
 
 _add(
+    Exercise(
+        "ell_forward", "09", "y[n, o] = Σ_k vals[o, k] · x[n, cols[o, k]]  (ELL storage of W)",
+        (Output("y", {"en": "Σ_k vals[o, k]·x[n, cols[o, k]], shape (N, out)",
+                      "zh": "Σ_k vals[o, k]·x[n, cols[o, k]], 形状 (N, out)"}),),
+        (  # n = 0: o = 0: 2·x[0,1] + 0 = 4 ; o = 1: 1·x[0,0] − 1·x[0,2] = 1 − 3 = −2
+            #  n = 1: o = 0: 2·3 = 6 ; o = 1: 0 − 5 = −5
+            Case(dict(cols=_ELL_COLS, vals=_ELL_VALS, x=_ELL_X), (np.array([[4.0, -2.0], [6.0, -5.0]]),)),
+            # 0.5·x[3] − 2·x[1] = 2 + 2 = 4 ; the all-padding row gives 0
+            Case(dict(cols=_ELL_COLS1, vals=_ELL_VALS1, x=_ELL_X1), (np.array([[4.0, 0.0]]),))),
+        (Mistake("no_gather", _ell_no_gather,
+                 {"en": "value vals[o, k] belongs to input feature cols[o, k], not to feature k: "
+                        "gather x[:, cols] first",
+                  "zh": "vals[o, k] 对应的是输入特征 cols[o, k], 不是特征 k: 先取 x[:, cols]"}),
+         Mistake("transposed", lambda cols, vals, x: (np.einsum("nok,ok->on", x[:, cols], vals),),
+                 {"en": "the output is (N, out), one row per input row: transpose it",
+                  "zh": "输出的形状是 (N, out), 每个输入样本一行: 请转置"}))),
+    Exercise(
+        "ell_density", "09", "ELL work share = K / in, K = the largest number of nonzeros in a row of W",
+        (Output("K/in", {"en": "max_o nnz(W[o, :]) / in", "zh": "max_o nnz(W[o, :]) / in"}),),
+        (  # row nonzeros 2, 0, 1 → K = 2 ; in = 4 → 0.5   (nnz/size would be 3/12 = 0.25)
+            Case(dict(w=np.array([[0.0, 1.0, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0], [3.0, 0.0, 0.0, 0.0]])), (0.5,)),
+            # row nonzeros 1, 3 → K = 3 ; in = 5 → 0.6   (nnz/size = 0.4, K/out = 1.5)
+            Case(dict(w=np.array([[1.0, 0.0, 0.0, 0.0, 0.0], [0.0, 2.0, 3.0, 0.0, 4.0]])), (0.6,))),
+        (Mistake("nnz_density", lambda w: (np.count_nonzero(w) / w.size,),
+                 {"en": "ELL pads every row to the longest one: use K = the largest row count, not nnz",
+                  "zh": "ELL 把每一行都补齐到最长的一行: 用 K = 最多的一行非零个数, 不是 nnz"}),
+         Mistake("per_output", lambda w: ((w != 0).sum(1).max() / w.shape[0],),
+                 {"en": "divide by the number of inputs (columns of W), the length of a dense row",
+                  "zh": "要除以输入个数 (W 的列数), 即稠密一行的长度"}))),
     Exercise(
         "conv_macs", "09", "MACs = O·C·k²·OH·OW,  OH = ⌊(H + 2p − k)/s⌋ + 1,  OW = ⌊(W + 2p − k)/s⌋ + 1",
         (Output("MACs", {"en": "O·C·k²·OH·OW (one image), OH = ⌊(H + 2p − k)/s⌋ + 1",
