@@ -14,7 +14,8 @@ from minicompress.quantize.adaround import (AdaRoundConfig, adaround, adaround_c
                                             inverse_rectified_sigmoid, rectified_sigmoid,
                                             rectified_sigmoid_grad, rounding_regularizer,
                                             rounding_regularizer_grad, soft_quantize)
-from minicompress.quantize.gptq import damped_hessian, gptq, gptq_codes, inverse_cholesky_upper
+from minicompress.quantize.gptq import (damped_hessian, gptq, gptq_codes, inverse_cholesky_upper,
+                                       obq_step)
 from minicompress.quantize.layerwise import (input_gram, layer_inputs, nearest_codes,
                                              reconstruction_error, weight_matrix)
 from minicompress.data import standardization
@@ -229,3 +230,31 @@ def test_masked_layer_is_refused(digits):
     calibrate(model, xtr[:100])
     with pytest.raises(ValueError, match="exactly one weight transform"):
         gptq(model, xtr[:100])
+
+
+def test_exercise_values_agree_with_the_library():
+    """The hand-computed cases of notebook 10's exercises, recomputed by the library."""
+    from minicompress.exercises import EXERCISES
+    for case in EXERCISES["rectified_sigmoid"].cases:
+        np.testing.assert_allclose(rectified_sigmoid(case.args["V"]), case.expected[0], atol=1e-7)
+    for case in EXERCISES["rounding_regularizer"].cases:
+        h, beta = case.args["h"], case.args["beta"]
+        assert rounding_regularizer(h, beta) == pytest.approx(case.expected[0])
+        np.testing.assert_allclose(rounding_regularizer_grad(h, beta), case.expected[1])
+    for case in EXERCISES["gptq_column_update"].cases:
+        q, rest = obq_step(**case.args)
+        np.testing.assert_array_equal(q, case.expected[0])
+        np.testing.assert_allclose(rest, case.expected[1])
+
+
+def test_gptq_equals_repeated_obq_steps(rng):
+    """The Cholesky loop gives the codes of K explicit OBQ steps, each with the inverse of H
+    restricted to the weights still free (float64, no damping)."""
+    w, _, h = _layer_problem(rng, o=5, k=7, rows=50)
+    delta = np.abs(w).max(axis=1, keepdims=True) / 3
+    free, codes = w.copy(), []
+    for i in range(7):
+        q, rest = obq_step(free, np.linalg.inv(h[i:, i:]), delta[:, 0], -3, 3)
+        codes.append(q)
+        free = rest
+    np.testing.assert_array_equal(gptq_codes(w, h, delta, -3, 3, damp=0.0), np.stack(codes, 1))

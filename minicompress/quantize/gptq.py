@@ -76,6 +76,20 @@ def inverse_cholesky_upper(h):
         raise ValueError("gptq: H + λI is not positive definite; increase damp") from None
 
 
+def obq_step(w, h_inv, delta, q_lo, q_hi):
+    """One optimal-brain-quantizer step with an explicit inverse (for teaching and testing):
+    round column 0 of w (O, K), q = clip(round(w₀/Δ), q_lo, q_hi), and move the others,
+
+        w_rest = w[:, 1:] − (w₀ − Δq) · H_F⁻¹[0, 1:] / H_F⁻¹[0, 0]
+
+    with ``h_inv`` = H_F⁻¹ (K, K) the inverse Hessian of the K weights still free. Returns
+    (q (O,), w_rest (O, K − 1)). :func:`gptq_codes` does the same with the Cholesky rows."""
+    w = np.asarray(w, np.float64)
+    q = grid_code(w[:, 0] / delta, 0, q_lo, q_hi)
+    err = w[:, 0] - delta * q
+    return q, w[:, 1:] - np.outer(err, h_inv[0, 1:] / h_inv[0, 0])
+
+
 def gptq_codes(w, h, delta, q_lo, q_hi, damp=DAMP):
     """Integer codes of W (O, K) by GPTQ, for the grid Δ·clip(round(w/Δ), q_lo, q_hi).
 
