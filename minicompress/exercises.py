@@ -687,7 +687,7 @@ _add(
             Case(dict(h=np.array([0.25, 0.75, 0.5]), beta=3.0), (2.75, np.array([1.5, -1.5, 0.0])))),
         (Mistake("no_one_minus", lambda h, beta: (
             float(np.sum(np.abs(2 * h - 1) ** beta)),
-            2 * beta * np.abs(2 * h - 1) ** (beta - 1) * np.sign(2 * h - 1)),
+            -2 * beta * np.abs(2 * h - 1) ** (beta - 1) * np.sign(2 * h - 1)),
             {"en": "f_reg sums 1 − |2h − 1|^β: it is 0 when h is 0 or 1 and largest at h = ½",
              "zh": "f_reg 求和的是 1 − |2h − 1|^β: h 为 0 或 1 时为 0, h = ½ 时最大"}),
          Mistake("chain_rule_two", lambda h, beta: (
