@@ -344,8 +344,12 @@ for net in ("lenet300", "lenet5"):
         cells = []
         for b in (4, 3, 2):
             e = res.get(f"{row}/{b}/per-channel")
-            cells.append(f"{100 * e['int_accuracy']['mean']:.2f} ± {100 * e['int_accuracy']['std']:.2f}"
-                         if e and "int_accuracy" in e else "—")
+            if e and "int_accuracy" in e:
+                a = e["int_accuracy"]
+                cells.append(f"{100 * a['mean']:.2f} ± {100 * a['std']:.2f}" if a["n"] > 1
+                             else f"{100 * a['mean']:.2f} (1 draw)")
+            else:
+                cells.append("—")
         print(f"{label:32s}" + "".join(c.rjust(16) for c in cells))
     qt = load_result(f"quant_table_{net}")
     if qt:
@@ -389,7 +393,8 @@ if sweep:
     ax.scatter(*zip(*pipe), marker="D", color="k", s=18, label="pipeline (prune + distil + quantise)")
     ax.plot(*zip(*pareto(pipe)), "k-", lw=1, label="pipeline: Pareto front")
 if ptq_points:
-    ax.plot(*zip(*pareto(ptq_points)), "C3--", lw=1, label="post-training rounding: Pareto front")
+    shown = [p for p in ptq_points if p[1] >= 0.80]          # the front of the points on the chart
+    ax.plot(*zip(*pareto(shown)), "C3--", lw=1, label="post-training rounding: Pareto front")
 ax.set_xscale("log"); ax.set_ylim(0.80, 0.93)
 ax.set_xlabel("artifact file size (bytes, log scale)"); ax.set_ylabel("test accuracy (integer model)")
 ax.set_title("Fashion-MNIST: accuracy against bytes (faded: LeNet-300-100, solid: LeNet-5)")
