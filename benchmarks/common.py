@@ -74,6 +74,17 @@ def _git_commit():
         return None
 
 
+def blas_info():
+    """The BLAS library numpy calls, its kernel (e.g. SkylakeX, Haswell) and thread count, via
+    threadpoolctl (None when it is not installed)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return [{k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
+            for d in threadpool_info() if d.get("user_api") == "blas"]
+
+
 def _machine():
     """Where and with what the numbers were measured: cores, date, commit, BLAS threads."""
     return {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"), "commit": _git_commit(),

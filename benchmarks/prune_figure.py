@@ -13,10 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -31,42 +28,53 @@ def load(name):
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def draw_accuracy(ax, net, bytes_ax=None):
+    """Test accuracy against global sparsity of ``net`` on ``ax``, every curve and legend entry named
+    from ``benchmarks/results/prune_weights_<net>.json`` (and the PyTorch reference file); with
+    ``bytes_ax``, also the stored-bytes ratio of the learned and magnitude runs. y limits from the data."""
+    res = load(f"prune_weights_{net}")
+    if res is None:
+        ax.set_title(f"{net}: no results yet")
+        return
+    x = [100 * t for t in res["targets"]]
+    ys = [100 * res["dense_accuracy"]]
+    for key, run in sorted(res["runs"].items()):
+        method = key.split("@")[0]
+        color, marker = STYLE.get(method, ("k", "x"))
+        ls = "-" if "lr0.001" in key else "--"
+        ys += [100 * a for a in run["accuracy"]]
+        if method == "control":
+            ax.axhline(100 * run["accuracy"][-1], color=color, ls=ls, lw=1,
+                       label=f"control (no pruning, 10 ep) {key.split('@')[1]}")
+            continue
+        ax.plot(x[:len(run["accuracy"])], [100 * a for a in run["accuracy"]], ls, color=color,
+                marker=marker, label=key)
+        if bytes_ax is not None and method in ("learned", "magnitude") and run.get("bytes"):
+            bytes_ax.plot(x[:len(run["bytes"])], [100 * b / (4 * _params(res)) for b in run["bytes"]],
+                          ls, marker=marker, label=f"{net} {key}")
+    ref = load(f"prune_torch_reference_{net}")
+    if ref is not None:
+        ax.plot(x, [100 * a for a in ref["accuracy"]], ":", color="k", marker="x",
+                label="PyTorch global L1 (run here)")
+        ys += [100 * a for a in ref["accuracy"]]
+    reference = [(xi, 100 * a) for xi, a in zip(x, REFERENCE_TABLE[net]) if a is not None]
+    ax.plot(*zip(*reference), "k*", ms=10, label="reference table (PyTorch)")
+    ys += [a for _, a in reference]
+    ax.axhline(100 * res["dense_accuracy"], color="k", lw=0.8, ls=(0, (1, 3)), label="dense start")
+    ax.set_title(f"{net} on Fashion-MNIST (solid: lr 1e-3, dashed: lr 1e-4)")
+    ax.set_xlabel("global sparsity (%)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(min(ys) - 1.5, max(ys) + 1)   # every point inside
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(alpha=0.3)
+
+
 def main():
     FIGURES.mkdir(exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     fig2, ax2 = plt.subplots(figsize=(6, 4))
     for ax, net in zip(axes, ("lenet300", "lenet5")):
-        res = load(f"prune_weights_{net}")
-        if res is None:
-            ax.set_title(f"{net}: no results yet")
-            continue
-        x = [100 * t for t in res["targets"]]
-        for key, run in sorted(res["runs"].items()):
-            method = key.split("@")[0]
-            color, marker = STYLE.get(method, ("k", "x"))
-            ls = "-" if "lr0.001" in key else "--"
-            if method == "control":
-                ax.axhline(100 * run["accuracy"][-1], color=color, ls=ls, lw=1,
-                           label=f"control (no pruning, 10 ep) {key.split('@')[1]}")
-                continue
-            ax.plot(x[:len(run["accuracy"])], [100 * a for a in run["accuracy"]], ls, color=color,
-                    marker=marker, label=key)
-            if method in ("learned", "magnitude") and run.get("bytes"):
-                ax2.plot(x[:len(run["bytes"])], [100 * b / (4 * _params(res)) for b in run["bytes"]],
-                         ls, marker=marker, label=f"{net} {key}")
-        ref = load(f"prune_torch_reference_{net}")
-        if ref is not None:
-            ax.plot(x, [100 * a for a in ref["accuracy"]], ":", color="k", marker="x",
-                    label="PyTorch global L1 (run here)")
-        reference = [(xi, 100 * a) for xi, a in zip(x, REFERENCE_TABLE[net]) if a is not None]
-        ax.plot(*zip(*reference), "k*", ms=10, label="reference table (PyTorch)")
-        ax.axhline(100 * res["dense_accuracy"], color="k", lw=0.8, ls=(0, (1, 3)), label="dense start")
-        ax.set_title(f"{net} on Fashion-MNIST (solid: lr 1e-3, dashed: lr 1e-4)")
-        ax.set_xlabel("global sparsity (%)")
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_ylim(60 if net == "lenet5" else 75, 92)
-        ax.legend(fontsize=7, loc="lower left")
-        ax.grid(alpha=0.3)
+        draw_accuracy(ax, net, bytes_ax=ax2)
     fig.tight_layout()
     fig.savefig(FIGURES / "prune_accuracy_vs_sparsity.png", dpi=120)
     ax2.axhline(10, color="k", ls=":", label="target at 95 % (lenet300): 10 %")
@@ -90,4 +98,5 @@ def _params(res):
 
 
 if __name__ == "__main__":
+    plt.switch_backend("Agg")   # files only; importing the module (notebook 08 does) keeps the caller's backend
     main()

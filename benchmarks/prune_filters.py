@@ -18,7 +18,7 @@ import time
 
 import numpy as np
 
-from common import dense_model, fashion, save_result, update_result
+from common import blas_info, dense_model, fashion, save_result, update_result
 
 from minicompress import metrics, prune
 from minicompress.nn import Conv2d
@@ -104,6 +104,22 @@ def main():
     save_result(f"prune_filters_{args.net}", res)
 
 
+def interleaved_cpu_time(models_, x, rounds=15):
+    """Median process CPU seconds per forward of each model (eval mode), alternating rounds. With
+    one BLAS thread this is the work the forward pass does; on a shared machine the wall clock
+    also counts the time spent waiting for a core."""
+    for m in models_:
+        m.eval()
+        m(x)
+    times = [[] for _ in models_]
+    for _ in range(rounds):
+        for i, m in enumerate(models_):
+            t0 = time.process_time()
+            m(x)
+            times[i].append(time.process_time() - t0)
+    return [float(np.median(t)) for t in times]
+
+
 def latency_only(args):
     """Forward latency of the dense net and of a net with the shrunk *shapes* (which filters are
     kept does not change the cost of dense matmuls), without training. Saved under
@@ -115,12 +131,17 @@ def latency_only(args):
         small = prune.remove_filters(small, name, np.arange(int(k)))
     x = np.random.default_rng(1).standard_normal((args.batch, 1, 28, 28)).astype(np.float32)
     lat_dense, lat_small = interleaved_latency([dense, small], x, rounds=args.rounds)
+    cpu_dense, cpu_small = interleaved_cpu_time([dense, small], x, rounds=args.rounds)
     mac_ratio = metrics.macs(small, (1, 28, 28))[0] / metrics.macs(dense, (1, 28, 28))[0]
     res = {"net": args.net, "keep": args.keep, "latency_batch": args.batch, "rounds": args.rounds,
            "dense_latency_s": lat_dense, "pruned_latency_s": lat_small,
            "latency_ratio": lat_small / lat_dense, "mac_ratio": mac_ratio,
            "latency_over_mac_ratio": lat_small / lat_dense / mac_ratio,
+           "dense_cpu_s": cpu_dense, "pruned_cpu_s": cpu_small,
+           "cpu_time_ratio": cpu_small / cpu_dense,
+           "cpu_time_over_mac_ratio": cpu_small / cpu_dense / mac_ratio,
            "load_average_1min": float(open("/proc/loadavg").read().split()[0]),
+           "blas": blas_info(),
            "command": f"OPENBLAS_NUM_THREADS=1 python benchmarks/prune_filters.py --net {args.net} "
                       f"--keep {args.keep} --latency-only --rounds {args.rounds}"}
     for k, v in res.items():

@@ -630,6 +630,107 @@ _add(
 )
 
 
+
+# ---- 10 beyond the document: N:M sparsity ------------------------------------------------------
+def _nm(scores, n, m, *, sign=1.0, transform=None, tie_high=False):
+    """Per group of m consecutive entries of each row, 1 at the n largest (ties → lower index);
+    the keyword arguments produce the mistakes below."""
+    s = np.asarray(scores, np.float64)
+    s = transform(s) if transform else s
+    g = sign * s.reshape(s.shape[0], -1, m)
+    if tie_high:   # ascending stable sort, last n: among equal scores the *higher* index wins
+        top = np.argsort(g, axis=-1, kind="stable")[..., -n:]
+    else:
+        top = np.argsort(-g, axis=-1, kind="stable")[..., :n]
+    keep = np.zeros(g.shape)
+    np.put_along_axis(keep, top, 1.0, axis=-1)
+    return keep.reshape(s.shape)
+
+
+def _row_topk(scores, n, m):
+    s = np.asarray(scores, np.float64)
+    k = s.shape[1] * n // m
+    top = np.argsort(-s, axis=-1, kind="stable")[:, :k]
+    keep = np.zeros(s.shape)
+    np.put_along_axis(keep, top, 1.0, axis=-1)
+    return keep
+
+
+NM_S = [[0.9, -0.1, 0.3, 0.5, 0.0, 0.2, 0.8, 0.7],
+        [0.1, 0.4, 0.6, 0.2, 1.0, 0.9, -2.0, 0.3]]
+
+_add(
+    Exercise(
+        "nm_mask", "10", "m = 1 at the N largest scores of every group of M consecutive entries of a row",
+        (Output("m", {"en": "1 at the N largest scores of each group of M consecutive entries, 0 elsewhere",
+                      "zh": "每行每组 M 个相邻元素中得分最大的 N 个位置为 1,其余为 0"}),),
+        (  # groups (0.9 −0.1 0.3 0.5) (0.0 0.2 0.8 0.7) (0.1 0.4 0.6 0.2) (1.0 0.9 −2.0 0.3), keep 2 of 4
+            Case(dict(scores=np.array(NM_S), n=2, m=4),
+                 (np.array([[1, 0, 0, 1, 0, 0, 1, 1], [0, 1, 1, 0, 1, 1, 0, 0]], dtype=float),)),
+            # 2 of every 4, not the 4 largest of the row: (5 4 3 2) → 5, 4 ; (1 0 −1 −2) → 1, 0
+            Case(dict(scores=np.array([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0, -1.0, -2.0]]), n=2, m=4),
+                 (np.array([[1, 1, 0, 0, 1, 1, 0, 0]], dtype=float),)),
+            # ties: three equal scores in a group of 4, keep 1 → the lower index
+            Case(dict(scores=np.array([[0.5, 0.5, 0.1, 0.5, 0.0, 0.0, 0.0, 0.0]]), n=1, m=4),
+                 (np.array([[1, 0, 0, 0, 1, 0, 0, 0]], dtype=float),))),
+        (Mistake("keeps_smallest", lambda scores, n, m: (_nm(scores, n, m, sign=-1.0),),
+                 {"en": "it keeps the smallest scores of each group: the mask is 1 where the score is *large*",
+                  "zh": "保留的是每组中得分最小的位置: 掩码应在得分*大*的位置为 1"}),
+         Mistake("row_topk", lambda scores, n, m: (_row_topk(scores, n, m),),
+                 {"en": "N:M chooses inside every group of M consecutive entries, not the N/M largest of the whole row",
+                  "zh": "N:M 是在每组 M 个相邻元素内部选择,而不是在整行中选最大的 N/M 比例"}),
+         Mistake("abs_scores", lambda scores, n, m: (_nm(scores, n, m, transform=np.abs),),
+                 {"en": "the scores are already the importance: keep the largest score, not the largest |score|",
+                  "zh": "得分本身就是重要性: 保留得分最大的,而不是绝对值最大的"}),
+         Mistake("ties_high", lambda scores, n, m: (_nm(scores, n, m, tie_high=True),),
+                 {"en": "ties: among equal scores keep the lower index (a stable sort of −scores, first N)",
+                  "zh": "并列: 得分相同时保留下标较小的 (对 −scores 做稳定排序,取前 N 个)"}))),
+)
+
+
+# ---- 09 why isn't it faster? -----------------------------------------------------------------
+def _out(size, k, stride, padding):
+    return (size + 2 * padding - k) // stride + 1
+
+
+_add(
+    Exercise(
+        "conv_macs", "09", "MACs = O·C·k²·OH·OW,  OH = ⌊(H + 2p − k)/s⌋ + 1,  OW = ⌊(W + 2p − k)/s⌋ + 1",
+        (Output("MACs", {"en": "O·C·k²·OH·OW (one image), OH = ⌊(H + 2p − k)/s⌋ + 1",
+                         "zh": "O·C·k²·OH·OW (一张图像), OH = ⌊(H + 2p − k)/s⌋ + 1"}),),
+        (  # LeNet-5 conv1: OH = (28 + 4 − 5)/1 + 1 = 28 ; 6·1·25·784 = 117,600
+            Case(dict(O=6, C=1, k=5, H=28, W=28, stride=1, padding=2), (117600,)),
+            # filter-pruned conv2 (10 of 16 filters, 3 input channels left): OH = 14 − 5 + 1 = 10 ;
+            # 10·3·25·100 = 75,000
+            Case(dict(O=10, C=3, k=5, H=14, W=14, stride=1, padding=0), (75000,)),
+            # stride 2, padding 1, 9x11, k = 5: OH = ⌊(9 + 2 − 5)/2⌋ + 1 = 4, OW = ⌊8/2⌋ + 1 = 5 ;
+            # 4·2·25·20 = 4,000
+            Case(dict(O=4, C=2, k=5, H=9, W=11, stride=2, padding=1), (4000,))),
+        (Mistake("input_size", lambda O, C, k, H, W, stride, padding: (O * C * k * k * H * W,),
+                 {"en": "count the *output* positions OH·OW (one dot product of length C·k² each), "
+                        "not the input's H·W",
+                  "zh": "要数*输出*位置 OH·OW (每个位置一次长度为 C·k² 的点积),不是输入的 H·W"}),
+         Mistake("no_padding", lambda O, C, k, H, W, stride, padding: (
+             O * C * k * k * _out(H, k, stride, 0) * _out(W, k, stride, 0),),
+             {"en": "the padding p adds 2p rows and columns before the windows are counted: "
+                    "OH = ⌊(H + 2p − k)/s⌋ + 1",
+              "zh": "填充 p 在数窗口之前增加了 2p 行和 2p 列: OH = ⌊(H + 2p − k)/s⌋ + 1"}),
+         Mistake("no_stride", lambda O, C, k, H, W, stride, padding: (
+             O * C * k * k * _out(H, k, 1, padding) * _out(W, k, 1, padding),),
+             {"en": "with stride s the window moves s pixels at a time: divide by s (rounding down) "
+                    "before adding 1",
+              "zh": "步长为 s 时窗口每次移动 s 个像素: 先除以 s (向下取整) 再加 1"}),
+         Mistake("k_not_squared", lambda O, C, k, H, W, stride, padding: (
+             O * C * k * _out(H, k, stride, padding) * _out(W, k, stride, padding),),
+             {"en": "a k×k window has k² weights per input channel",
+              "zh": "k×k 的窗口每个输入通道有 k² 个权重"}),
+         Mistake("no_channels", lambda O, C, k, H, W, stride, padding: (
+             O * k * k * _out(H, k, stride, padding) * _out(W, k, stride, padding),),
+             {"en": "each filter sums over all C input channels: the dot product has length C·k²",
+              "zh": "每个滤波器对全部 C 个输入通道求和: 点积的长度是 C·k²"}))),
+)
+
+
 # ---- 10 beyond the document: AdaRound and GPTQ -----------------------------------------------
 def _rs(V, zeta=1.1, gamma=-0.1):
     return np.clip(1 / (1 + np.exp(-np.asarray(V, np.float64))) * (zeta - gamma) + gamma, 0, 1)
@@ -733,5 +834,5 @@ _add(
 
 
 def notebook_exercises(notebook):
-    """Names of the exercises of a notebook ("01" … "07", "10"), in registry order."""
+    """Names of the exercises of a notebook ("01" … "10"), in registry order."""
     return [name for name, e in EXERCISES.items() if e.notebook == notebook]

@@ -33,9 +33,8 @@ def stage_chart(rows, path, title="stage table"):
     ax.set_yscale("log")
     ax.set_xlabel("pipeline stage")
     ax.set_ylabel("bytes stored (log)")
-    for b, r in zip(bars, rows):
-        ax.annotate(f"{r['bytes'] / 1024:.1f} KB", (b.get_x() + b.get_width() / 2, b.get_height()),
-                    ha="center", va="bottom", fontsize=8)
+    # each stage's size under its name, where the accuracy line cannot cover it
+    ax.set_xticks(range(len(rows)), [f"{r['stage']}\n{r['bytes'] / 1024:.1f} KB" for r in rows])
     ax2 = ax.twinx()
     line, = ax2.plot(stages, [100 * r["accuracy"] for r in rows], "o-", color="#C44E52",
                      label="test accuracy")
@@ -59,13 +58,17 @@ def pareto_front(points):
 def pareto_chart(points, labels, path, title="accuracy vs bytes", anchors=()):
     """Every configuration tried (bytes, accuracy) with its Pareto front; ``anchors`` are
     (bytes, accuracy, label) reference points drawn as stars."""
-    fig, ax = _figure((7, 4.2))
+    fig, ax = _figure((9, 4.2))
     xs, ys = [p[0] / 1024 for p in points], [100 * p[1] for p in points]
     ax.scatter(xs, ys, color="#4C72B0", zorder=3, label="configurations tried")
     front = pareto_front(points)
-    for i in front:  # only the front is labelled, so the labels stay readable
-        ax.annotate(labels[i], (xs[i], ys[i]), fontsize=7, xytext=(-4, 4), ha="right",
+    # only the front is labelled, by number, with the names in a key beside the axes: front points
+    # a few hundred bytes apart would otherwise print their names on top of each other
+    for k, i in enumerate(front, 1):
+        ax.annotate(str(k), (xs[i], ys[i]), fontsize=7, xytext=(-3, 3), ha="right",
                     textcoords="offset points")
+    key = "\n".join(f"{k}  {labels[i]}" for k, i in enumerate(front, 1))
+    ax.text(1.02, 1.0, "Pareto front\n" + key, transform=ax.transAxes, va="top", ha="left", fontsize=7)
     ax.plot([xs[i] for i in front], [ys[i] for i in front], "--", color="#C44E52",
             label="Pareto front", zorder=2)
     for b, a, lab in anchors:

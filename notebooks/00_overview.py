@@ -39,6 +39,7 @@
 # | §3.2.2 asymmetric quantization | 非对称量化 | `minicompress/quantize/` (`observers`, `prepare`, `integer`) | `05_asymmetric_and_learned_step` | `test_quant*.py` |
 # | §3.3 knowledge distillation | 知识蒸馏 | `minicompress/distill.py` | `06_distillation` | `test_distill.py` |
 # | §1, §2.2 all three together | — | `minicompress/pipeline.py`, `artifact.py`, `__main__.py` | `07_full_pipeline` | `test_pipeline.py` |
+# | appendix: the benchmarks on Fashion-MNIST | — | `benchmarks/` (results in `benchmarks/results/`), `docs/RESULTS.md` | `08_benchmark_results` | `test_docs.py` (results files) |
 #
 # Where the document is wrong, ambiguous or silent, each notebook says what the document says, what we do, and why.
 # Three examples: the pruning objective's L1 term, taken alone, pushes the mask *up* rather than down (notebook 02);

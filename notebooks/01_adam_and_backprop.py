@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from minicompress.check import check
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, nn, optim
@@ -326,6 +327,8 @@ for label, hist in histories.items():
     ax[1].plot(ep, [100 * r["test_accuracy"] for r in hist], "o-", label=label)
 ax[0].set_xlabel("epoch"); ax[0].set_ylabel("training loss"); ax[0].legend(); ax[0].set_title("training loss")
 ax[1].set_xlabel("epoch"); ax[1].set_ylabel("test accuracy (%)"); ax[1].legend(); ax[1].set_title("test accuracy")
+for a in ax:
+    a.xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
 fig.suptitle(f"LeNet-300-100 on {data_name}")
 fig.tight_layout(); save(fig, "adam_vs_sgd_lenet300.png"); plt.show()
 

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 from minicompress.check import check
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim, prune, metrics, nn
 from minicompress.data import load_dataset
@@ -376,7 +377,9 @@ check("cubic_sparsity", cubic_sparsity)
 # learning rate, because a score and a weight live on different scales and Adam's step is ≈ its learning rate whatever
 # the gradient's size), reaching 90 % global sparsity
 # along the cubic schedule. We watch a few mask scores $\lvert W\rvert+s$ of `fc2` that start near the cut, and count how
-# many mask entries differ from plain magnitude pruning at the same sparsity. Two counts, because two things move
+# many mask entries differ from plain magnitude pruning at the same sparsity. The plot follows the 12 entries of `fc2`
+# closest to the final magnitude cut: solid blue if the learned mask keeps the weight at the end, dashed red if it
+# prunes it (the key says how many of each). Two counts, because two things move
 # during training: the weights $W$ (Adam trains them too, so the magnitude ranking of the *trained* weights is not
 # that of the dense ones) and the scores $s$. Against magnitude pruning of the **dense** weights the count mixes
 # both; against magnitude pruning of the **final** weights it is what the learned scores alone changed.
@@ -406,9 +409,18 @@ final_keep = prune.select({n: np.abs(l.weight.data) for n, l in prune.prunable_l
 diff_scores = sum(int((learned_keep[n] != final_keep[n]).sum()) for n in learned_keep)
 print(f"mask entries (of {sum(k.size for k in learned_keep.values()):,}) that differ from magnitude pruning of the "
       f"dense weights: {diff:,} (weights moved + scores moved); of the final weights: {diff_scores:,} (scores alone)")
-plt.figure(figsize=(6, 3.5)); plt.plot(np.array(trace), marker="o")
-plt.axhline(thr, color="k", ls="--", lw=0.8, label="final magnitude cut (dense |W|)")
-plt.xlabel("epoch"); plt.ylabel("|W| + s"); plt.title("fc2 mask scores near the cut, moved by Adam")
+curves, kept_end = np.array(trace), learned_keep["fc2"].ravel()[watch]   # (epochs + 1, 12), (12,)
+plt.figure(figsize=(6, 3.5))
+for j in range(len(watch)):   # solid blue: kept by the learned mask at the end; dashed red: pruned at the end
+    first = j == np.flatnonzero(kept_end == kept_end[j])[0]
+    plt.plot(range(len(curves)), curves[:, j], marker="o", ms=3, ls="-" if kept_end[j] else "--",
+             color="C0" if kept_end[j] else "C3",
+             label=(f"kept at the end ({int(kept_end.sum())})" if kept_end[j] else
+                    f"pruned at the end ({int((~kept_end).sum())})") if first else None)
+plt.axhline(thr, color="k", ls=":", lw=0.8, label="final magnitude cut (dense |W|)")
+plt.gca().xaxis.set_major_locator(MaxNLocator(integer=True))
+plt.xlabel("epoch (0: dense weights, s = 0)"); plt.ylabel("|W| + s")
+plt.title(f"{len(watch)} fc2 mask scores near the cut, moved by Adam")
 plt.legend(fontsize=8)
 save(plt.gcf(), "prune_mask_scores_under_adam.png")
 plt.show()
@@ -431,6 +443,11 @@ rep_d, rep_p = metrics.report(dense, input_shape), metrics.report(final, input_s
 for k in ("parameters", "nonzeros", "sparse_macs", "dense_bytes", "sparse_bytes"):
     print(f"{k:13s} dense {rep_d[k]:>9,d}   pruned {rep_p[k]:>9,d}")
 print("formats:", {n: metrics.encode_sparse(l.weight.data)["format"] for n, l in prune.prunable_layers(final)})
+# the dense net: what each weight tensor costs beyond its 4 bytes per value (format flag + shape)
+extra = {n: metrics.sparse_bytes(l.weight.data) - l.weight.data.nbytes for n, l in prune.prunable_layers(dense)}
+print("dense net, formats:", {n: metrics.encode_sparse(l.weight.data)["format"] for n, l in prune.prunable_layers(dense)},
+      f" sparse − dense bytes: {rep_d['sparse_bytes'] - rep_d['dense_bytes']} = {' + '.join(map(str, extra.values()))}",
+      {n: tuple(l.weight.data.shape) for n, l in prune.prunable_layers(dense)})
 print(f"pruned/dense bytes: {rep_p['sparse_bytes'] / rep_d['dense_bytes']:.3f}, test accuracy {evaluate(final, xte, yte)['accuracy']:.4f}")
 fig, ax = plt.subplots(1, 2, figsize=(10, 3.2))
 ax[0].hist(dense.fc1.weight.data.ravel(), bins=100, label="all weights"); ax[0].set_title("fc1 weights, dense")
@@ -441,6 +458,18 @@ for a in ax:
 plt.tight_layout()
 save(fig, "prune_weight_histograms.png")
 plt.show()
+
+# %% [markdown]
+# **Why the dense net is 27 bytes *larger* in sparse storage than in dense storage.** `dense_bytes` counts 4 bytes per
+# parameter and nothing else. `sparse_bytes` (`metrics.model_bytes`) counts what a reader needs to decode each weight
+# tensor: the encoding chosen for it (dense float32, bitmask + values or CSR, whichever is smallest) plus **one flag
+# byte** saying which encoding it is and **the tensor's shape as int32, 4 bytes per dimension**
+# (`metrics.encoded_bytes`). The dense net has no zero weights, so every tensor is stored as dense float32 (a bitmask
+# would add ⌈n/8⌉ bytes that mark nothing), and each of its three 2-D weight tensors (`fc1`, `fc2`, `fc3`, shapes
+# printed above) costs its $4n$ value bytes plus $1 + 2\cdot 4 = 9$ bytes: $3\times 9 = 27$, the difference printed
+# above (1,066,467 − 1,066,440). The biases are counted as plain float32 in both. The pruned net
+# carries the same 27 bytes inside its total. (The integer artifact of notebook 07 records the same facts, each
+# tensor's encoding and shape, as fields of its JSON header: `docs/FORMAT.md`, section 4.)
 
 # %% [markdown]
 # The benchmark results on Fashion-MNIST that belong here (the full protocol, every configuration, what met its goal and what did not) are in the appendix notebook `08_benchmark_results` and in `docs/RESULTS.md`.

@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 from minicompress.check import check
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 from minicompress import models, optim, prune, metrics, nn
 from minicompress.data import load_dataset
@@ -197,6 +198,7 @@ for o in range(curves.shape[1]):
     plt.plot(range(1, len(trace) + 1), curves[:, o], marker="o", ms=3, ls="-" if kept_o else "--",
              color="C0" if kept_o else "C3", label=("kept" if kept_o else "pruned") if o in
              (np.flatnonzero(gate.keep)[0], np.flatnonzero(~gate.keep)[0]) else None)
+plt.gca().xaxis.set_major_locator(MaxNLocator(integer=True))   # epochs are whole numbers
 plt.xlabel("epoch"); plt.ylabel("normalised L1 + s"); plt.title("conv2 filter scores under Adam (16 filters)")
 plt.legend(fontsize=8); plt.show()
 print("kept conv2 filters:", np.flatnonzero(gate.keep).tolist())

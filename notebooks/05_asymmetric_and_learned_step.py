@@ -281,7 +281,9 @@ plt.tight_layout(); plt.show()
 # * **QAT + learned Δ** (our LSQ): weights and steps trained together.
 #
 # Full mode reads the Fashion-MNIST numbers measured by `benchmarks/quant_table.py` (the benchmark protocol); fast mode
-# measures a small version on the digits here.
+# measures a small version on the digits here. Where some points collapse to chance (10 classes: accuracy ≈ 0.1), the
+# y axis is broken in two: the tall upper part holds the points near the float accuracy, the strip below those near
+# chance, each at its own scale, so that every point is drawn.
 
 # %%
 LABELS = {"ptq-minmax": "PTQ (min–max)", "ptq-learned": "PTQ + learned Δ", "qat-fixed": "QAT, fixed Δ",
@@ -314,20 +316,50 @@ for name in ("lenet300", "lenet5"):
         r = json.loads(p.read_text()); rows, fl = r["rows"], r["float_accuracy"]
     results[name] = (fl, rows)
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 4))
-for ax, (name, (fl, rows)) in zip(axes, results.items()):
-    for key, label in LABELS.items():
+def split_at_largest_gap(values, min_gap=0.15):
+    """(low, high): the sorted values below and above the largest gap between neighbours, when that gap
+    exceeds min_gap (then a broken y axis shows both groups at a readable scale); else (empty, all)."""
+    v = np.sort(np.asarray(values, dtype=float))
+    k = int(np.argmax(np.diff(v))) + 1 if len(v) > 1 else 0
+    if k == 0 or v[k] - v[k - 1] <= min_gap:
+        return v[:0], v
+    return v[:k], v[k:]
+
+def limits(v):
+    """y limits around the values v, with a margin so that no marker is cut."""
+    pad = max(0.01, 0.08 * (v.max() - v.min()))
+    return v.min() - pad, v.max() + pad
+
+def draw_rows(ax, rows, fl):
+    for i, (key, label) in enumerate(LABELS.items()):   # earlier rows get bigger markers: equal points stay visible
         pts = sorted((r["bits"], r["accuracy"]) for r in rows if r["row"] == key)
         if pts:
-            ax.plot(*zip(*pts), "o-", label=label)
+            ax.plot(*zip(*pts), "o-", ms=9 - 1.2 * i, label=label)
     if fl is not None:
         ax.axhline(fl, color="k", ls=":", label="float")
-    ax.set_ylim(max(0.0, (fl or 1) - 0.12), (fl or 1) + 0.02)
-    ax.set_xlabel("bits (weights and activations)"); ax.set_ylabel("test accuracy"); ax.set_title(name)
     ax.grid(alpha=0.3)
-axes[0].legend(fontsize=8)
-plt.tight_layout()
-save(plt.gcf(), "quant_accuracy_vs_bits.png")
+
+fig = plt.figure(figsize=(12, 5))
+grid = fig.add_gridspec(2, 2, height_ratios=(3, 1), hspace=0.06, wspace=0.2, left=0.07, right=0.98, bottom=0.1, top=0.93)
+for col, (name, (fl, rows)) in enumerate(results.items()):
+    drawn = [r["accuracy"] for r in rows if r["row"] in LABELS] + ([fl] if fl is not None else [])
+    low, high = split_at_largest_gap(drawn)
+    top = fig.add_subplot(grid[0, col]) if len(low) else fig.add_subplot(grid[:, col])
+    draw_rows(top, rows, fl)
+    top.set_ylim(*limits(high)); top.set_title(name); top.set_ylabel("test accuracy")
+    top.legend(fontsize=7, loc="lower right")
+    bottom = top
+    if len(low):   # broken axis: the points near chance (10 classes: 0.1) get their own strip below
+        bottom = fig.add_subplot(grid[1, col], sharex=top)
+        draw_rows(bottom, rows, fl)
+        bottom.set_ylim(*limits(low))
+        top.spines["bottom"].set_visible(False); bottom.spines["top"].set_visible(False)
+        top.tick_params(bottom=False, labelbottom=False)
+        cut = dict(marker=[(-1, -0.5), (1, 0.5)], ms=10, ls="none", color="k", mew=1, clip_on=False)
+        top.plot([0, 1], [0, 0], transform=top.transAxes, **cut)
+        bottom.plot([0, 1], [1, 1], transform=bottom.transAxes, **cut)
+    bottom.set_xlabel("bits (weights and activations)")
+save(fig, "quant_accuracy_vs_bits.png")
 plt.show()
 for name, (fl, rows) in results.items():
     print(name, "float", fl)

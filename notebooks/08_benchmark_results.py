@@ -35,7 +35,8 @@ ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
 #
 # The benchmark protocol: from the 10-epoch dense nets, prune in steps to 50/75/90/95/98 % *global* sparsity with 2
 # epochs of Adam fine-tuning per step (10 epochs in all). Measured by `benchmarks/prune_weights.py` (and the PyTorch
-# reference by `benchmarks/prune_torch_reference.py`); the figure is drawn by `benchmarks/prune_figure.py`. The
+# reference by `benchmarks/prune_torch_reference.py`); the figure is drawn from those results files by
+# `benchmarks/prune_figure.py`'s `draw_accuracy`, so its legend names exactly the runs the cell prints. The
 # "control" is the dense net fine-tuned for the same 10 epochs without pruning, so a gain from extra training is not
 # mistaken for a gain from pruning.
 
@@ -49,10 +50,15 @@ for net_name, r in res.items():
     print(f"{net_name}: dense {100 * r['dense_accuracy']:.1f} %")
     for key, run in sorted(r["runs"].items()):
         print(f"  {key:28s}", "  ".join(f"{100 * a:5.1f}" for a in run["accuracy"]))
-fig_path = ROOT / "figures" / "prune_accuracy_vs_sparsity.png"
-if fig_path.exists():
-    from IPython.display import Image, display
-    display(Image(filename=str(fig_path)))
+if res:   # drawn here from the same results files, so every legend entry is a run printed above
+    import runpy
+    import matplotlib.pyplot as plt
+    draw_accuracy = runpy.run_path(str(ROOT / "benchmarks" / "prune_figure.py"))["draw_accuracy"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, net_name in zip(axes, ("lenet300", "lenet5")):
+        draw_accuracy(ax, net_name)
+    fig.tight_layout()
+    plt.show()
 
 # %% [markdown]
 # **Reading the numbers honestly.** The Adam-learned mask beats the reference table at 90, 95 and 98 % for both

@@ -129,6 +129,17 @@ def test_registry_values_agree_with_the_library():
         assert np.allclose(distill.soft_target_loss(a["z_s"], a["z_t"], a["T"])[1], grad)
 
 
+def test_conv_macs_exercise_agrees_with_metrics_macs():
+    """The hand-computed MAC counts of notebook 09's exercise are what metrics.macs counts."""
+    from minicompress import metrics, nn
+    for case in EXERCISES["conv_macs"].cases:
+        a = case.args
+        layer = nn.Conv2d(a["C"], a["O"], a["k"], stride=a["stride"], padding=a["padding"],
+                          rng=np.random.default_rng(0))
+        total, _ = metrics.macs(nn.Sequential(conv=layer), (a["C"], a["H"], a["W"]))
+        assert total == case.expected[0]
+
+
 def test_adam_exercise_values_agree_with_optim_adam():
     """One step of optim.Adam from θ = 1 with g = −2 gives the registry's m, v, m̂, v̂ and θ."""
     from minicompress import optim

@@ -5,15 +5,20 @@ from .module import Module
 
 
 class ReLU(Module):
-    """``y = max(x, 0)``;  ∂L/∂x = ∂L/∂y · [x > 0]."""
+    """``y = max(x, 0)``;  ∂L/∂x = ∂L/∂y · [x > 0].
+
+    In eval mode the mask [x > 0] is not made (one memory pass less); a backward pass after an
+    eval-mode forward finds it from the output instead (y > 0 exactly where x > 0).
+    """
 
     def forward(self, x):
         y = np.maximum(x, 0)
-        self._positive = y > 0
+        self._y, self._positive = (None, y > 0) if self.training else (y, None)
         return y
 
     def backward(self, grad_out):
-        return grad_out * self._positive
+        positive = self._y > 0 if self._positive is None else self._positive
+        return grad_out * positive
 
 
 class Flatten(Module):

@@ -12,6 +12,12 @@ from .weighted import WeightedLayer
 # per-image products; see weight_gradient.
 _PER_IMAGE_WEIGHT_GRAD_MAX = 4096
 
+# In eval mode the batch is convolved a few images at a time, so that each chunk's im2col matrix
+# (at most this many floats, 1 MB in float32) is still in the core's cache (2 MB of L2 here) when
+# the matmul reads it back: written to and read from memory instead, the copy costs about as much
+# as the matmul and does not shrink with the number of filters. See Conv2d._forward_inference.
+_INFERENCE_CHUNK_FLOATS = 1 << 18
+
 
 def weight_gradient(cols, g, n):
     """∂L/∂W_mat = gᵀ·cols (O, k·k·C), from cols (N·OH·OW, k·k·C) and g = ∂L/∂Y (N·OH·OW, O).
@@ -61,25 +67,62 @@ class Conv2d(WeightedLayer):
 
     def forward(self, x):
         check_input(self._name(), x, 4, 1, self.in_channels)
-        k, s, p = self.kernel_size, self.stride, self.padding
-        n, _, h, w = x.shape
+        k, p = self.kernel_size, self.padding
+        h, w = x.shape[2:]
         if h + 2 * p < k or w + 2 * p < k:
             raise ValueError(f"{self._name()}: kernel {k} is larger than the padded input "
                              f"{h + 2 * p}x{w + 2 * p} (input shape {x.shape})")
-        x_nhwc = x.transpose(0, 2, 3, 1)
-        cols, (oh, ow) = im2col(x_nhwc, k, s, p)
-        w_eff = self.effective_weight()
-        # W (O, C, k, k) → (O, k·k·C), matching the (kh, kw, C) column order of im2col
-        w_mat = w_eff.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)
-        y = cols @ w_mat.T                                  # (N·OH·OW, O) = NHWC output
+        if not self.training:
+            return self._forward_inference(x)
+        return self._forward_train(x)
+
+    def _w_mat(self):
+        """W (O, C, k, k) → (O, k·k·C), matching the (kh, kw, C) column order of im2col."""
+        return self.effective_weight().transpose(0, 2, 3, 1).reshape(self.out_channels, -1)
+
+    def _add_bias(self, y, n, oh, ow):
         if self.bias is not None:
             # added one image row (OW·O contiguous floats) at a time, not one pixel (O floats)
             # at a time: numpy's inner loop is then long, ~2x faster for small O
             y.reshape(n * oh, ow * self.out_channels)[...] += np.tile(self.bias.data, ow)
-        self._cache = (cols, w_mat, x_nhwc.shape, (oh, ow))
+
+    def _forward_train(self, x):
+        n = x.shape[0]
+        x_nhwc = x.transpose(0, 2, 3, 1)
+        cols, (oh, ow) = im2col(x_nhwc, self.kernel_size, self.stride, self.padding)
+        w_mat = self._w_mat()
+        y = cols @ w_mat.T                                  # (N·OH·OW, O) = NHWC output
+        self._add_bias(y, n, oh, ow)
+        self._cache, self._eval_input = (cols, w_mat, x_nhwc.shape, (oh, ow)), None
         return y.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2)
 
+    def _forward_inference(self, x):
+        """Eval mode: the same y = cols · W_matᵀ + b, a chunk of images at a time, nothing kept.
+
+        Each chunk's rows of y are one matmul of that chunk's cols, so y is the same sum of the
+        same products as in training; only the order in which the chunks are done changes. The
+        chunk's cols (≤ ``_INFERENCE_CHUNK_FLOATS``) are read back from cache, which makes the
+        im2col copy cheap, and no cols are kept for a backward pass. If ``backward`` is called
+        anyway (a training step in eval mode), it first redoes the forward pass the training way.
+        """
+        n = x.shape[0]
+        k, s, p, o = self.kernel_size, self.stride, self.padding, self.out_channels
+        x_nhwc = x.transpose(0, 2, 3, 1)
+        _, oh, ow = self.output_shape(*x.shape[2:])
+        w_mat_t = self._w_mat().T
+        y = np.empty((n * oh * ow, o), dtype=np.result_type(x.dtype, w_mat_t.dtype))
+        chunk = max(1, _INFERENCE_CHUNK_FLOATS // (oh * ow * k * k * self.in_channels))
+        for start in range(0, n, chunk):
+            stop = min(n, start + chunk)
+            cols, _ = im2col(x_nhwc[start:stop], k, s, p)
+            np.matmul(cols, w_mat_t, out=y[start * oh * ow:stop * oh * ow])
+        self._add_bias(y, n, oh, ow)
+        self._cache, self._eval_input = None, x
+        return y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+
     def backward(self, grad_out):
+        if self._cache is None:  # the forward pass was in eval mode: redo it the training way
+            self._forward_train(self._eval_input)
         cols, w_mat, x_shape, (oh, ow) = self._cache
         o, c, k = self.out_channels, self.in_channels, self.kernel_size
         g = grad_out.transpose(0, 2, 3, 1).reshape(-1, o)  # (N·OH·OW, O)

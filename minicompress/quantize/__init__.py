@@ -7,6 +7,7 @@ step Δ, model preparation, and the integer model that really stores n-bit weigh
     prepare.py     prepare / calibrate / train_quantized (PTQ with learned Δ, or QAT)
     integer.py     convert(model) -> IntegerModel: packed weights, integer-only inference
     bitpack.py     packing n-bit codes into bytes
+    mixed.py       mixed precision: per-layer sensitivity, exact knapsack over bits under a byte budget
 """
 from .bitpack import pack_bits, unpack_bits
 from .fake import ActivationQuantizer, BiasQuantizer, WeightQuantizer
