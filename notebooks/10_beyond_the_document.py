@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # Beyond the document: choosing how each weight rounds — AdaRound and GPTQ
+# # Beyond the document: rounding for the layer (AdaRound, GPTQ), 2:4 sparsity, mixed precision
 #
 # The document's quantiser (§3.2.1) rounds every weight to the nearest point of the grid $\Delta\cdot q$ and lets Adam
 # learn $\Delta$ (steps 4–5). Rounding to nearest is the best choice for each weight *alone*. It is not the best
@@ -30,7 +30,8 @@
 # | AdaRound (Nagel et al. 2020) | Adam learns a continuous "round up" variable per weight, pushed to 0 or 1 | `quantize.adaround` |
 #
 # Both need the same thing from the data, the matrix $H$ below (`quantize.layerwise`). The rounded model goes through
-# the same integer model and artifact file as every other model of the library.
+# the same integer model and artifact file as every other model of the library. Sections 6 and 7 leave the document
+# in two other directions: N:M (2:4) sparsity with a learned mask, and one bit width per layer under a byte budget.
 
 # %%
 import os, json, copy, runpy, itertools, time
@@ -407,7 +408,266 @@ fig.tight_layout(); save(fig, "10_accuracy_vs_bytes.png"); plt.show()
 # What it gives is in the table above: at 4 and 3 bits AdaRound and GPTQ stay within 0.6 point of the float networks,
 # and at 2 bits AdaRound comes within a point of quantisation-aware training, from 1000 images, in seconds to
 # minutes, with no retraining. GPTQ and AdaRound do not even use the labels: their objective is the layer's output.
+
+# %% [markdown]
+# ## 6. N:M sparsity — the learned mask of §3.1.1 with a rule for *where* the zeros go
 #
+# The learned mask of notebook 02 (§3.1.1, 权重剪枝) may drop any weight. The zeros then sit anywhere, and a
+# processor gains little from them: it still has to fetch the weights around them. **N:M sparsity** keeps the
+# learned mask but fixes the pattern: in every group of $M$ consecutive weights along the input dimension, at most
+# $N$ are non-zero. With 2:4, half the weights go, and sparse tensor cores run such a layer at up to twice the
+# dense speed, because a group of 4 is stored as its 2 values plus two 2-bit positions.
+#
+# Which weights form a group. A weight is read as rows, one per output unit: `W.reshape(O, K)`.
+#
+# * Linear, $W$ of shape $(O, I)$: $K = I$; a group is 4 consecutive inputs of one neuron.
+# * Conv2d, $W$ of shape $(O, C_{in}, k, k)$: $K = C_{in}\cdot k\cdot k$, flattened in C order (index
+#   $c\,k^2 + i\,k + j$), the row of the filter that multiplies an im2col column; a group may span two input channels.
+#
+# The rule, for the scores $S$ of the weights and every group $g$:
+#
+# $$m_i = 1\big[\,S_i \text{ is among the } N \text{ largest of } S_g\,\big]\quad(\text{ties: the lower index}).$$
+#
+# Step by step on a $2\times 8$ weight: two rows, two groups of 4 in each.
+
+# %%
+import json
+from pathlib import Path
+import numpy as np
+from minicompress import nn, prune
+from minicompress.check import check
+from minicompress.quantize import mixed
+
+ROOT = Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd()
+np.set_printoptions(precision=3, suppress=True, linewidth=110)
+
+W = np.array([[0.9, -0.1, 0.3, -0.5, 0.0, 0.2, -0.8, 0.7],
+              [0.1, -0.4, 0.6, 0.2, 1.0, -0.9, 0.75, 0.3]])
+S = np.abs(W)                                   # magnitude scores to start with
+groups = S.reshape(2, -1, 4)                    # (O, K/M, M) = (2, 2, 4)
+print("groups of 4 (rows × groups × entries):\n", groups)
+order = np.argsort(-groups, axis=-1, kind="stable")   # largest first; equal scores keep index order
+print("largest first, positions inside each group:\n", order)
+top = order[..., :2]                            # the N = 2 winners of every group
+keep = np.zeros(groups.shape, dtype=bool)
+np.put_along_axis(keep, top, True, axis=-1)
+m = keep.reshape(W.shape)
+print("mask m:\n", m.astype(int))
+print("non-zeros per group:\n", (W * m != 0).reshape(2, -1, 4).sum(-1))
+print("W ⊙ m:\n", W * m)
+unstructured = prune.topk_mask(S, 8)           # 50 % of the matrix, anywhere
+print("unstructured 50 %, for comparison:\n", unstructured.astype(int))
+
+# %% [markdown]
+# Every group keeps exactly 2: the sparsity is exactly 50 %, in every row of every layer. Unstructured pruning at
+# 50 % keeps the 8 largest $|W|$ of the whole matrix instead. In the first row both rules agree; in the second,
+# unstructured pruning keeps three weights of the last group ($1.0, -0.9, 0.75$) and drops $-0.4$, while 2:4 must drop
+# $0.75$ — larger than the $-0.4$ it keeps in the weaker group. That is the price of the pattern, and the reason to
+# let training choose (and adapt the weights to) the mask.
+#
+# **Exercise.** Write the mask from scores for any $N$, $M$: a score matrix of shape $(O, K)$ with $K$ a multiple of
+# $M$; return the 0/1 mask of the same shape. Reshape to $(O, K/M, M)$ and sort inside the last axis, as above.
+
+# %%
+def nm_mask(scores, n, m):
+    """N:M mask: for every row of `scores` (shape (O, K), K a multiple of M) and every group of
+    M consecutive entries, 1 at the N largest scores (among equal scores the lower index), 0 elsewhere.
+    Returns an array of the shape of `scores`."""
+    ### BEGIN SOLUTION
+    s = np.asarray(scores, dtype=np.float64)
+    g = s.reshape(s.shape[0], -1, m)                           # (O, K/M, M)
+    top = np.argsort(-g, axis=-1, kind="stable")[..., :n]      # stable: ties → lower index
+    keep = np.zeros(g.shape)
+    np.put_along_axis(keep, top, 1.0, axis=-1)
+    return keep.reshape(s.shape)
+    ### END SOLUTION
+
+# %%
+check("nm_mask", nm_mask)
+
+# %% [markdown]
+# ### Learning the mask with Adam
+#
+# As in notebook 02, the mask is not fixed once: each weight has a learned score $s$ (a Parameter that the one
+# Adam updates like a weight), the mask is re-chosen before every training step from $S = |W| + s$, and the gradient
+# reaches $s$ by the straight-through rule the project uses for its learned masks:
+#
+# $$\frac{\partial L}{\partial s} := \frac{\partial L}{\partial m} = \frac{\partial L}{\partial W_{\text{eff}}} \odot W, \qquad W_{\text{eff}} = W \odot m .$$
+#
+# A dropped weight whose return would lower the loss ($\partial L/\partial m < 0$) sees its score rise and may win its
+# group back. With $s = 0$ this is magnitude N:M. Only the rule that turns scores into a mask differs from the global
+# top-$k$ of notebook 02: the sparsity is fixed by $N{:}M$, so there is no sparsity schedule. Below, one layer with the
+# weights above: the library's mask is ours, and a score moved by hand changes who wins a group.
+
+# %%
+layer = nn.Linear(8, 2, rng=np.random.default_rng(0))
+layer.weight.data[...] = W
+pruner = prune.NMPruner(nn.Sequential(fc=layer), 2, 4)        # attaches a learned mask, s = 0
+mk = prune.get_mask(layer)
+print("library mask = ours:", np.array_equal(mk.keep, m))
+mk.scores.data[1, 4:] = [0.0, 0.0, 0.2, 0.0]                   # |W| + s in row 1, group 2: 1.0 0.9 0.95 0.3
+pruner.update()
+print("row 1 after raising one score:", mk.keep[1].astype(int))
+
+# one backward pass: the score gradient is ∂L/∂W_eff ⊙ W
+x = np.array([[1.0, 2, 0, -1, 1, 0, 2, 1]], dtype=np.float32)
+g = np.array([[1.0, -1.0]], dtype=np.float32)                 # ∂L/∂y for the two outputs
+layer.zero_grad(); layer.forward(x); layer.backward(g)
+print("∂L/∂s:\n", mk.scores.grad)
+print("= (gᵀx) ⊙ W:", np.allclose(mk.scores.grad, (g.T @ x) * layer.weight.data))
+
+# %% [markdown]
+# **What the rows of LeNet-5 do to 2:4.** A convolution's row has $K = C_{in}k^2$ weights: 25 for the first
+# convolution of LeNet-5, 150 for the second — not multiples of 4. `nm_mask` refuses such a row with a clear error;
+# `pad=True` pads it with entries that are never kept, so the last, partial group of $r < 4$ real weights keeps
+# $\min(2, r)$ of them (a hardware kernel pads the same way). LeNet-5's convolutions are therefore a little under 50 %
+# sparse; all its Linear layers, and all of LeNet-300-100's ($K$ = 784, 300, 100), are exactly 50 %.
+
+# %%
+print(prune.nm_mask(np.arange(5.0)[None], 2, 4, pad=True).astype(int), "  (row of 5: the lone last weight is kept)")
+try:
+    prune.nm_mask(np.ones((6, 1, 5, 5)), 2, 4)
+except ValueError as e:
+    print("ValueError:", e)
+
+# %% [markdown]
+# ### 2:4 on the real networks
+#
+# `benchmarks/nm_sparsity.py` starts from the 10-epoch dense nets and compares, on the 10,000 test images:
+# magnitude 2:4 with no training; magnitude 2:4 with the mask fixed and the weights fine-tuned by Adam; and the
+# learned 2:4 mask, scores and weights trained together by one Adam. The cell reads its results file.
+
+# %%
+nm_path = ROOT / "benchmarks" / "results" / "nm_sparsity.json"
+nm_res = json.loads(nm_path.read_text()) if nm_path.exists() else {}
+for key, e in nm_res.items():                   # "lenet300", "lenet5", then other settings
+    if "summary" not in e:
+        continue
+    print(f"{key}: {e['epochs']} epochs of Adam (weights lr {e['lr']:g}, scores lr {e['score_lr']:g}, "
+          f"λ {e.get('lam') or 0:g})")
+    for arm, s in e["summary"].items():
+        d = s.get("gap_to_dense_points")
+        gap = "" if d is None or arm == "dense" else f", {abs(d):.2f} points {'below' if d > 0 else 'above'} dense"
+        print(f"  {arm:14s} {100 * s['mean']:6.2f} %  (n = {s['n']} seed(s){gap})")
+
+# %% [markdown]
+# **Reading the numbers.** Magnitude 2:4 with no training costs LeNet-300-100 about 4 points and LeNet-5 about 19:
+# LeNet-5's small layers have few weights to spare in a group of 4. Three epochs of Adam with the mask in place win it
+# back: both networks end within about half a point of the dense net, LeNet-300-100 even above it (a few more epochs at
+# a small learning rate help a dense net too, as the control run of the weight-pruning benchmark shows in notebook 08).
+#
+# The learned mask, free to move the zeros inside each group, ends **level with** magnitude 2:4 plus fine-tuning, not
+# ahead of it. At 50 % sparsity in groups of 4 the weights that magnitude keeps are mostly the ones worth keeping;
+# what counts is that the remaining weights adapt to the mask. Two settings mattered more than the mask itself:
+#
+# * the scores' learning rate: at 1e-3 (the unstructured learned mask's) Adam can move a score by about 0.5 in one
+#   epoch, several times a typical $|W|$ (0.05–0.16 here), and the mask keeps changing, so weights that were just
+#   trained keep dropping out — LeNet-5 ended about a point lower (rows `lenet5_slr1e-3`; the L1 term with $\lambda = 10^{-4}$ recovered part of it, `lenet5_lam1e-4`). At
+#   1e-4, $s$ stays on the scale of $|W|$ and changes the mask only where the gradient insists;
+# * the weights' learning rate: at 1e-3 instead of 1e-4 LeNet-5 ends within about a tenth of a point of dense with
+#   either mask (rows `lenet5_lr1e-3`).
+
+# %% [markdown]
+# ## 7. Mixed precision under a byte budget
+#
+# Notebooks 04–05 give every layer the same number of bits. Layers differ, though: some lose little at 2 bits, some
+# much, and they differ in size. Give each layer $l$ its own $b_l \in \{2, 3, 4, 8\}$ and spend a budget of $B$ bytes
+# where it helps most:
+#
+# $$\min_{b_1..b_L}\ \sum_l S_l(b_l)\qquad\text{subject to}\qquad \sum_l \Big\lceil \frac{n_l\, b_l}{8} \Big\rceil \le B .$$
+#
+# * $\lceil n_l b_l / 8\rceil$ is what the artifact stores for layer $l$'s $n_l$ weight codes packed at $b_l$ bits
+#   (notebook 07); biases, scales and header do not depend on $b_l$ and stay out of the budget.
+# * $S_l(b)$, the **sensitivity**, is measured: the increase of the mean cross-entropy on 5,000 *training* images (never
+#   the test set) when only layer $l$ is quantised to $b$ bits. Adding the $S_l$ assumes the layers' errors add up —
+#   a model, checked below by the accuracy of the whole net.
+#
+# This is a knapsack with one choice per layer. First by hand, three layers A, B, C of 16, 8 and 4 weights, bits 2 or
+# 4, budget 10 bytes (all at 4 bits take 8 + 4 + 2 = 14, so 4 bytes must go):
+#
+# | layer | bytes at 4 / 2 bits | $S$ at 4 / 2 bits | cost per byte saved |
+# | --- | --- | --- | --- |
+# | A | 8 / 4 | 0 / 1.0 | 1.0 / 4 = 0.25 |
+# | B | 4 / 2 | 0 / 0.4 | 0.4 / 2 = 0.20 |
+# | C | 2 / 1 | 0 / 0.9 | 0.9 / 1 = 0.90 |
+#
+# A **greedy** rule lowers first the layer whose step costs least per byte saved: B (0.20) → 12 bytes, still over;
+# then A → 8 bytes, total sensitivity 1.4. The **optimum** lowers only A: 4 + 4 + 2 = 10 bytes, sensitivity 1.0. Greedy
+# spent B's cheap step on bytes it did not need once A had to go anyway.
+
+# %%
+sizes = {"A": {2: 4, 4: 8}, "B": {2: 2, 4: 4}, "C": {2: 1, 4: 2}}
+sens = {"A": {2: 1.0, 4: 0.0}, "B": {2: 0.4, 4: 0.0}, "C": {2: 0.9, 4: 0.0}}
+for name, rule in (("greedy", mixed.greedy_bits), ("knapsack (DP)", mixed.knapsack_bits)):
+    bits = rule(sens, sizes, 10)
+    print(f"{name:14s} {bits}  bytes {mixed.total(sizes, bits)}  summed S {mixed.total(sens, bits):.1f}")
+
+# %% [markdown]
+# **The dynamic programme.** Let $f_l(c)$ be the least summed sensitivity of layers $1..l$ in at most $c$ bytes.
+# Then $f_0(c) = 0$ and
+#
+# $$f_l(c) = \min_b\ f_{l-1}\big(c - \text{bytes}_l(b)\big) + S_l(b)\qquad(+\infty \text{ if } c < \text{bytes}_l(b)).$$
+#
+# $f_L(B)$ is the optimum; the $b$ that won at each layer, read back from $c = B$, gives the bits. Time
+# $O(L\cdot|\text{bits}|\cdot B)$: for LeNet-300-100 at $B \approx 10^5$ bytes, a fraction of a second. The table of the
+# example, one row per layer:
+
+# %%
+f = np.zeros(11)                                   # f_0(c) = 0, c = 0..10
+for name in ("A", "B", "C"):
+    cand = np.full((2, 11), np.inf)
+    for i, b in enumerate((2, 4)):
+        w = sizes[name][b]
+        cand[i, w:] = f[:11 - w] + sens[name][b]
+    f = cand.min(axis=0)
+    print(f"f after {name}:", f)
+print("f_C(10) =", f[10], " (the optimum: only A at 2 bits)")
+
+# %% [markdown]
+# ### On the real networks
+#
+# `benchmarks/mixed_precision.py` measures the sensitivities of LeNet-300-100 and LeNet-5, solves the knapsack at the
+# byte budgets of uniform 3- and 4-bit weights and at the midpoint between the 2- and 3-bit budgets, and compares
+# the test accuracy with uniform bits at the same (or fewer) bytes. Both arms use the same post-training quantiser:
+# per-tensor symmetric weights, $\Delta$ from the MSE search, round to nearest, activations in float. The uniform
+# 2-bit budget is the least any choice can take, so there the knapsack can only return uniform 2-bit.
+
+# %%
+mp_path = ROOT / "benchmarks" / "results" / "mixed_precision.json"
+mp_res = json.loads(mp_path.read_text()) if mp_path.exists() else {}
+for net in ("lenet300", "lenet5"):
+    if net not in mp_res:
+        continue
+    e = mp_res[net]
+    print(f"{net}: float {100 * e['float_accuracy']:.2f} %;  S_l(b) on {e['calibration_images']} training images:")
+    for layer, s in e["sensitivity"].items():
+        print(f"  {layer:6s}", "  ".join(f"{b}b {v:+.4f}" for b, v in s.items()))
+    for r in e["rows"]:
+        k, u = r["knapsack"], r["uniform"]
+        bits = ",".join(str(b) for b in k["bits"].values())
+        ub = next(iter(u["bits"].values()))
+        print(f"  {r['budget']:15s} {r['budget_bytes']:7d} B  knapsack [{bits}] {k['bytes']:7d} B "
+              f"{100 * k['test_accuracy']:6.2f} %   uniform {ub}-bit {u['bytes']:7d} B "
+              f"{100 * u['test_accuracy']:6.2f} %")
+
+# %% [markdown]
+# **Reading the numbers.** LeNet-5 is where mixed precision pays: its two convolutions hold only 2,550 of its
+# 61,470 weights but are the most sensitive at 2 bits by a factor of 5 to 8 (a loss increase of 0.21–0.29 against at
+# most 0.04 for the Linear layers), so the knapsack gives them 8 bits and pays for it by putting the large fc1 (48,000
+# weights) at 2 bits. At the byte budget of uniform 3-bit weights that is 89.1 %
+# against 84.8 %, and at the 4-bit budget 90.5 % against 90.2 % (float: 90.4 %).
+#
+# LeNet-300-100 leaves little to choose: fc1 holds 88 % of its weights. At the 4-bit budget the knapsack gains a
+# quarter of a point with a single change, fc3 (1,000 weights) at 3 bits instead of 4, whose measured sensitivity
+# happens to be lower at 3 bits (0.002 against 0.004) — a gain that says as much about the noise of rounding at few
+# bits as about the method. At the 3-bit budget its optimum **is** uniform 3-bit: every
+# other choice that fits puts fc1 or fc2 at 2 bits, which the summed sensitivity and the measured loss of the whole
+# net both rank worse — though the greedy choice 3/2/8 scores 0.4 point more on the test set. And at the midway
+# budget the greedy choice 2/2/8 beats the knapsack's 2/4/8 by 2.2 points. The knapsack is exact for the objective
+# it is given; the objective — a *sum* of one-layer-at-a-time losses on training images — is a model of the network,
+# and these rows show where the model is wrong.
+
+# %% [markdown]
 # ## Things to try, and questions
 #
 # 1. **Column order.** GPTQ's result depends on the order of the columns. In the 1 × 3 example, round the columns in
