@@ -124,8 +124,13 @@ def main():
     bad = [r for r in rows if r not in ROWS]
     if bad:
         ap.error(f"--rows: unknown {bad}; valid: {','.join(ROWS)}")
-    bits_list = [int(b) for b in args.bits.split(",")]
-    seeds = [int(s) for s in args.seeds.split(",")]
+    try:
+        bits_list = [int(b) for b in args.bits.split(",")]
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError:
+        ap.error(f"--bits and --seeds take comma-separated integers, got {args.bits!r} and {args.seeds!r}")
+    if not all(2 <= b <= 8 for b in bits_list) or min(seeds) < 0:
+        ap.error(f"--bits must be in [2, 8] and --seeds ≥ 0, got {args.bits!r} and {args.seeds!r}")
     (xtr, ytr), (xte, yte) = fashion()
     dense = dense_model(args.model, data=((xtr, ytr), (xte, yte)))
     float_acc = evaluate(dense, xte, yte)["accuracy"]
