@@ -212,3 +212,169 @@ def test_convert_errors(rng):
     im = convert(copy.deepcopy(model))
     with pytest.raises(ValueError, match="NaN"):
         im.forward(np.full((1, 1, 8, 8), np.nan, np.float32))
+
+
+# ---- the fused fast path (IntegerModel.forward) against the step-by-step reference ---------------
+from minicompress.quantize.integer import (IntFlatten, IntMaxPool, IntReLU, QuantizeInput,  # noqa: E402
+                                           _LayerStage, _PoolStage, requantize_centred)
+
+
+def _requant_out(m, out_zero, out_lo=0, out_hi=255, relu=0):
+    m0, n = quantize_multiplier(np.asarray(m, np.float64))
+    return {"m0": m0, "shift": n, "out_delta": np.float32(1), "out_zero": out_zero,
+            "out_lo": out_lo, "out_hi": out_hi, "relu": relu}
+
+
+def _same_three_ways(im, x):
+    """forward (fused) == forward_steps == the int64 product, bit for bit."""
+    fast = im.forward(x)
+    assert im.fast_stages(x.shape[1:]) is not None, "the fused path was not used"
+    np.testing.assert_array_equal(fast, im.forward_steps(x))
+    slow = IntegerModel.from_arrays(im.to_arrays(), gemm="int64")
+    assert slow.fast_stages(x.shape[1:]) is None
+    np.testing.assert_array_equal(fast, slow.forward(x))
+    return fast
+
+
+def test_requantize_centred_equals_integer_requantize(rng):
+    """clip(floor(acc·M + ½)) in float64 from float32 accumulators is the integer formula minus z,
+    for |acc| < 2^24, with exact ties (M = 2^-k) and with the rint shortcut where it is allowed."""
+    m = np.concatenate([np.exp(rng.uniform(np.log(1e-9), np.log(30.0), 40)), [0.5, 0.25, 2.0 ** -10]])
+    m0, n = quantize_multiplier(m)
+    acc = rng.integers(-2 ** 24 + 1, 2 ** 24, size=(3000, m.size))
+    acc[:20] = np.arange(-10, 10)[:, None] * (1 << 9)        # exact ties for M = 2^-k
+    z, lo, hi = 5, -100, 300
+    want = requantize(acc, m0, n, z, lo, hi) - z
+    mf = np.ldexp(m0.astype(np.float64), -n)
+    out, work = np.empty(acc.shape, np.float32), np.empty(acc.shape)
+    got = requantize_centred(acc.astype(np.float32), mf, lo - z, hi - z, out, work, ties=True)
+    np.testing.assert_array_equal(got, want)
+    # rint (half to even) differs from half up exactly at ties: the shortcut is wrong with ties...
+    tie_cols = m0 == 2 ** 26                                   # M a power of two
+    bad = requantize_centred(acc.astype(np.float32), mf, lo - z, hi - z, out, work, ties=False)
+    assert not np.array_equal(bad[:, tie_cols], want[:, tie_cols])
+    # ...and right where no tie can occur: M₀ odd, |acc| < 2^(n−1)
+    odd = (m0 % 2 == 1) & (n > 25)
+    small = acc[:, odd] % (1 << 24)
+    got = requantize_centred(small.astype(np.float32), mf[odd], lo - z, hi - z,
+                             np.empty(small.shape, np.float32), np.empty(small.shape), ties=False)
+    np.testing.assert_array_equal(got, requantize(small, m0[odd], n[odd], z, lo, hi) - z)
+
+
+def test_ties_possible_by_hand():
+    """A tie acc·M₀ ≡ 2^(n−1) (mod 2^n) needs |acc| ≥ 2^(n−1−t), t = trailing zero bits of M₀."""
+    q_w = np.ones((1, 4), np.int64)
+    grid = (np.float32(1), 0, 0, 255)                          # bound B = 4·255 = 1020
+    def stage(m):
+        layer = IntLayer("linear", (q_w, 8, np.ones(1)), np.zeros(1), grid, _requant_out(m, 0))
+        return _LayerStage(layer, (4,))
+    assert stage(0.5).ties                                     # M₀ = 2^26, n = 27: acc = 1 ties
+    assert stage(2.0 ** -10).ties                              # acc = 512 ≤ 1020 ties
+    assert not stage(2.0 ** -11).ties                          # needs acc = 1024 > 1020
+    assert not stage(0.3).ties                                 # M₀ even but n − 1 − t ≫ 10
+
+
+def test_fast_forward_random_models(rng):
+    """Random Linear chains: asymmetric, unsigned and signed grids, per-channel multipliers
+    (including powers of two, whose ties take the '+ ½, floor' path), inputs beyond the input
+    grid (clipped) and inside it (clip skipped), a ReLU step on codes."""
+    for trial in range(12):
+        d, h = int(rng.integers(3, 60)), int(rng.integers(2, 40))
+        lo, hi = [(0, 255), (-128, 127), (0, 15)][trial % 3]
+        z_in = int(rng.integers(lo, hi + 1))
+        grid = (np.float32(rng.uniform(0.01, 0.1)), z_in, lo, hi)
+        m = rng.uniform(1e-4, 0.05, h)
+        if trial % 2:
+            m[: h // 2] = 2.0 ** -rng.integers(5, 12, h // 2)   # ties possible
+        z_h = int(rng.integers(0, 20))
+        l1 = IntLayer("linear", (rng.integers(-127, 128, (h, d)), 8, np.ones(h)),
+                      rng.integers(-3000, 3000, h), grid,
+                      _requant_out(m, z_h, out_lo=z_h if trial % 4 == 0 else 0))
+        l2 = IntLayer("linear", (rng.integers(-7, 8, (10, h)), 4, np.ones(10)),
+                      rng.integers(-50, 50, 10), (np.float32(1), z_h, 0, 255),
+                      {"out_scale": rng.uniform(0.01, 1, 10).astype(np.float32)})
+        steps = [QuantizeInput(*grid), l1] + ([IntReLU(z_h + 3)] if trial % 3 == 1 else []) + [l2]
+        im = IntegerModel(steps)
+        x = rng.standard_normal((int(rng.integers(1, 70)), d)).astype(np.float32)
+        x *= [20.0, 0.001][trial % 2]                           # clipped / inside the grid
+        _same_three_ways(im, x)
+
+
+def test_fast_forward_conv_pool_flatten(rng):
+    """Conv (padding, stride) → 2x2 pool fused before the requantisation; a ReLU step, then an
+    overlapping 3x3/2 pool as its own stage; flatten folded into the Linear's column order."""
+    grid = (np.float32(0.05), 11, 0, 255)
+    conv1 = IntLayer("conv2d", (rng.integers(-127, 128, (4, 1, 3, 3)), 8, np.ones(4)),
+                     rng.integers(-500, 500, 4), grid, _requant_out(rng.uniform(1e-4, 1e-2, 4), 0),
+                     padding=1)
+    conv2 = IntLayer("conv2d", (rng.integers(-127, 128, (5, 4, 3, 3)), 8, np.ones(5)),
+                     rng.integers(-500, 500, 5), (np.float32(1), 0, 0, 255),
+                     _requant_out(rng.uniform(1e-4, 1e-2, 5), 2, out_lo=2), stride=2, padding=1)
+    fc = IntLayer("linear", (rng.integers(-127, 128, (10, 5 * 2 * 2)), 8, np.ones(10)),
+                  rng.integers(-500, 500, 10), (np.float32(1), 2, 0, 255),
+                  {"out_scale": np.full(10, 0.01, np.float32)})
+    im = IntegerModel([QuantizeInput(*grid), conv1, IntMaxPool(2, 2), conv2, IntReLU(4),
+                       IntMaxPool(3, 2), IntFlatten(), fc])
+    x = rng.standard_normal((7, 1, 18, 18)).astype(np.float32) * 3   # 18 → 9 → 5 → 2
+    _same_three_ways(im, x)
+    stages = im.fast_stages(x.shape[1:])
+    assert [isinstance(s, _LayerStage) and s.pool is not None for s in stages].count(True) == 1
+    assert any(isinstance(s, _PoolStage) for s in stages)
+
+
+@pytest.mark.parametrize("name,bits", [("lenet300", 8), ("lenet5", 8), ("lenet5", 3)])
+def test_fast_forward_trained_models_agree_fully(rng, name, bits):
+    """Real converted nets: the fused path gives the reference's logits bit for bit, so the
+    predictions agree on 100 % of the images, at any batch size."""
+    model, x = _digits_model(name, bits, rng)
+    im = convert(model)
+    fast = _same_three_ways(im, x)
+    assert (fast.argmax(1) == im.forward_steps(x).argmax(1)).all()
+    np.testing.assert_array_equal(np.concatenate([im.forward(x[i:i + 7]) for i in range(0, len(x), 7)]),
+                                  fast)
+
+
+def test_fast_forward_float64_fallback_layer(rng):
+    """A layer with B ≥ 2^24 inside the fused path: float64 GEMM and the int64 requantisation."""
+    grid = (np.float32(0.05), 7, 0, 255)
+    wide = IntLayer("linear", (rng.integers(-127, 128, (12, 2000)), 8, np.ones(12)),
+                    rng.integers(-1000, 1000, 12), grid, _requant_out(np.full(12, 3e-5), 3))
+    last = IntLayer("linear", (rng.integers(-127, 128, (10, 12)), 8, np.ones(10)), np.zeros(10),
+                    (np.float32(1), 3, 0, 255), {"out_scale": np.full(10, 0.5, np.float32)})
+    assert wide.bound >= 2 ** 24 and wide.exact_dtype == np.float64
+    im = IntegerModel([QuantizeInput(*grid), wide, last])
+    _same_three_ways(im, rng.standard_normal((30, 2000)).astype(np.float32) * 4)
+
+
+def test_fast_forward_sees_replaced_steps_and_threads(rng):
+    """Replacing a step rebuilds the stages; two threads share no buffers."""
+    from concurrent.futures import ThreadPoolExecutor
+    model, x = _digits_model("lenet300", 8, rng)
+    im = convert(model)
+    before = im.forward(x)
+    im.steps[0] = QuantizeInput(im.steps[0].delta * 2, im.steps[0].zero, im.steps[0].q_lo,
+                                im.steps[0].q_hi)
+    after = im.forward(x)
+    assert not np.array_equal(before, after)
+    np.testing.assert_array_equal(after, im.forward_steps(x))
+    halves = [x[: len(x) // 2], x[len(x) // 2:]] * 20
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(im.forward, halves))
+    for xi, out in zip(halves, outs):
+        np.testing.assert_array_equal(out, im.forward_steps(xi))
+
+
+def test_fast_forward_exact_ties_round_half_up(rng):
+    """M = ½ exactly: every odd accumulator is a tie k + ½, which the integer model rounds up
+    (rint would round half of them down, to even). The stage must notice and use floor(· + ½)."""
+    grid = (np.float32(1), 0, 0, 255)
+    l1 = IntLayer("linear", (rng.integers(-1, 2, (8, 6)), 8, np.ones(8)), rng.integers(0, 9, 8),
+                  grid, _requant_out(np.full(8, 0.5), 0))
+    l2 = IntLayer("linear", (np.eye(10, 8, dtype=np.int64), 8, np.ones(10)), np.zeros(10),
+                  (np.float32(1), 0, 0, 255), {"out_scale": np.ones(10, np.float32)})
+    im = IntegerModel([QuantizeInput(*grid), l1, l2])
+    x = rng.integers(0, 40, (200, 6)).astype(np.float32)
+    acc = x.astype(np.int64) @ l1.q_w.T + l1.q_b
+    assert np.any((acc % 2 == 1) & (acc > 0) & (acc < 500) & (acc // 2 % 2 == 0))  # rint ≠ half up
+    assert im.fast_stages((6,))[1].ties
+    _same_three_ways(im, x)

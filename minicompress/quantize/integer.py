@@ -32,12 +32,22 @@ exact below 2^53 (and we require B < 2^31, the int32 accumulator, or refuse to c
 ``gemm="int64"`` forces NumPy's (slow, non-BLAS) integer product, to test that the fast path
 gives bit-identical results.
 
+Two ways through the steps. ``IntegerModel.forward_steps`` runs each step's ``run`` on integer
+codes, one after another: the reference, written for reading. ``IntegerModel.forward`` computes
+the same integers, bit for bit, in fused stages built once per input shape (float32 centred codes
+between layers, weights stored once in the layout BLAS is fastest with, a five-pass float64
+requantisation whose exactness is shown in :func:`requantize_centred`, max-pooling before
+requantising); see "the fast forward pass" below.
+
 Storage (``to_arrays``): weights bit-packed (int8: one per byte; int4: two; int2: four), int32
 biases, float32 steps, int32 M₀ / n (one value when per-tensor), int64 zero points — plain
 numeric and string arrays, saved with
 ``allow_pickle=False``.
 """
 from __future__ import annotations
+
+import math
+import threading
 
 import numpy as np
 
@@ -386,6 +396,319 @@ PREDICT_ELEMENTS = 2 ** 24
 STEP_TYPES = {c.kind: c for c in (QuantizeInput, IntReLU, IntMaxPool, IntFlatten)}
 
 
+# ---- the fast forward pass ----------------------------------------------------------------------
+# The steps' ``run`` methods (the *reference path*, ``IntegerModel.forward_steps``) are written for
+# clarity: every layer casts its integer codes to float32 for BLAS, adds the bias, requantises in
+# six float64 passes and casts the codes back to uint8. ``IntegerModel.forward`` computes the same
+# integers with less work, in a few fused stages built once per input shape (:func:`fast_stages`):
+#
+# * activations stay float32 *centred codes* c = q − z between layers (exact: |c| < 2^24), so no
+#   cast before a GEMM and no "− z_x" pass, and a conv's zero padding is simply c = 0;
+# * each weight matrix is stored once as float32 (K, O) in C order, the layout OpenBLAS is
+#   fastest with; the bias is added to the exact float32 accumulators;
+# * requantisation is five passes, one dtype each (:func:`requantize_centred`); when no
+#   accumulator can be an exact tie (:meth:`_LayerStage.ties_possible`; so for every hidden
+#   layer of the 8/4/2-bit PTQ lenet300 and lenet5) ``rint`` replaces the "+ ½, floor" pair;
+# * a max-pool right after a layer is taken on the accumulators *before* the bias and the
+#   requantisation (both non-decreasing in acc, so they commute with a max): a 2x2 pool leaves
+#   a quarter of the values to requantise;
+# * Flatten of an NHWC image is a plain reshape: the next Linear's weight columns are permuted
+#   once, from the float model's (C, H, W) order to (H, W, C);
+# * the input is quantised straight into a zero-bordered buffer when the first layer is a padded
+#   conv, its clip is skipped when the batch's min and max need none, and every intermediate
+#   array is reused from call to call (:class:`Buffers`).
+
+
+class Buffers:
+    """Arrays a stage reuses from one call to the next, one set per thread (two threads running
+    the same model must not share them), kept for the latest input size. A fresh 1 MB temporary
+    costs page faults on every call; a reused one does not."""
+
+    def __init__(self):
+        self._local = threading.local()
+
+    def get(self, size, make):
+        """The arrays ``make()`` returned for this ``size`` (made again when the size changes)."""
+        local = self._local
+        if getattr(local, "size", None) != size:
+            local.arrays, local.size = make(), size
+        return local.arrays
+
+
+def requantize_centred(acc, m, lo, hi, out, work, ties=True):
+    """Centred output codes ``clip(floor(acc·M + ½), lo, hi)`` into ``out`` (float32), with
+    lo = q_lo − z_y, hi = q_hi − z_y: the same integers as
+    ``requantize(acc, M₀, n, z_y, q_lo, q_hi) − z_y``.
+
+    acc (rows, O) float32 holding exact integers (the bias included); m = M₀·2^(−n) (float64,
+    (O,) or a scalar); work (rows, O) float64. ``ties=False`` when no acc·M can be a tie
+    k + ½ (:meth:`_LayerStage.ties_possible`): then ``rint`` (half to even) is floor(· + ½).
+
+    Exact when |acc| ≤ B < 2^24 (the float32 GEMM's condition): M₀ < 2^27 makes
+    acc·M = (acc·M₀)·2^(−n) a multiple of 2^(−n) with a numerator below 2^51, exact in float64.
+    + ½ is needed only when ties are possible, which needs n ≤ 51 (B ≥ 2^(n−1−27)), so the sum's
+    numerator acc·M₀ + 2^(n−1) stays below 2^52: exact, and floor gives exactly
+    (acc·M₀ + 2^(n−1)) >> n. The float32 cast may round an integer beyond 2^24, but rounding is
+    non-decreasing and the clip bounds are float32 numbers, so nothing crosses a bound.
+
+    Each pass is between arrays of one dtype: a float32 · float64 multiply would run NumPy's
+    casting loop, several times slower than a cast followed by an in-place multiply. The clip
+    is a maximum and a minimum (``np.clip`` costs ~2 µs more per call at batch 1).
+    """
+    np.copyto(work, acc)                          # float32 → float64, exact
+    work *= m
+    if ties:
+        work += 0.5
+        np.floor(work, out=work)
+    else:
+        np.rint(work, out=work)
+    np.copyto(out, work, casting="same_kind")
+    np.maximum(out, lo, out=out)
+    np.minimum(out, hi, out=out)
+    return out
+
+
+def max_pool_nhwc(a, k, s, out):
+    """k×k, stride s max-pool of an (N, H, W, C) array into ``out`` (N, OH, OW, C): one
+    ``np.maximum`` per window offset, each over whole strided views."""
+    oh, ow = out.shape[1:3]
+    views = [a[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
+             for i in range(k) for j in range(k)]
+    if len(views) == 1:
+        np.copyto(out, views[0])
+        return out
+    np.maximum(views[0], views[1], out=out)
+    for v in views[2:]:
+        np.maximum(out, v, out=out)
+    return out
+
+
+class _QuantizeStage:
+    """x → centred input codes ``clip(rint(x/Δ), q_lo − z, q_hi − z)`` in float32: (N, D), or
+    NHWC (N, H + 2p, W + 2p, C) with a zero border p when the first layer is a conv with padding
+    p (the border is written once, when the buffer is made)."""
+
+    def __init__(self, step, pad):
+        self.delta, self.pad = step.delta, pad
+        self.lo, self.hi = step.q_lo - step.zero, step.q_hi - step.zero
+        self.buffers = Buffers()
+
+    def __call__(self, x, x_range):
+        if x.ndim == 4:
+            n, c, h, w = x.shape
+            p = self.pad
+            buf = self.buffers.get(x.shape, lambda: np.zeros((n, h + 2 * p, w + 2 * p, c),
+                                                             np.float32))
+            out = buf[:, p:p + h, p:p + w, :].transpose(0, 3, 1, 2)   # NCHW view, NHWC memory
+        else:
+            buf = out = self.buffers.get(x.shape, lambda: np.empty(x.shape, np.float32))
+        np.divide(x, self.delta, out=out)
+        np.rint(out, out=out)
+        if not self.in_range(*x_range):
+            np.clip(out, self.lo, self.hi, out=out)
+        return buf
+
+    def in_range(self, x_min, x_max):
+        """Whether no code of the batch needs clipping. rint(x/Δ) is non-decreasing in x, so the
+        batch's smallest and largest x, in the same float32 arithmetic, tell."""
+        d = self.delta
+        return (self.lo <= np.rint(np.float32(x_min) / d)
+                and np.rint(np.float32(x_max) / d) <= self.hi)
+
+
+class _LayerStage:
+    """One IntLayer, and the max-pool that follows it if any: GEMM on centred codes, pool,
+    bias, then requantise (→ centred codes) or scale (→ logits)."""
+
+    def __init__(self, layer, shape, pool=None, prepadded=False, chw=None):
+        self.layer, self.pool, self.buffers = layer, pool, Buffers()
+        self.conv = layer.kind == "conv2d"
+        self.k = layer.q_w.shape[2] if self.conv else None
+        self.padding = 0 if prepadded else layer.padding
+        w = layer.w_mat
+        if chw is not None:
+            # the input is a flattened NHWC image: reorder the columns from (C, H, W) to (H, W, C)
+            c, h, ww = chw
+            w = w.reshape(len(w), c, h, ww).transpose(0, 2, 3, 1).reshape(len(w), -1)
+        # (K, O) in C order: OpenBLAS multiplies by it 10–20 % faster than by W.T, the float
+        # layer's F-ordered view (measured here; the sums are exact in any order)
+        self.w = np.ascontiguousarray(w.T, dtype=layer.exact_dtype)
+        self.exact32 = layer.exact_dtype == np.float32
+        self.q_b = layer.q_b.astype(layer.exact_dtype)                 # exact: |q_b| ≤ B
+        self.shape = self._out_shape(shape)
+        o = layer.out
+        self.logits = "out_scale" in o
+        if self.logits:
+            self.scale = o["out_scale"]
+            return
+        z = o["out_zero"]
+        self.lo, self.hi = np.float32(o["out_lo"] - z), np.float32(o["out_hi"] - z)
+        m = np.ldexp(o["m0"].astype(np.float64), -o["shift"])          # M = M₀·2^(−n), exact
+        self.m = m[0] if np.all(m == m[0]) else m                      # a float64 scalar or (O,)
+        self.ties = self.ties_possible()
+
+    def ties_possible(self):
+        """Whether some |acc| ≤ B can make acc·M an exact tie k + ½, i.e. acc·M₀ ≡ 2^(n−1)
+        (mod 2^n). That needs acc·M₀ to have exactly n − 1 trailing zero bits, so |acc| at
+        least 2^(n−1−t), t the trailing zero bits of M₀: impossible when B < 2^(n−1−t)."""
+        m0, n = self.layer.out["m0"], self.layer.out["shift"]
+        t = np.log2(m0 & -m0)                                           # m0 > 0: exact
+        return bool(np.any(self.layer.bound >= 2.0 ** (n - 1 - t)))
+
+    def _out_shape(self, shape):
+        o = self.layer.q_w.shape[0]
+        if not self.conv:
+            return (o,)
+        h, w, _ = shape
+        k, s, p = self.k, self.layer.stride, self.layer.padding
+        oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        if self.pool is not None:
+            pk, ps = self.pool.kernel_size, self.pool.stride
+            oh, ow = (oh - pk) // ps + 1, (ow - pk) // ps + 1
+        return (oh, ow, o)
+
+    def _buffers(self, rows, n):
+        """acc (rows, O) in the GEMM's dtype, the pooled acc, the output codes, the float64
+        work array of the requantisation."""
+        o, dt = self.w.shape[1], self.w.dtype
+        out_shape = (n,) + self.shape
+        return (np.empty((rows, o), dt),
+                np.empty(out_shape, dt) if self.pool is not None else None,
+                np.empty(out_shape, np.float32), np.empty(out_shape, np.float64))
+
+    def accumulate(self, a):
+        """Σ q_w·(q_x − z_x) without the bias, max-pooled if a pool follows: (N, O) or
+        (N, OH, OW, O), exact, and the stage's buffers. Pooling before the bias and the
+        requantisation is exact: both are non-decreasing in acc, channel by channel, so they
+        commute with a max."""
+        n = len(a)
+        if self.conv:
+            cols, (oh, ow) = im2col(a, self.k, self.layer.stride, self.padding)
+        else:
+            cols = a.reshape(n, -1)
+        bufs = self.buffers.get(n, lambda: self._buffers(len(cols), n))
+        acc = np.matmul(cols, self.w, out=bufs[0])
+        if self.conv:
+            acc = acc.reshape(n, oh, ow, -1)
+        if self.pool is not None:
+            acc = max_pool_nhwc(acc, self.pool.kernel_size, self.pool.stride, bufs[1])
+        return acc, bufs
+
+    def __call__(self, a):
+        acc, (_, _, out, work) = self.accumulate(a)
+        acc += self.q_b                                                # exact: |acc| ≤ B
+        if self.logits:
+            return np.multiply(acc, self.scale, dtype=np.float32)
+        if self.exact32:
+            return requantize_centred(acc, self.m, self.lo, self.hi, out, work, self.ties)
+        # B ≥ 2^24: float64 accumulators (exact below 2^53) and the int64 requantisation
+        o = self.layer.out
+        codes = requantize(acc.astype(np.int64), o["m0"], o["shift"], 0, int(self.lo), int(self.hi))
+        np.copyto(out, codes, casting="unsafe")                        # |codes| < 2^24: exact
+        return out
+
+
+class _ReLUStage:
+    """ReLU on centred codes: max(q, z_relu) − z = max(c, z_relu − z)."""
+
+    def __init__(self, threshold):
+        self.threshold = np.float32(threshold)
+
+    def __call__(self, a):
+        return np.maximum(a, self.threshold, out=a)
+
+
+class _PoolStage:
+    """A max-pool that does not follow a layer directly, on centred codes."""
+
+    def __init__(self, step, shape):
+        self.k, self.s = step.kernel_size, step.stride
+        h, w, c = shape
+        self.shape = ((h - self.k) // self.s + 1, (w - self.k) // self.s + 1, c)
+        self.buffers = Buffers()
+
+    def __call__(self, a):
+        out = self.buffers.get(len(a), lambda: np.empty((len(a),) + self.shape, np.float32))
+        return max_pool_nhwc(a, self.k, self.s, out)
+
+
+def _flatten(a):
+    """NHWC → (N, H·W·C) as it lies in memory; the next Linear's columns are permuted to match."""
+    return a.reshape(len(a), -1)
+
+
+def fast_stages(steps, sample_shape):
+    """The fused stages computing ``forward_steps`` for inputs of per-sample shape
+    ``sample_shape``, or None when the fast path does not apply (then forward runs the steps).
+
+    It applies when every layer uses the BLAS path (``gemm="auto"``), the model ends with the
+    logits layer, and each layer's input grid is the grid the codes arriving there are on (as
+    ``convert`` builds it), so that the layer's bound B holds for them.
+    """
+    first, last = steps[0], steps[-1]
+    if (any(isinstance(s, IntLayer) and s.gemm != "auto" for s in steps)
+            or not isinstance(last, IntLayer) or "out_scale" not in last.out):
+        return None
+    zero, lo, hi = first.zero, first.q_lo, first.q_hi
+    if max(abs(lo - zero), abs(hi - zero)) >= EXACT_FLOAT32:
+        return None
+    shape = tuple(sample_shape)
+    if len(shape) == 3:
+        shape = shape[1:] + shape[:1]                      # (C, H, W) → NHWC (H, W, C)
+    elif len(shape) != 1:
+        return None
+    pad = steps[1].padding if len(steps) > 1 and isinstance(steps[1], IntLayer) else 0
+    if pad and len(shape) != 3:
+        return None
+    stages, chw, i = [_QuantizeStage(first, pad)], None, 1
+    while i < len(steps):
+        s = steps[i]
+        if isinstance(s, IntLayer):
+            if not _fits(s, shape, (zero, lo, hi)) or ("out_scale" in s.out and s is not last):
+                return None
+            conv, requantising = s.kind == "conv2d", "m0" in s.out
+            pool = steps[i + 1] if (conv and requantising and i + 1 < len(steps)
+                                    and isinstance(steps[i + 1], IntMaxPool)) else None
+            stage = _LayerStage(s, shape, pool, prepadded=i == 1 and pad > 0, chw=chw)
+            stages.append(stage)
+            shape, chw = stage.shape, None
+            if requantising:
+                zero, lo, hi = s.out["out_zero"], s.out["out_lo"], s.out["out_hi"]
+                if max(abs(lo - zero), abs(hi - zero)) >= EXACT_FLOAT32:
+                    return None                            # centred codes must be float32 numbers
+            i += 2 if pool is not None else 1
+            continue
+        if isinstance(s, IntReLU):
+            stages.append(_ReLUStage(s.zero - zero))
+            lo, hi = max(lo, s.zero), max(hi, s.zero)
+        elif isinstance(s, IntMaxPool):
+            if len(shape) != 3:
+                return None
+            stages.append(_PoolStage(s, shape))
+            shape = stages[-1].shape
+        elif isinstance(s, IntFlatten):
+            if len(shape) == 3:
+                chw = (shape[2], shape[0], shape[1])
+                stages.append(_flatten)
+                shape = (int(np.prod(shape)),)
+        else:
+            return None
+        i += 1
+    return stages
+
+
+def _fits(layer, shape, codes):
+    """Whether ``layer`` takes per-sample inputs of ``shape`` (flat, or NHWC for a conv) whose
+    codes are on its input grid: zero point z_x, range inside [in_lo, in_hi] (its bound B
+    assumes that range)."""
+    zero, lo, hi = codes
+    if layer.in_zero != zero or lo < layer.in_lo or hi > layer.in_hi:
+        return False
+    if layer.kind == "linear":
+        return len(shape) == 1 and shape[0] == layer.w_mat.shape[1]
+    return len(shape) == 3 and shape[2] == layer.q_w.shape[1]
+
+
 class IntegerModel:
     """A list of integer steps; ``forward(x_float32) -> logits`` quantises the input itself."""
 
@@ -397,6 +720,8 @@ class IntegerModel:
         # what the model expects: {"shape": per-sample shape, "mean": m, "std": s} — inputs are
         # images in [0, 1] standardised as (x − m) / s (see :meth:`standardize`); None if unknown
         self.input = input
+        self._stages = {}               # per-sample input shape → fused stages (fast_stages)
+        self._stages_of, self._stages_ids = (), None      # the steps they were built from
 
     def standardize(self, x):
         """Raw images in [0, 1] → the model's input ``(x − m) / s`` in float32 (m, s float32),
@@ -418,16 +743,51 @@ class IntegerModel:
             largest = max(largest, work, int(np.prod(shape)))
         return largest
 
-    def forward(self, x):
+    def _checked_input(self, x, where):
+        """x as float32 and its (min, max) — the finiteness check and, for the fast path, the
+        test whether the input codes need clipping. min and max propagate NaN and see ±inf: two
+        fast reductions instead of isfinite's boolean array."""
         x = np.asarray(x)
-        if not np.issubdtype(x.dtype, np.floating):
-            raise TypeError(f"IntegerModel.forward: x must be a float array, got {x.dtype}")
-        if not np.all(np.isfinite(x)):
-            raise ValueError("IntegerModel.forward: x contains NaN or inf")
+        if x.dtype.kind != "f":
+            raise TypeError(f"IntegerModel.{where}: x must be a float array, got {x.dtype}")
+        x_range = (np.minimum.reduce(x, axis=None), np.maximum.reduce(x, axis=None)) \
+            if x.size else (0.0, 0.0)
+        if not (math.isfinite(x_range[0]) and math.isfinite(x_range[1])):
+            raise ValueError(f"IntegerModel.{where}: x contains NaN or inf")
         if self.input is not None and tuple(x.shape[1:]) != tuple(self.input["shape"]):
-            raise ValueError(f"IntegerModel.forward: x must have shape (N, "
+            raise ValueError(f"IntegerModel.{where}: x must have shape (N, "
                              f"{', '.join(map(str, self.input['shape']))}), got {x.shape}")
-        a = x.astype(np.float32, copy=False)
+        return x.astype(np.float32, copy=False), x_range
+
+    def fast_stages(self, sample_shape):
+        """The fused stages for inputs of this per-sample shape (built once), or None. Replacing
+        a step (``im.steps[i] = ...``) rebuilds them; a step's own arrays must not be changed."""
+        ids = tuple(map(id, self.steps))
+        if ids != self._stages_ids:
+            # the cache holds the steps themselves, so their ids cannot be reused meanwhile
+            self._stages, self._stages_of, self._stages_ids = {}, tuple(self.steps), ids
+        key = tuple(sample_shape)
+        if key not in self._stages:
+            self._stages[key] = fast_stages(self.steps, key)
+        return self._stages[key]
+
+    def forward(self, x):
+        """Logits (N, classes) float32 of float inputs x, through the fused stages (see
+        :func:`fast_stages`): the integers of :meth:`forward_steps`, bit for bit, with less work."""
+        a, x_range = self._checked_input(x, "forward")
+        stages = self.fast_stages(a.shape[1:]) if a.size else None
+        if stages is None:
+            return self._run_steps(a)
+        a = stages[0](a, x_range)                           # quantise the input
+        for stage in stages[1:]:
+            a = stage(a)
+        return a
+
+    def forward_steps(self, x):
+        """The reference path: each step's ``run`` on integer codes, one step after another."""
+        return self._run_steps(self._checked_input(x, "forward_steps")[0])
+
+    def _run_steps(self, a):
         for step in self.steps:
             a = step.run(a)
         return a
