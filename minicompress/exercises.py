@@ -747,8 +747,10 @@ _HINV2 = np.array([[0.5, 0.25], [0.25, 1.0]])
 _W2 = np.array([[0.9, 0.0], [-1.3, 0.2]])
 
 
-def _gptq_step(w, h_inv, delta, q_lo, q_hi, clip=True, scale=True, sign=1.0, divide=True):
-    """One GPTQ column step, with switches for the mistakes."""
+def _gptq_step(w, h_inv, delta, q_lo, q_hi, **slip):
+    """One GPTQ column step; ``slip`` (clip, scale, sign, divide) switches on the mistakes."""
+    clip, scale = slip.get("clip", True), slip.get("scale", True)
+    sign, divide = slip.get("sign", 1.0), slip.get("divide", True)
     w = np.asarray(w, np.float64)
     v = np.rint(w[:, 0] / delta)
     q = np.clip(v, q_lo, q_hi) if clip else v

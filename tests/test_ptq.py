@@ -77,9 +77,9 @@ def test_adaround_gradient_matches_central_differences(rng, beta, reg_weight):
     q_lo, q_hi = -3, 3                                   # |W/Δ| up to ~10: many are clipped
 
     def loss():
-        return adaround_objective(v, w, h, delta, q_lo, q_hi, beta, reg_weight)[0]
+        return adaround_objective(v, w, h, delta, (q_lo, q_hi), beta, reg_weight)[0]
 
-    _, grad = adaround_objective(v, w, h, delta, q_lo, q_hi, beta, reg_weight)
+    _, grad = adaround_objective(v, w, h, delta, (q_lo, q_hi), beta, reg_weight)
     s = np.floor(w / delta) + rectified_sigmoid(v)
     assert np.any((s < q_lo) | (s > q_hi)) and np.any((s > q_lo) & (s < q_hi))
     assert rel_error(grad, numerical_grad(loss, v)) < 1e-6

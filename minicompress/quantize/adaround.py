@@ -119,11 +119,12 @@ def soft_quantize(w_floor, h, delta, q_lo, q_hi, z=0):
     return delta * (np.clip(s, q_lo, q_hi) - z), delta * inside
 
 
-def adaround_objective(v, w, h_gram, delta, q_lo, q_hi, beta, reg_weight, z=0, w_floor=None):
+def adaround_objective(v, w, h_gram, delta, grid, beta, reg_weight, w_floor=None):
     """L(V) = Σ_o (w_o − w̃_o) H (w_o − w̃_o)ᵀ + λ f_reg(h(V)) and ∂L/∂V (shape of V).
 
-    v, w (O, K); h_gram (K, K) symmetric; Δ (O, 1) or scalar; ``w_floor`` = ⌊W/Δ⌋ if already
-    computed. Computed in the dtype of v."""
+    v, w (O, K); h_gram (K, K) symmetric; Δ (O, 1) or scalar; ``grid`` = (q_lo, q_hi) or
+    (q_lo, q_hi, z); ``w_floor`` = ⌊W/Δ⌋ if already computed. Computed in the dtype of v."""
+    q_lo, q_hi, z = (tuple(grid) + (0,))[:3]
     if w_floor is None:
         w_floor = np.floor(w / delta)
     hv = rectified_sigmoid(v)
@@ -165,7 +166,7 @@ def adaround_codes(w, h_gram, delta, q_lo, q_hi, config=None, z=0, history=None)
     opt = Adam([v], lr=config.lr)
     for t in range(config.iterations):
         beta, lam = beta_schedule(t, config)
-        loss, grad = adaround_objective(v.data, w32, h32, d32, q_lo, q_hi, beta, lam, z,
+        loss, grad = adaround_objective(v.data, w32, h32, d32, (q_lo, q_hi, z), beta, lam,
                                         w_floor32)
         if history is not None and (t % max(1, config.iterations // 10) == 0
                                     or t == config.iterations - 1):
