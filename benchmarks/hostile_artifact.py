@@ -3,7 +3,10 @@
 
     python benchmarks/hostile_artifact.py          # → benchmarks/results/hostile_artifact.json
 
-Each hostile file carries a valid checksum. Peak memory is the child process's ru_maxrss
+Each hostile file carries a valid checksum. The Huffman cases (format version 3) start from the
+same model with every weight Huffman coded: a code-length table that is over-subscribed, one
+that is incomplete, a bitstream cut short, a byte after the last code, and a sparse tensor claiming every one of its
+codes kept (more than its bytes can hold at 1 to 15 bits a code). Peak memory is the child process's ru_maxrss
 (``resource.getrusage(RUSAGE_CHILDREN)``, one child per file), so it includes the ~60 MB of
 Python and NumPy themselves; the valid file is the baseline.
 """
@@ -28,20 +31,83 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from minicompress import models  # noqa: E402
-from minicompress.artifact import read_artifact, write_artifact  # noqa: E402
+from minicompress import huffman  # noqa: E402
+from minicompress.artifact import (BASE_ENCODINGS, artifact_bytes, read_artifact,  # noqa: E402
+                                   write_artifact)
 from minicompress.data import load_dataset, standardization  # noqa: E402
 from minicompress.quantize import calibrate, convert, prepare  # noqa: E402
 from minicompress.serialize import input_spec, load_integer_model, save_integer_model  # noqa: E402
 
 
-def valid_artifact(path):
+def valid_artifact(path, encodings=BASE_ENCODINGS):
     (xtr, _), _ = load_dataset("digits")
     model = models.lenet5(8, rng=np.random.default_rng(0))
+    model.fc1.weight.data *= np.random.default_rng(1).random(model.fc1.weight.data.shape) < 0.1
     prepare(model, 4, 8, input_kind="auto", example_input=xtr[:200])
     calibrate(model, xtr[:200])
     im = convert(model)
     im.input = input_spec((1, 8, 8), *standardization("digits"))
-    return save_integer_model(im, path, meta={"dataset": "digits"})
+    return save_integer_model(im, path, meta={"dataset": "digits"}, encodings=encodings)
+
+
+def _huffman_weight(h, encoding):
+    return next(s["weight"] for s in h["steps"] if s.get("weight", {}).get("encoding") == encoding)
+
+
+def _retable(h, blob, change):
+    """The first huffman tensor's code-length table rewritten by change(lengths)."""
+    w = _huffman_weight(h, "huffman")
+    k = w["hi"] - w["lo"] + 1
+    start = w["offset"]
+    lengths = huffman.lengths_from_bytes(blob[start:start + -(-k // 2)], k)
+    table = huffman.lengths_to_bytes(change(lengths.copy()))
+    return blob[:start] + table + blob[start + len(table):]
+
+
+def _resize(h, blob, entry, data):
+    """Replace a tensor's bytes (another length), moving every later tensor."""
+    start, old = entry["offset"], entry["nbytes"]
+    for st in h["steps"]:
+        for ref in st.values():
+            if isinstance(ref, dict) and ref.get("offset", -1) > start:
+                ref["offset"] += len(data) - old
+    entry["nbytes"] = len(data)
+    return blob[:start] + data + blob[start + old:]
+
+
+def huffman_cases(d: Path) -> dict:
+    good = valid_artifact(d / "valid_huffman.npz", ("huffman", "sparse_huffman"))
+    header, blob = read_artifact(good)
+
+    def longest(delta):
+        def change(lengths):
+            lengths[np.argmax(lengths)] += delta
+            return lengths
+        return change
+
+    def truncated(h, b):
+        w = _huffman_weight(h, "huffman")
+        return _resize(h, b, w, b[w["offset"]:w["offset"] + w["nbytes"] - 1])
+
+    def extra_byte(h, b):
+        w = _huffman_weight(h, "huffman")
+        return _resize(h, b, w, b[w["offset"]:w["offset"] + w["nbytes"]] + b"\0")
+
+    def claims_all(h, b):
+        w = _huffman_weight(h, "sparse_huffman")
+        n = int(np.prod(w["shape"]))
+        w.update(nnz=n, index_bytes=n)          # every code kept: more than its bytes can hold
+        return b
+    cases = {"valid_huffman": good}
+    for name, change in {"huffman_over_subscribed": lambda h, b: _retable(h, b, longest(-1)),
+                         "huffman_incomplete": lambda h, b: _retable(h, b, longest(+1)),
+                         "huffman_truncated": truncated, "huffman_byte_after_last_code": extra_byte,
+                         "sparse_huffman_claims_every_code": claims_all}.items():
+        h = copy.deepcopy(header)
+        b = change(h, blob)
+        (d / f"{name}.npz").write_bytes(artifact_bytes(h, b))
+        cases[name] = d / f"{name}.npz"
+    return cases
 
 
 def with_steps(header, blob, n, path):
@@ -117,6 +183,7 @@ def main():
             change(h)
             h.pop("format"), h.pop("format_version")
             cases[name] = write_artifact(d / f"{name}.npz", h, blob)
+        cases.update(huffman_cases(d))
         for name, path in cases.items():
             rc, err, mb = evaluate_peak(path)
             results["evaluate"][name] = {"file_bytes": path.stat().st_size, "exit_code": rc,

@@ -21,9 +21,15 @@ Tensor encodings (``encoding`` field):
   followed by the non-zero codes ``packed`` as above;
 * ``sparse_gaps`` — the non-zero positions as escape-coded gaps, one byte per gap below 255
   (:func:`gap_bytes`), followed by the non-zero codes ``packed``. At 98 % sparsity this deflates
-  to ~25 % less than the bitmask, whose cost is one bit per weight whether kept or not.
+  to ~25 % less than the bitmask, whose cost is one bit per weight whether kept or not;
+* ``huffman`` (format version 3) — every code canonical-Huffman coded (:mod:`.huffman`): a table
+  of 4-bit code lengths for the codes lo..hi, then the bitstream;
+* ``sparse_huffman`` (version 3) — the ``sparse_gaps`` index bytes Huffman coded, then the
+  non-zero codes Huffman coded, each block a length table and a bitstream.
 
-Each weight tensor takes the encoding that deflates smallest.
+Each weight tensor takes the encoding that deflates smallest, the two Huffman ones only when
+strictly smaller than the best of the first three; a file that uses neither is written as
+version 2, so files without Huffman tensors are byte for byte what they were.
 
 Writing is deterministic (fixed zip timestamps, sorted members), so the same model gives the same
 file byte for byte, and atomic (temporary file + rename).
@@ -39,11 +45,15 @@ from pathlib import Path
 
 import numpy as np
 
+from . import huffman
 from .io import atomic_write
 from .quantize.bitpack import pack_bits, unpack_bits
 
 FORMAT_NAME = "minicompress-integer-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3                  # the newest version this code writes and reads
+READ_VERSIONS = (2, 3)              # version 2: no Huffman encodings
+HUFFMAN_ENCODINGS = ("huffman", "sparse_huffman")
+BASE_ENCODINGS = ("packed", "sparse", "sparse_gaps")
 _MEMBERS = ("blob.npy", "checksum.npy", "header.npy")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
@@ -79,9 +89,43 @@ def _deflated(data: bytes) -> int:
     return len(zlib.compress(data, 9))
 
 
-def encode_codes(codes, bits: int) -> tuple[bytes, dict]:
-    """Encode signed integer codes as ``packed``, ``sparse`` (bitmask) or ``sparse_gaps``,
-    whichever deflates smallest (the file is deflate-compressed)."""
+def huffman_block(symbols, k: int) -> tuple[bytes, int]:
+    """(table ‖ bitstream, table bytes) of symbols in [0, k): the k code lengths as nibbles
+    (:func:`huffman.lengths_to_bytes`), then the canonical codes (:func:`huffman.encode`)."""
+    lengths = huffman.code_lengths(np.bincount(symbols, minlength=k))
+    table = huffman.lengths_to_bytes(lengths)
+    return table + huffman.encode(symbols, lengths), len(table)
+
+
+def _huffman_candidates(flat, nonzero, index, base):
+    """The ``huffman`` and ``sparse_huffman`` encodings of the codes (see docs/FORMAT.md §4)."""
+    lo, hi = int(flat.min()), int(flat.max())
+    if hi - lo + 1 > 2 ** huffman.MAX_CODE_LENGTH and \
+            len(np.unique(flat)) > 2 ** huffman.MAX_CODE_LENGTH:
+        return []                       # more distinct codes than codes of ≤ 15 bits can name
+    dense, _ = huffman_block(flat - lo, hi - lo + 1)
+    out = [(dense, dict(base, encoding="huffman", lo=lo, hi=hi))]
+    if len(nonzero):
+        gaps = np.frombuffer(index, np.uint8).astype(np.int64)
+        ilo, ihi = int(gaps.min()), int(gaps.max())
+        index_block, _ = huffman_block(gaps - ilo, ihi - ilo + 1)
+        values = flat[nonzero]
+        vlo, vhi = int(values.min()), int(values.max())
+        value_block, _ = huffman_block(values - vlo, vhi - vlo + 1)
+        out.append((index_block + value_block,
+                    dict(base, encoding="sparse_huffman", nnz=len(nonzero), index_bytes=len(gaps),
+                         index_lo=ilo, index_hi=ihi, index_nbytes=len(index_block),
+                         lo=vlo, hi=vhi)))
+    return out
+
+
+def encode_codes(codes, bits: int, encodings=None) -> tuple[bytes, dict]:
+    """Encode signed integer codes as ``packed``, ``sparse`` (bitmask), ``sparse_gaps``,
+    ``huffman`` or ``sparse_huffman``, whichever deflates smallest (the file is
+    deflate-compressed); ties go to the earlier in that order, so a Huffman encoding is taken
+    only when strictly smaller. ``encodings``: the allowed ones (default all five; if none of
+    them applies to these codes, all are tried)."""
+    encodings = tuple(BASE_ENCODINGS + HUFFMAN_ENCODINGS if encodings is None else encodings)
     codes = np.asarray(codes)
     flat = codes.astype(np.int64).ravel()
     base = {"bits": int(bits), "shape": list(codes.shape)}
@@ -94,7 +138,20 @@ def encode_codes(codes, bits: int) -> tuple[bytes, dict]:
         (mask + values, dict(base, encoding="sparse", nnz=len(nonzero), mask_bytes=len(mask))),
         (index + values, dict(base, encoding="sparse_gaps", nnz=len(nonzero), index_bytes=len(index))),
     ]
+    if set(encodings) & set(HUFFMAN_ENCODINGS) and flat.size:
+        candidates += _huffman_candidates(flat, nonzero, index, base)
+    # none of the allowed applies (sparse_huffman of all-zero codes, Huffman of more than 2^15
+    # distinct codes): the best of those that do
+    candidates = [c for c in candidates if c[1]["encoding"] in encodings] or candidates
     return min(candidates, key=lambda c: (_deflated(c[0]), len(c[0])))
+
+
+def uses_huffman(header: dict) -> bool:
+    """Whether any step's weight uses a version-3 (Huffman) encoding."""
+    steps = header.get("steps") if isinstance(header, dict) else None
+    return isinstance(steps, list) and any(
+        isinstance(s, dict) and isinstance(s.get("weight"), dict)
+        and s["weight"].get("encoding") in HUFFMAN_ENCODINGS for s in steps)
 
 
 MAX_TENSOR_ELEMENTS = 2 ** 22   # 4.2 M codes per tensor (the teacher's largest: 0.8 M)
@@ -103,7 +160,10 @@ RAW_DTYPES = ("<i4", "<f4")
 ENTRY_KEYS = {"raw": {"encoding", "offset", "nbytes", "dtype", "shape"},
               "packed": {"encoding", "offset", "nbytes", "bits", "shape"},
               "sparse": {"encoding", "offset", "nbytes", "bits", "shape", "nnz", "mask_bytes"},
-              "sparse_gaps": {"encoding", "offset", "nbytes", "bits", "shape", "nnz", "index_bytes"}}
+              "sparse_gaps": {"encoding", "offset", "nbytes", "bits", "shape", "nnz", "index_bytes"},
+              "huffman": {"encoding", "offset", "nbytes", "bits", "shape", "lo", "hi"},
+              "sparse_huffman": {"encoding", "offset", "nbytes", "bits", "shape", "nnz",
+                                 "index_bytes", "index_lo", "index_hi", "index_nbytes", "lo", "hi"}}
 
 
 def json_int(value, what, lo, hi) -> int:
@@ -167,10 +227,82 @@ def check_entry(entry, blob_size: int) -> dict:
             # every marked position costs one byte, every 255 skipped positions one escape byte
             index = json_int(entry["index_bytes"], "index_bytes", nnz, nnz + count // 255)
             need = index + -(-nnz * bits // 8)
+        elif encoding in HUFFMAN_ENCODINGS:
+            _check_huffman_sizes(entry, encoding, bits, count, nbytes)
+            need = nbytes
     if nbytes != need:
         raise ArtifactError(f"nbytes is {nbytes}, but a {encoding} tensor of shape {list(shape)} "
                             f"needs exactly {need}")
     return entry
+
+
+def _block_bounds(symbols: int, k: int) -> tuple[int, int]:
+    """Smallest and largest byte count of a Huffman block of ``symbols`` symbols over an
+    alphabet of k: the ⌈k/2⌉-byte length table plus 1 to 15 bits per symbol."""
+    table = -(-k // 2)
+    return table + -(-symbols // 8), table + -(-symbols * huffman.MAX_CODE_LENGTH // 8)
+
+
+def _check_huffman_sizes(entry, encoding, bits, count, nbytes):
+    """Header-only checks of a Huffman tensor: alphabet ranges inside the b-bit codes, and byte
+    counts that N (or nnz) codes of 1 to 15 bits can fill — so a claim cannot ask for more than
+    the bytes that are there."""
+    lo = json_int(entry["lo"], "lo", -2 ** (bits - 1), 2 ** (bits - 1) - 1)
+    hi = json_int(entry["hi"], "hi", lo, 2 ** (bits - 1) - 1)
+    symbols = count
+    if encoding == "sparse_huffman":
+        symbols = nnz = json_int(entry["nnz"], "nnz", 1, count)
+        index = json_int(entry["index_bytes"], "index_bytes", nnz, nnz + count // 255)
+        ilo = json_int(entry["index_lo"], "index_lo", 0, 254)
+        ihi = json_int(entry["index_hi"], "index_hi", ilo, 255)
+        least, most = _block_bounds(index, ihi - ilo + 1)
+        index_nbytes = json_int(entry["index_nbytes"], "index_nbytes", least, most)
+        nbytes -= index_nbytes
+    least, most = _block_bounds(symbols, hi - lo + 1)
+    if not least <= nbytes <= most:
+        raise ArtifactError(f"nbytes: the {'values' if encoding == 'sparse_huffman' else 'codes'}"
+                            f" block of this {encoding} tensor is {nbytes} bytes; {symbols} codes "
+                            f"over {hi - lo + 1} values need {least} to {most}")
+
+
+def _huffman_symbols(data, k: int, count: int, what: str) -> np.ndarray:
+    """``count`` symbols in [0, k) from a Huffman block (length table ‖ bitstream)."""
+    split = -(-k // 2)
+    try:
+        lengths = huffman.lengths_from_bytes(data[:split], k)
+        return huffman.decode(data[split:], lengths, count)[0]
+    except huffman.HuffmanError as e:
+        raise ArtifactError(f"{what}: {e}") from None
+
+
+def _positions(index: np.ndarray, count: int, nnz: int) -> np.ndarray:
+    """Positions from ``sparse_gaps`` index bytes, checked: no trailing escape, nnz of them, all
+    inside the tensor."""
+    if len(index) and index[-1] == 255:
+        raise ArtifactError("sparse_gaps index must not end with an escape byte 255")
+    positions = positions_from_gaps(index)
+    if len(positions) != nnz or (nnz and positions[-1] >= count):
+        raise ArtifactError(f"sparse index gives {len(positions)} positions"
+                            + (f" up to {positions[-1]}" if len(positions) else "")
+                            + f"; the header says nnz={nnz} in a tensor of {count}")
+    return positions
+
+
+def _decode_huffman(data: bytes, entry: dict, count: int) -> np.ndarray:
+    """The codes of a ``huffman`` or ``sparse_huffman`` tensor as a flat int32 array."""
+    lo, hi = entry["lo"], entry["hi"]
+    if entry["encoding"] == "huffman":
+        return (_huffman_symbols(data, hi - lo + 1, count, "huffman codes") + lo).astype(np.int32)
+    split, nnz = entry["index_nbytes"], entry["nnz"]
+    gaps = _huffman_symbols(data[:split], entry["index_hi"] - entry["index_lo"] + 1,
+                            entry["index_bytes"], "sparse_huffman index") + entry["index_lo"]
+    positions = _positions(gaps.astype(np.uint8), count, nnz)
+    values = _huffman_symbols(data[split:], hi - lo + 1, nnz, "sparse_huffman values") + lo
+    if np.any(values == 0):
+        raise ArtifactError("a sparse tensor's listed codes must all be non-zero")
+    out = np.zeros(count, np.int32)
+    out[positions] = values
+    return out
 
 
 def _unpack(data, bits: int, count: int) -> np.ndarray:
@@ -189,6 +321,8 @@ def decode_codes(data: bytes, entry: dict) -> np.ndarray:
     encoding = entry["encoding"]
     if encoding == "packed":
         return _unpack(data, entry["bits"], count).reshape(shape)
+    if encoding in HUFFMAN_ENCODINGS:
+        return _decode_huffman(data, entry, count).reshape(shape)
     nnz = entry["nnz"]
     if encoding == "sparse":
         split = entry["mask_bytes"]
@@ -196,16 +330,12 @@ def decode_codes(data: bytes, entry: dict) -> np.ndarray:
         if bits[count:].any():
             raise ArtifactError("sparse mask: the padding bits after the last entry must be 0")
         positions = np.flatnonzero(bits)
+        if len(positions) != nnz:
+            raise ArtifactError(f"sparse index gives {len(positions)} positions; the header "
+                                f"says nnz={nnz} in a tensor of {count}")
     else:
         split = entry["index_bytes"]
-        index = np.frombuffer(data[:split], np.uint8)
-        if split and index[-1] == 255:
-            raise ArtifactError("sparse_gaps index must not end with an escape byte 255")
-        positions = positions_from_gaps(index)
-    if len(positions) != nnz or (nnz and positions[-1] >= count):
-        raise ArtifactError(f"sparse index gives {len(positions)} positions"
-                            + (f" up to {positions[-1]}" if len(positions) else "")
-                            + f"; the header says nnz={nnz} in a tensor of {count}")
+        positions = _positions(np.frombuffer(data[:split], np.uint8), count, nnz)
     values = _unpack(data[split:], entry["bits"], nnz)
     if np.any(values == 0):
         raise ArtifactError("a sparse tensor's listed codes must all be non-zero")
@@ -232,8 +362,8 @@ class BlobWriter:
         a = a.astype(a.dtype.newbyteorder("<"))
         return self._append(a.tobytes(), {"encoding": "raw", "dtype": a.dtype.str, "shape": list(a.shape)})
 
-    def add_codes(self, codes, bits: int) -> dict:
-        data, entry = encode_codes(codes, bits)
+    def add_codes(self, codes, bits: int, encodings=None) -> dict:
+        data, entry = encode_codes(codes, bits, encodings)
         return self._append(data, entry)
 
     def getvalue(self) -> bytes:
@@ -261,21 +391,40 @@ def _npy_bytes(array) -> bytes:
     return buf.getvalue()
 
 
-def write_artifact(path, header: dict, blob: bytes) -> Path:
-    """Write header + blob + checksum atomically and deterministically; returns the path."""
-    header = dict(header, format=FORMAT_NAME, format_version=FORMAT_VERSION)
+def artifact_bytes(header: dict, blob: bytes) -> bytes:
+    """The file's bytes for a header (with its ``format`` and ``format_version``, kept as given)
+    and a blob: the three members, deflated at level 9, fixed timestamps and permissions."""
     header_bytes = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     members = {
         "blob.npy": np.frombuffer(blob, np.uint8),
         "checksum.npy": np.frombuffer(checksum(header_bytes, blob), np.uint8),
         "header.npy": np.frombuffer(header_bytes, np.uint8),
     }
-    with atomic_write(path) as f, zipfile.ZipFile(f, "w") as z:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
         for name in _MEMBERS:
             info = zipfile.ZipInfo(name, date_time=_ZIP_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             z.writestr(info, _npy_bytes(members[name]), compresslevel=9)
+    return buf.getvalue()
+
+
+def versioned(header: dict) -> dict:
+    """The header with ``format`` and ``format_version``: 3 if a weight uses a Huffman encoding,
+    else 2 (so a file without one reads in every version-2 reader, byte for byte as before)."""
+    return dict(header, format=FORMAT_NAME, format_version=3 if uses_huffman(header) else 2)
+
+
+def write_artifact(path, header: dict, blob: bytes) -> Path:
+    """Write header + blob + checksum atomically and deterministically; returns the path."""
+    return write_file_bytes(path, artifact_bytes(versioned(header), blob))
+
+
+def write_file_bytes(path, data: bytes) -> Path:
+    """Write an artifact's bytes atomically and durably (:func:`io.atomic_write`)."""
+    with atomic_write(path) as f:
+        f.write(data)
     return Path(path)
 
 
@@ -366,12 +515,17 @@ def read_artifact(path) -> tuple[dict, bytes]:
     if header.get("format") != FORMAT_NAME:
         raise ArtifactError(f"{path}: format {str(header.get('format'))[:80]!r}, expected "
                             f"{FORMAT_NAME!r}")
-    if header.get("format_version") != FORMAT_VERSION:
+    version = header.get("format_version")
+    if isinstance(version, bool) or version not in READ_VERSIONS:
         raise ArtifactError(f"{path}: format version {str(header.get('format_version'))[:20]}; "
-                            f"this minicompress reads version {FORMAT_VERSION} only"
+                            f"this minicompress reads versions {READ_VERSIONS[0]} and "
+                            f"{READ_VERSIONS[-1]}"
                             + (" (version 1 files do not record the input shape and "
                                "standardisation: export the model again)"
                                if header.get("format_version") == 1 else ""))
+    if version == 2 and uses_huffman(header):
+        raise ArtifactError(f"{path}: a version-2 file cannot hold huffman or sparse_huffman "
+                            f"tensors (they are version 3)")
     return header, blob.tobytes()
 
 

@@ -693,6 +693,28 @@ def _out(size, k, stride, padding):
     return (size + 2 * padding - k) // stride + 1
 
 
+# ---- 10 beyond the document: entropy coding ---------------------------------------------------
+def _canonical(lengths, shift=True, skip_zero=True, descending=False):
+    """Canonical codes of the lengths, or one of the slips below (for the mistakes)."""
+    lengths = [int(l) for l in lengths]
+    n_len = [0] * 17
+    for l in lengths:
+        if l or not skip_zero:
+            n_len[l] += 1
+    first, code = [0] * 17, 0
+    if not skip_zero:
+        first[1] = code = 2 * n_len[0]
+    for l in range(2, 17):
+        code = 2 * (code + n_len[l - 1]) if shift else code + n_len[l - 1]
+        first[l] = code
+    order = sorted(range(len(lengths)), key=lambda s: (lengths[s], -s if descending else s))
+    codes, nxt = [0] * len(lengths), list(first)
+    for s in order:
+        if lengths[s]:
+            codes[s], nxt[lengths[s]] = nxt[lengths[s]], nxt[lengths[s]] + 1
+    return (np.array(codes),)
+
+
 _add(
     Exercise(
         "conv_macs", "09", "MACs = O·C·k²·OH·OW,  OH = ⌊(H + 2p − k)/s⌋ + 1,  OW = ⌊(W + 2p − k)/s⌋ + 1",
@@ -728,6 +750,56 @@ _add(
              O * k * k * _out(H, k, stride, padding) * _out(W, k, stride, padding),),
              {"en": "each filter sums over all C input channels: the dot product has length C·k²",
               "zh": "每个滤波器对全部 C 个输入通道求和: 点积的长度是 C·k²"}))),
+)
+
+
+# ---- 10 beyond the document: entropy coding ---------------------------------------------------
+def _canonical(lengths, shift=True, skip_zero=True, descending=False):
+    """Canonical codes of the lengths, or one of the slips below (for the mistakes)."""
+    lengths = [int(l) for l in lengths]
+    n_len = [0] * 17
+    for l in lengths:
+        if l or not skip_zero:
+            n_len[l] += 1
+    first, code = [0] * 17, 0
+    if not skip_zero:
+        first[1] = code = 2 * n_len[0]
+    for l in range(2, 17):
+        code = 2 * (code + n_len[l - 1]) if shift else code + n_len[l - 1]
+        first[l] = code
+    order = sorted(range(len(lengths)), key=lambda s: (lengths[s], -s if descending else s))
+    codes, nxt = [0] * len(lengths), list(first)
+    for s in order:
+        if lengths[s]:
+            codes[s], nxt[lengths[s]] = nxt[lengths[s]], nxt[lengths[s]] + 1
+    return (np.array(codes),)
+
+
+_add(
+    Exercise(
+        "canonical_codes", "10",
+        "first(1) = 0, first(l) = 2·(first(l−1) + N_{l−1}); code(s) = first(l_s) + rank of s among "
+        "the symbols of length l_s (N_l: symbols of length l > 0)",
+        (Output("codes", {"en": "first(l_s) + (symbols of length l_s before s), first(l) = 2·(first(l−1) + N_{l−1})",
+                          "zh": "first(l_s) + (长度为 l_s 且排在 s 之前的符号个数), first(l) = 2·(first(l−1) + N_{l−1})"}),),
+        (  # a b c d with lengths 2 1 3 3: N₁ = N₂ = 1, N₃ = 2; first(2) = 2·(0 + 1) = 2,
+            # first(3) = 2·(2 + 1) = 6 → b = 0, a = 10 = 2, c = 110 = 6, d = 111 = 7
+            Case(dict(lengths=np.array([2, 1, 3, 3])), (np.array([2, 0, 6, 7]),)),
+            # RFC 1951's example, A…H with lengths 3 3 3 3 3 2 4 4: N₂ = 1, N₃ = 5, N₄ = 2;
+            # first(3) = 2·(0 + 1) = 2, first(4) = 2·(2 + 5) = 14 → F = 00, A…E = 010…110, G H = 1110 1111
+            Case(dict(lengths=np.array([3, 3, 3, 3, 3, 2, 4, 4])),
+                 (np.array([2, 3, 4, 5, 6, 0, 14, 15]),)),
+            # a length 0 is "no code" (value 0 by convention) and is not counted: N₁ = 1, N₂ = 2
+            Case(dict(lengths=np.array([0, 1, 2, 2])), (np.array([0, 0, 2, 3]),))),
+        (Mistake("no_shift", lambda lengths: _canonical(lengths, shift=False),
+                 {"en": "a code one bit longer is the shorter code shifted left: first(l) = 2·(first(l−1) + N_{l−1})",
+                  "zh": "长一位的码是短码左移一位: first(l) = 2·(first(l−1) + N_{l−1})"}),
+         Mistake("zero_counted", lambda lengths: _canonical(lengths, skip_zero=False),
+                 {"en": "symbols of length 0 have no code and are not counted (N₀ = 0)",
+                  "zh": "长度为 0 的符号没有码, 不计入个数 (N₀ = 0)"}),
+         Mistake("descending", lambda lengths: _canonical(lengths, descending=True),
+                 {"en": "within one length, codes go up in increasing symbol order",
+                  "zh": "同一长度内, 码按符号从小到大依次递增"}))),
 )
 
 

@@ -2,8 +2,10 @@
 
 Writing: each step becomes a JSON object in the header — small scalars (Δ, zero points, bit
 widths, strides) as JSON numbers, every array as a reference into the blob — and each weight
-tensor is stored with whichever of the ``packed``, ``sparse`` and ``sparse_gaps`` encodings
-deflates smallest.
+tensor is stored with whichever of the ``packed``, ``sparse``, ``sparse_gaps``, ``huffman`` and
+``sparse_huffman`` encodings deflates smallest (the last two only when strictly smaller). The
+file is then built three ways (without Huffman, per-tensor best, Huffman throughout) and the
+smallest kept: no file is ever larger than its version-2 form.
 
 Reading treats the file as hostile: every header value is checked against what the format
 allows *before* anything is allocated or computed from it — field names, integer ranges, bit
@@ -16,13 +18,13 @@ Loading is linear in the number of steps.
 from __future__ import annotations
 
 import math
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .artifact import (ArtifactError, BlobWriter, show, check_entry, entry_shape, json_int,
-                       read_artifact, read_tensor, write_artifact)
+from .artifact import (BASE_ENCODINGS, HUFFMAN_ENCODINGS, ArtifactError, BlobWriter,
+                       artifact_bytes, check_entry, entry_shape, json_int, read_artifact,
+                       read_tensor, show, uses_huffman, versioned, write_file_bytes)
 from .quantize.integer import (FORMAT, INT32_LIMIT, M0_BITS, IntegerModel, IntFlatten, IntLayer,
                                IntMaxPool, IntReLU, QuantizeInput, _compact, step_shape)
 
@@ -80,9 +82,10 @@ def _layer_fields(s: IntLayer) -> dict:
     return a
 
 
-def encode_integer_model(im: IntegerModel, meta=None):
+def encode_integer_model(im: IntegerModel, meta=None, encodings=None):
     """IntegerModel → (header dict, blob bytes). Weight codes go straight from ``q_w`` into the
-    blob's encoding (no detour through a second packed form)."""
+    blob's encoding (no detour through a second packed form); ``encodings`` limits the weight
+    encodings tried (default: all five)."""
     if im.input is None:
         raise ValueError("encode_integer_model: the model must record its input (im.input = "
                          "serialize.input_spec(shape, mean, std)); the file has to say how to "
@@ -92,7 +95,7 @@ def encode_integer_model(im: IntegerModel, meta=None):
     for s in im.steps:
         step = {"kind": s.kind}
         if isinstance(s, IntLayer):
-            step["weight"] = blob.add_codes(s.q_w, s.w_bits)
+            step["weight"] = blob.add_codes(s.q_w, s.w_bits, encodings)
             fields = _layer_fields(s)
         else:
             fields = s.arrays()
@@ -252,8 +255,9 @@ def _read_geometry(r: StepReader, g: Grid):
     from the header alone, before any weight is decoded."""
     bits = r.int("weight_bits", 2, 16)
     entry = r.step["weight"]
-    if not isinstance(entry, dict) or entry.get("encoding") not in ("packed", "sparse", "sparse_gaps"):
-        raise r.fail("weight", "must be a packed, sparse or sparse_gaps tensor reference")
+    if not isinstance(entry, dict) or entry.get("encoding") not in BASE_ENCODINGS + HUFFMAN_ENCODINGS:
+        raise r.fail("weight", "must be a packed, sparse, sparse_gaps, huffman or sparse_huffman "
+                               "tensor reference")
     if entry.get("bits") != bits:
         raise r.fail("weight", f"bits must equal weight_bits = {bits}, got {show(entry.get('bits'))}")
     try:
@@ -439,10 +443,32 @@ def _check_blob_tiling(steps, blob_size):
 
 
 # ---- files --------------------------------------------------------------------------------------
-def save_integer_model(im: IntegerModel, path, meta=None) -> Path:
-    """Write ``im`` as one artifact file (atomic, durable, deterministic, checksummed)."""
-    header, blob = encode_integer_model(im, meta)
-    return write_artifact(path, header, blob)
+def integer_model_bytes(im: IntegerModel, meta=None, encodings=None) -> bytes:
+    """The artifact file's bytes. By default three files are built and the shortest kept (the
+    earlier on a tie): the version-2 encodings only; each tensor's smallest of all five; each
+    tensor's smaller of the two Huffman encodings. The per-tensor choice estimates each
+    tensor's deflated size alone, while the file deflates the blob as a whole, so only the
+    whole files' sizes can promise that Huffman coding never makes a file larger than its
+    version-2 form. ``encodings`` forces a set of weight encodings instead."""
+    if encodings is not None:
+        return _file_bytes(*encode_integer_model(im, meta, encodings))
+    best = _file_bytes(*encode_integer_model(im, meta, BASE_ENCODINGS))
+    for allowed in (None, HUFFMAN_ENCODINGS):
+        header, blob = encode_integer_model(im, meta, allowed)
+        if uses_huffman(header):
+            data = _file_bytes(header, blob)
+            best = data if len(data) < len(best) else best
+    return best
+
+
+def _file_bytes(header, blob) -> bytes:
+    return artifact_bytes(versioned(header), blob)
+
+
+def save_integer_model(im: IntegerModel, path, meta=None, encodings=None) -> Path:
+    """Write ``im`` as one artifact file (atomic, durable, deterministic, checksummed); see
+    :func:`integer_model_bytes` for the choice of encodings."""
+    return write_file_bytes(path, integer_model_bytes(im, meta, encodings))
 
 
 def load_integer_model(path, gemm="auto") -> IntegerModel:
@@ -467,5 +493,4 @@ def read_header(path) -> dict:
 
 def integer_model_size(im: IntegerModel, meta=None) -> int:
     """Bytes of the artifact file ``im`` would be written as (everything in the file counted)."""
-    with tempfile.TemporaryDirectory() as d:
-        return save_integer_model(im, Path(d) / "m.npz", meta).stat().st_size
+    return len(integer_model_bytes(im, meta))

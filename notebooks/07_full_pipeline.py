@@ -283,8 +283,9 @@ if HAVE_ORT:
 
 # %% [markdown]
 # The recorded sweep run of this recipe (notebooks 00 and 08) scored 89.13 % in 9,350 bytes; it had an earlier teacher
-# (92.15 %) and the earlier file format, which did not yet record the input standardisation, so the run above differs
-# by a few tenths of a point and a few bytes.
+# (92.15 %) and the earlier file format, which did not yet record the input standardisation or Huffman-code the weight
+# codes (format version 3 does so wherever the file gets smaller, losslessly), so the run above differs by a few tenths
+# of a point and several hundred bytes.
 #
 # The benchmark results on Fashion-MNIST that belong here (the full protocol, every configuration, what met its goal and what did not) are in the appendix notebook `08_benchmark_results` and in `docs/RESULTS.md`.
 

@@ -24,8 +24,8 @@ def read(path):
     if hashlib.sha256(header + blob).digest() != digest:
         raise ValueError("checksum mismatch")
     h = json.loads(header)
-    if h["format"] != "minicompress-integer-model" or h["format_version"] != 2:
-        raise ValueError("not a version-2 minicompress artifact")
+    if h["format"] != "minicompress-integer-model" or h["format_version"] not in (2, 3):
+        raise ValueError("not a version-2 or version-3 minicompress artifact")
     return h, blob
 
 
@@ -41,6 +41,45 @@ def unpack(data, bits, count):
     return np.where(u >= 1 << (bits - 1), u - (1 << bits), u)
 
 
+def huffman_block(data, lo, hi, count):
+    """``count`` values from a Huffman block (FORMAT.md section 4): the 4-bit code-length table
+    of the values lo..hi, then the canonical codes, read one bit at a time (slow but obvious)."""
+    k = hi - lo + 1
+    nibbles = np.frombuffer(data[:(k + 1) // 2], np.uint8)
+    lengths = [int(v) for b in nibbles for v in (b >> 4, b & 15)][:k]
+    used = [l for l in lengths if l]
+    if not used or (len(used) == 1 and used[0] != 1) or \
+            (len(used) > 1 and sum(2 ** (15 - l) for l in used) != 2 ** 15):
+        raise ValueError("Huffman code lengths are not a prefix code (Kraft sum must be 1)")
+    n_len = [lengths.count(l) if l else 0 for l in range(16)]
+    first, code = [0] * 16, 0
+    for l in range(2, 16):                  # first(l) = 2·(first(l−1) + N_{l−1})
+        first[l] = code = 2 * (code + n_len[l - 1])
+    symbol_of, next_code = {}, list(first)
+    for j, l in enumerate(lengths):         # within a length, codes in increasing j
+        if l:
+            symbol_of[(l, next_code[l])] = lo + j
+            next_code[l] += 1
+    bits = np.unpackbits(np.frombuffer(data[(k + 1) // 2:], np.uint8))
+    out, pos = [], 0
+    for _ in range(count):
+        l = c = 0
+        while (l, c) not in symbol_of:      # read until the bits are a code
+            if l == 15 or pos >= len(bits):
+                raise ValueError("Huffman bitstream: no code here, or truncated")
+            c, l, pos = 2 * c + int(bits[pos]), l + 1, pos + 1
+        out.append(symbol_of[(l, c)])
+    if len(data) - (k + 1) // 2 != (pos + 7) // 8 or bits[pos:].any():
+        raise ValueError("Huffman bitstream: wrong length or non-zero padding")
+    return np.array(out, np.int64)
+
+
+def positions(index):
+    """sparse_gaps index bytes → the marked positions."""
+    gaps = np.asarray(index, np.int64)
+    return (np.cumsum(np.where(gaps == 255, 255, gaps + 1)) - 1)[gaps != 255]
+
+
 def tensor(blob, ref):
     data = blob[ref["offset"]:ref["offset"] + ref["nbytes"]]
     shape = tuple(ref["shape"])
@@ -49,13 +88,20 @@ def tensor(blob, ref):
         return np.frombuffer(data, np.dtype(ref["dtype"])).reshape(shape)
     if ref["encoding"] == "packed":
         return unpack(data, ref["bits"], n).reshape(shape)
+    if ref["encoding"] == "huffman":
+        return huffman_block(data, ref["lo"], ref["hi"], n).reshape(shape)
+    if ref["encoding"] == "sparse_huffman":         # Huffman-coded gap bytes, then codes
+        split = ref["index_nbytes"]
+        index = huffman_block(data[:split], ref["index_lo"], ref["index_hi"], ref["index_bytes"])
+        out = np.zeros(n, np.int64)
+        out[positions(index)] = huffman_block(data[split:], ref["lo"], ref["hi"], ref["nnz"])
+        return out.reshape(shape)
     if ref["encoding"] == "sparse":                 # bitmask, then the non-zero codes
         split = ref["mask_bytes"]
         where = np.flatnonzero(np.unpackbits(np.frombuffer(data[:split], np.uint8))[:n])
     else:                                           # "sparse_gaps": gap bytes, then the codes
         split = ref["index_bytes"]
-        gaps = np.frombuffer(data[:split], np.uint8).astype(np.int64)
-        where = (np.cumsum(np.where(gaps == 255, 255, gaps + 1)) - 1)[gaps != 255]
+        where = positions(np.frombuffer(data[:split], np.uint8))
     out = np.zeros(n, np.int64)
     out[where] = unpack(data[split:], ref["bits"], ref["nnz"])
     return out.reshape(shape)

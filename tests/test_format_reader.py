@@ -13,14 +13,16 @@ from minicompress import models, optim
 from minicompress.__main__ import main
 from minicompress.data import load_dataset, standardization
 from minicompress.quantize import calibrate, convert, prepare
+from minicompress.artifact import BASE_ENCODINGS, HUFFMAN_ENCODINGS
 from minicompress.serialize import input_spec, load_integer_model, save_integer_model
 from minicompress.train import TrainConfig, fit
 
+ALL_ENCODINGS = BASE_ENCODINGS + HUFFMAN_ENCODINGS
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import run_artifact_standalone as standalone  # noqa: E402
 
 
-def _artifact(path, model, dataset, x_train, sparsity=0.0, rng=None):
+def _artifact(path, model, dataset, x_train, sparsity=0.0, rng=None, encodings=None):
     """Quantise a (trained) float model to W4A8 and write it with its data set's
     standardisation; some weights zeroed first so the sparse encodings are exercised."""
     if sparsity:
@@ -30,7 +32,7 @@ def _artifact(path, model, dataset, x_train, sparsity=0.0, rng=None):
     calibrate(model, x_train[:500])
     im = convert(model)
     im.input = input_spec(x_train.shape[1:], *standardization(dataset))
-    return im, save_integer_model(im, path, meta={"dataset": dataset})
+    return im, save_integer_model(im, path, meta={"dataset": dataset}, encodings=encodings)
 
 
 def _check_reader(path, im, dataset, capsys):
@@ -71,6 +73,39 @@ def test_standalone_reader_on_a_fashion_mnist_mlp(tmp_path, fashion, capsys):
         TrainConfig(1, rng, batch_size=128))
     im, path = _artifact(tmp_path / "fashion.npz", model, "fashion-mnist", xtr, 0.5, rng)
     assert _check_reader(path, im, "fashion-mnist", capsys) > 0.3
+
+
+@pytest.mark.parametrize("encoding", ["huffman", "sparse_huffman"])
+def test_standalone_reader_decodes_huffman_weights(tmp_path, digits, capsys, encoding):
+    """Every weight forced into one Huffman encoding (format version 3): the reader written
+    from the document's Huffman-block rules gives the same logits, bit for bit."""
+    (xtr, ytr), _ = digits
+    rng = np.random.default_rng(3)
+    model = models.lenet5(8, rng=rng)
+    fit(model, optim.Adam(model.parameters(), lr=3e-3), (xtr, ytr), TrainConfig(1, rng, batch_size=64))
+    im, path = _artifact(tmp_path / f"{encoding}.npz", model, "digits", xtr, 0.7, rng,
+                         encodings=(encoding,))
+    header = standalone.read(path)[0]
+    assert header["format_version"] == 3
+    assert {s["weight"]["encoding"] for s in header["steps"] if "weight" in s} == {encoding}
+    _check_reader(path, im, "digits", capsys)
+
+
+def test_the_documents_huffman_example(tmp_path):
+    """FORMAT.md's worked example: values −1..2 with counts 5, 2, 1, 1 → lengths 1, 2, 3, 3,
+    table 0x12 0x33; the codes [−1, 0, −1, 1] → the byte 0x4C. Both readers decode it."""
+    from minicompress.artifact import huffman_block
+    block, table = huffman_block(np.array([0, 1, 0, 2, 0, 0, 0, 1, 3]), 4)   # counts 5, 2, 1, 1
+    assert block[:table] == bytes([0x12, 0x33])
+    from minicompress.huffman import encode
+    assert encode([0, 1, 0, 2], [1, 2, 3, 3]) == bytes([0x4C])
+    assert list(standalone.huffman_block(bytes([0x12, 0x33, 0x4C]), -1, 2, 4)) == [-1, 0, -1, 1]
+    for bad in (bytes([0x12, 0x32, 0x4C]),          # Kraft sum 1/2 + 1/4 + 1/8 + 1/4 > 1
+                bytes([0x12, 0x34, 0x4C]),          # 1/2 + 1/4 + 1/8 + 1/16 < 1
+                bytes([0x12, 0x33, 0x4C, 0x00]),    # a byte after the last code
+                bytes([0x12, 0x33, 0x4D])):         # non-zero padding
+        with pytest.raises(ValueError):
+            standalone.huffman_block(bad, -1, 2, 4)
 
 
 def test_argmax_ties_go_to_the_lowest_index(tmp_path, digits):
@@ -123,7 +158,8 @@ def test_direct_writer_gives_the_bytes_of_the_plain_array_route(tmp_path, digits
     meta = {"dataset": "digits"}
     assert encode_integer_model(im, meta) == _encode_via_plain_arrays(im, meta)
     write_artifact(tmp_path / "b.npz", *_encode_via_plain_arrays(im, meta))
-    assert (tmp_path / "b.npz").read_bytes() == path.read_bytes()
+    every = save_integer_model(im, tmp_path / "every.npz", meta, encodings=ALL_ENCODINGS)
+    assert (tmp_path / "b.npz").read_bytes() == every.read_bytes()
     again = save_integer_model(load_integer_model(path), tmp_path / "c.npz", meta=meta)
     assert again.read_bytes() == path.read_bytes()
     np.testing.assert_array_equal(load_integer_model(again).forward(xte), im.forward(xte))

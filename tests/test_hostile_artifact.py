@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from minicompress import models
-from minicompress.artifact import (MAX_BLOB_BYTES, ArtifactError, read_artifact,
-                                   write_artifact)
+from minicompress import huffman
+from minicompress.__main__ import main
+from minicompress.artifact import (BASE_ENCODINGS, MAX_BLOB_BYTES, ArtifactError, artifact_bytes,
+                                   read_artifact)
 from minicompress.data import standardization
 from minicompress.quantize import calibrate, convert, prepare
 from minicompress.serialize import (MAX_STEPS, input_spec, read_header,
@@ -27,8 +29,8 @@ from minicompress.serialize import (MAX_STEPS, input_spec, read_header,
 
 @pytest.fixture(scope="module")
 def valid(tmp_path_factory, digits):
-    """(path, header, blob, x) of a valid artifact: conv, maxpool, flatten, linear layers; the
-    weights of fc1 at 95 % sparsity (sparse_gaps) and fc2 at 50 % (sparse bitmask)."""
+    """(path, header, blob, x) of a valid version-2 artifact: conv, maxpool, flatten, linear
+    layers; the weights of fc1 at 95 % sparsity (sparse_gaps) and fc2 at 50 % (sparse bitmask)."""
     (xtr, _), (xte, _) = digits
     rng = np.random.default_rng(0)
     model = models.lenet5(8, rng=rng)
@@ -40,7 +42,7 @@ def valid(tmp_path_factory, digits):
     im = convert(model)
     im.input = input_spec((1, 8, 8), *standardization("digits"))
     path = save_integer_model(im, tmp_path_factory.mktemp("hostile") / "valid.npz",
-                              meta={"dataset": "digits"})
+                              meta={"dataset": "digits"}, encodings=BASE_ENCODINGS)
     header, blob = read_artifact(path)
     encodings = {s["weight"]["encoding"] for s in header["steps"] if "weight" in s}
     assert encodings == {"packed", "sparse", "sparse_gaps"}, encodings
@@ -220,18 +222,10 @@ CASES = [
 
 
 def _write(path, header, blob):
-    header = {k: v for k, v in header.items() if k not in ("format", "format_version")} \
-        if header.get("format_version") == 2 else header
-    if header.get("format_version") not in (None, 2):
-        # keep a deliberately wrong version: write_artifact would overwrite it
-        import minicompress.artifact as art
-        version, art.FORMAT_VERSION = art.FORMAT_VERSION, header["format_version"]
-        try:
-            return write_artifact(path, {k: v for k, v in header.items()
-                                         if k not in ("format", "format_version")}, blob)
-        finally:
-            art.FORMAT_VERSION = version
-    return write_artifact(path, header, blob)
+    """The file of this header (format and version kept as they are, even wrong ones) and blob,
+    with a valid checksum."""
+    path.write_bytes(artifact_bytes(header, blob))
+    return path
 
 
 def _checksum_is_valid(path):
@@ -261,6 +255,182 @@ def test_the_unmodified_file_loads_and_runs(valid):
     assert im.forward(x).shape == (len(x), 10)
     assert _write(path.with_name("again.npz"), copy.deepcopy(header), blob).read_bytes() \
         == path.read_bytes()                               # the helper writes the same bytes
+
+
+# ---- the Huffman encodings (format version 3) ----------------------------------------------------
+@pytest.fixture(scope="module")
+def valid_huffman(valid, tmp_path_factory):
+    """The same model with every weight Huffman coded: the convs and fc2 ``huffman``, the sparse
+    fc1 ``sparse_huffman`` (both occur)."""
+    path = save_integer_model(load_integer_model(valid[0]), tmp_path_factory.mktemp("huff") / "h.npz",
+                              meta={"dataset": "digits"}, encodings=("huffman", "sparse_huffman"))
+    header, blob = read_artifact(path)
+    assert header["format_version"] == 3
+    encodings = {s["weight"]["encoding"] for s in header["steps"] if "weight" in s}
+    assert encodings == {"huffman", "sparse_huffman"}, encodings
+    return path, header, blob, valid[3]
+
+
+def _resize(h, b, entry, data):
+    """Replace a tensor's bytes by ``data`` (another length), moving every later tensor."""
+    start, old = entry["offset"], entry["nbytes"]
+    for st in h["steps"]:
+        for ref in st.values():
+            if isinstance(ref, dict) and ref.get("offset", -1) > start:
+                ref["offset"] += len(data) - old
+    entry["nbytes"] = len(data)
+    return b[:start] + data + b[start + old:]
+
+
+def _bytes_of(b, entry):
+    return b[entry["offset"]:entry["offset"] + entry["nbytes"]]
+
+
+def _with_table(encoding, table_fn, block="values"):
+    """Rewrite the code-length nibbles of a Huffman block with table_fn(lengths) (same size)."""
+    def change(h, b):
+        w = _by_encoding(h, encoding)
+        data = bytearray(_bytes_of(b, w))
+        start, k = 0, w["hi"] - w["lo"] + 1
+        if block == "index":
+            k = w["index_hi"] - w["index_lo"] + 1
+        elif encoding == "sparse_huffman":
+            start = w["index_nbytes"]
+        n = -(-k // 2)
+        lengths = huffman.lengths_from_bytes(bytes(data[start:start + n]), k)
+        data[start:start + n] = huffman.lengths_to_bytes(table_fn(lengths.copy()))
+        return h, _resize(h, b, w, bytes(data))
+    return change
+
+
+def _oversubscribe(lengths):
+    lengths[np.argmax(lengths)] -= 1            # a longest code one bit shorter: K > 1
+    return lengths
+
+
+def _incomplete(lengths):
+    lengths[np.argmax(lengths)] += 1            # a longest code one bit longer: K < 1
+    return lengths
+
+
+def _first_length_15(lengths):
+    lengths[0] = 15                             # the longest a nibble (and the format) allows
+    return lengths
+
+
+def _truncate(encoding):
+    def change(h, b):
+        w = _by_encoding(h, encoding)
+        return h, _resize(h, b, w, _bytes_of(b, w)[:-1])
+    return change
+
+
+def _append_byte(encoding):
+    def change(h, b):
+        w = _by_encoding(h, encoding)
+        return h, _resize(h, b, w, _bytes_of(b, w) + b"\0")
+    return change
+
+
+def _set_padding_bit(h, b):
+    """Set the last padding bit of a huffman tensor whose stream does not end on a byte."""
+    for st in h["steps"]:
+        w = st.get("weight", {})
+        if w.get("encoding") != "huffman":
+            continue
+        k = w["hi"] - w["lo"] + 1
+        data = _bytes_of(b, w)
+        lengths = huffman.lengths_from_bytes(data[:-(-k // 2)], k)
+        _, bits = huffman.decode(data[-(-k // 2):], lengths, int(np.prod(w["shape"])))
+        if bits % 8:
+            return h, _resize(h, b, w, data[:-1] + bytes([data[-1] | 1]))
+    raise AssertionError("no huffman tensor with padding bits")
+
+
+def _shift_index_values(h):
+    """Decoded gap bytes all one larger: the positions run past the tensor (or change count)."""
+    w = _by_encoding(h, "sparse_huffman")
+    w["index_lo"] += 1
+    w["index_hi"] += 1
+
+
+HUFFMAN_CASES = [
+    ("version-2-with-huffman", _edit(lambda h: h.update(format_version=2)), "version-2 file"),
+    ("lo-above-hi", _edit(lambda h: _by_encoding(h, "huffman").update(
+        hi=_by_encoding(h, "huffman")["lo"] - 1)), "hi must be"),
+    ("lo-below-code-range", _edit(lambda h: _by_encoding(h, "huffman").update(lo=-9)),
+     r"lo must be an integer in \[-8, 7\]"),
+    ("hi-above-code-range", _edit(lambda h: _by_encoding(h, "huffman").update(hi=8)), "hi must be"),
+    ("lo-string", _edit(lambda h: _by_encoding(h, "huffman").update(lo="0")), "lo must be"),
+    ("missing-key", _edit(lambda h: _by_encoding(h, "sparse_huffman").pop("index_nbytes")),
+     "exactly the keys"),
+    ("nnz-zero", _edit(lambda h: _by_encoding(h, "sparse_huffman").update(nnz=0)), "nnz must be"),
+    ("nnz-huge", _edit(lambda h: _by_encoding(h, "sparse_huffman").update(nnz=10 ** 12)),
+     "nnz must be"),
+    ("nnz-beyond-the-bytes", _edit(lambda h: _by_encoding(h, "sparse_huffman").update(
+        nnz=int(np.prod(_by_encoding(h, "sparse_huffman")["shape"])),
+        index_bytes=int(np.prod(_by_encoding(h, "sparse_huffman")["shape"])))), "index_nbytes"),
+    ("index-bytes-huge", _edit(lambda h: _by_encoding(h, "sparse_huffman").update(
+        index_bytes=10 ** 9)), "index_bytes must be"),
+    ("index-nbytes-past-the-tensor", _edit(lambda h: _by_encoding(h, "sparse_huffman").update(
+        index_nbytes=_by_encoding(h, "sparse_huffman")["nbytes"])), "values.*block"),
+    ("index-hi-256", _edit(lambda h: _by_encoding(h, "sparse_huffman").update(index_hi=256)),
+     "index_hi must be"),
+    ("lengths-over-subscribed", _with_table("huffman", _oversubscribe), "over-subscribed"),
+    ("lengths-incomplete", _with_table("huffman", _incomplete), "incomplete"),
+    ("lengths-all-zero", _with_table("huffman", lambda l: l * 0), "no symbol"),
+    ("index-lengths-over-subscribed", _with_table("sparse_huffman", _oversubscribe, "index"),
+     "sparse_huffman index: .*over-subscribed"),
+    ("values-lengths-incomplete", _with_table("sparse_huffman", _incomplete),
+     "sparse_huffman values: .*incomplete"),
+    ("bitstream-truncated", _truncate("huffman"), "truncated|no valid code"),
+    ("values-truncated", _truncate("sparse_huffman"), "truncated|no valid code"),
+    ("byte-after-last-code", _append_byte("huffman"), "bytes but its"),
+    ("padding-bit-set", _set_padding_bit, "padding bits"),
+    ("index-symbols-out-of-range", _edit(_shift_index_values), "sparse index gives"),
+]
+
+
+@pytest.mark.parametrize("name, change, field", HUFFMAN_CASES, ids=[c[0] for c in HUFFMAN_CASES])
+def test_hostile_huffman_tensor_is_rejected(valid_huffman, tmp_path, capsys, name, change, field):
+    """As above, for the Huffman encodings; and the command line prints one line, no
+    traceback, and exits 2."""
+    path, header, blob, _ = valid_huffman
+    h, b = change(copy.deepcopy(header), blob)
+    bad = _write(tmp_path / f"{name}.npz", h, b)
+    with pytest.raises(ArtifactError, match=field) as err:
+        load_integer_model(bad)
+    assert "\n" not in str(err.value) and str(bad) in str(err.value)
+    capsys.readouterr()
+    assert main(["evaluate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and "error:" in err
+
+
+def test_a_length_raised_to_15_breaks_the_kraft_sum(valid_huffman, tmp_path):
+    """A nibble holds at most 15, the longest code length allowed, so no table can state a
+    longer one; raising one length to 15 leaves K ≠ 1, which is rejected."""
+    path, header, blob, _ = valid_huffman
+    h, b = _with_table("huffman", _first_length_15)(copy.deepcopy(header), blob)
+    with pytest.raises(ArtifactError, match="over-subscribed|incomplete"):
+        load_integer_model(_write(tmp_path / "l15.npz", h, b))
+
+
+def test_the_huffman_file_runs_like_the_packed_one(valid, valid_huffman, capsys):
+    """Same logits from the version-2 file and the version-3 file of the same model."""
+    im2, im3 = load_integer_model(valid[0]), load_integer_model(valid_huffman[0])
+    np.testing.assert_array_equal(im3.forward(valid[3]), im2.forward(valid[3]))
+    assert main(["evaluate", str(valid_huffman[0])]) == 0
+
+
+def test_a_huffman_claim_allocates_nothing_big(valid_huffman, tmp_path):
+    """A sparse_huffman tensor declaring 2^22 codes in the bytes of a few hundred is refused
+    from the header (1 to 15 bits per code), before anything is decoded."""
+    path, header, blob, _ = valid_huffman
+    h = copy.deepcopy(header)
+    _by_encoding(h, "sparse_huffman").update(shape=[2 ** 24, 120])
+    bad = _write(tmp_path / "big.npz", h, blob)
+    assert _peak_bytes(lambda: load_integer_model(bad)) < 4 * len(blob) + 2 ** 20
 
 
 # ---- the container ------------------------------------------------------------------------------
