@@ -778,7 +778,7 @@ check("canonical_codes", canonical_codes)
 
 # %%
 hf_message = np.array([0, 1, 0, 2, 3, 0, 0, 1, 0])       # a b a c d a a b a: the counts 5, 2, 1, 1 above
-hf_codes = canonical_codes(hf_lengths)
+hf_codes = huffman.canonical_codes(hf_lengths)
 hf_bits = "".join(format(int(hf_codes[s]), f"0{int(hf_lengths[s])}b") for s in hf_message)
 hf_stream = huffman.encode(hf_message, hf_lengths)
 print("codes:", {n: format(int(c), f"0{int(l)}b") for n, c, l in zip(hf_symbols, hf_codes, hf_lengths)})
