@@ -823,6 +823,110 @@ _add(
 )
 
 
+# ---- 10 beyond the document: AdaRound and GPTQ -----------------------------------------------
+def _rs(V, zeta=1.1, gamma=-0.1):
+    return np.clip(1 / (1 + np.exp(-np.asarray(V, np.float64))) * (zeta - gamma) + gamma, 0, 1)
+
+
+def _sig(V):
+    return 1 / (1 + np.exp(-np.asarray(V, np.float64)))
+
+
+_V4 = np.array([0.0, LN3, 10.0, -10.0])
+# H⁻¹ of H = [[2, 1, 0], [1, 2, 1], [0, 1, 2]]: ¼·[[3, −2, 1], [−2, 4, −2], [1, −2, 3]]
+_HINV3 = np.array([[3.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 3.0]]) / 4
+_HINV2 = np.array([[0.5, 0.25], [0.25, 1.0]])
+_W2 = np.array([[0.9, 0.0], [-1.3, 0.2]])
+
+
+def _gptq_step(w, h_inv, delta, q_lo, q_hi, **slip):
+    """One GPTQ column step; ``slip`` (clip, scale, sign, divide) switches on the mistakes."""
+    clip, scale = slip.get("clip", True), slip.get("scale", True)
+    sign, divide = slip.get("sign", 1.0), slip.get("divide", True)
+    w = np.asarray(w, np.float64)
+    v = np.rint(w[:, 0] / delta)
+    q = np.clip(v, q_lo, q_hi) if clip else v
+    err = w[:, 0] - (delta * q if scale else q)
+    coef = h_inv[0, 1:] / h_inv[0, 0] if divide else h_inv[0, 1:]
+    return q, w[:, 1:] - sign * np.outer(err, coef)
+
+
+_add(
+    Exercise(
+        "rectified_sigmoid", "10", "h(V) = clip(σ(V)(ζ − γ) + γ, 0, 1), ζ = 1.1, γ = −0.1",
+        (Output("h(V)", {"en": "clip(σ(V)·(ζ − γ) + γ, 0, 1)", "zh": "clip(σ(V)·(ζ − γ) + γ, 0, 1)"}),),
+        (  # σ(0) = ½ → ½·1.2 − 0.1 = 0.5 ; σ(ln 3) = ¾ → 0.9 − 0.1 = 0.8 ;
+            # σ(10) ≈ 0.99995 → 1.09995 → clip 1 ; σ(−10) ≈ 0.00005 → −0.09995 → clip 0
+            Case(dict(V=_V4), (np.array([0.5, 0.8, 1.0, 0.0]),)),
+            # σ(−ln 3) = ¼ → 0.3 − 0.1 = 0.2
+            Case(dict(V=np.array([[-LN3]])), (np.array([[0.2]]),))),
+        (Mistake("no_clip", lambda V: (np.asarray(V, np.float64) * 0 + _sig(V) * 1.2 - 0.1,),
+                 {"en": "clip to [0, 1]: the stretched sigmoid reaches −0.1 and 1.1, and h must reach 0 and 1 exactly",
+                  "zh": "要截断到 [0, 1]: 拉伸后的 sigmoid 取值在 −0.1 到 1.1 之间, 而 h 必须能精确取到 0 和 1"}),
+         Mistake("plain_sigmoid", lambda V: (_sig(V),),
+                 {"en": "stretch the sigmoid first: σ(V)·(ζ − γ) + γ, then clip",
+                  "zh": "先拉伸 sigmoid: σ(V)·(ζ − γ) + γ, 再截断"}),
+         Mistake("zeta_gamma_swapped", lambda V: (_rs(V, -0.1, 1.1),),
+                 {"en": "ζ = 1.1 and γ = −0.1: the factor is ζ − γ = 1.2 and the shift is γ",
+                  "zh": "ζ = 1.1, γ = −0.1: 乘的是 ζ − γ = 1.2, 加的是 γ"}))),
+    Exercise(
+        "rounding_regularizer", "10",
+        "f_reg = Σ (1 − |2h − 1|^β) ; ∂f_reg/∂h = −2β·|2h − 1|^(β−1)·sign(2h − 1)",
+        (Output("f_reg", {"en": "Σ (1 − |2h − 1|^β)", "zh": "Σ (1 − |2h − 1|^β)"}),
+         Output("∂f_reg/∂h", {"en": "−2β·|2h − 1|^(β−1)·sign(2h − 1)",
+                               "zh": "−2β·|2h − 1|^(β−1)·sign(2h − 1)"})),
+        (  # β = 2: 1 − |−1|² = 0, 1 − 1 = 0, 1 − 0 = 1, 1 − ¼ = ¾ → 1.75 ;
+            # ∂: −4·(−1)·(−1)… = 4 (h = 0), −4 (h = 1), 0, −4·½·(−1) = 2 (h = ¼)
+            Case(dict(h=np.array([0.0, 1.0, 0.5, 0.25]), beta=2.0), (1.75, np.array([4.0, -4.0, 0.0, 2.0]))),
+            # β = 3: |2h − 1| = ½ → 1 − ⅛ = 0.875 twice, + 1 → 2.75 ; ∂ = −6·¼·sign = ±1.5, 0
+            Case(dict(h=np.array([0.25, 0.75, 0.5]), beta=3.0), (2.75, np.array([1.5, -1.5, 0.0])))),
+        (Mistake("no_one_minus", lambda h, beta: (
+            float(np.sum(np.abs(2 * h - 1) ** beta)),
+            -2 * beta * np.abs(2 * h - 1) ** (beta - 1) * np.sign(2 * h - 1)),
+            {"en": "f_reg sums 1 − |2h − 1|^β: it is 0 when h is 0 or 1 and largest at h = ½",
+             "zh": "f_reg 求和的是 1 − |2h − 1|^β: h 为 0 或 1 时为 0, h = ½ 时最大"}),
+         Mistake("chain_rule_two", lambda h, beta: (
+             float(np.sum(1 - np.abs(2 * h - 1) ** beta)),
+             -beta * np.abs(2 * h - 1) ** (beta - 1) * np.sign(2 * h - 1)),
+            {"en": "chain rule: d(2h − 1)/dh = 2, so the gradient has a factor 2β, not β",
+             "zh": "链式法则: d(2h − 1)/dh = 2, 所以梯度的系数是 2β, 不是 β"}),
+         Mistake("gradient_sign", lambda h, beta: (
+             float(np.sum(1 - np.abs(2 * h - 1) ** beta)),
+             2 * beta * np.abs(2 * h - 1) ** (beta - 1) * np.sign(2 * h - 1)),
+            {"en": "sign: f_reg falls as h moves towards 0 or 1, so ∂f/∂h < 0 for h > ½",
+             "zh": "符号: h 向 0 或 1 靠近时 f_reg 减小, 所以 h > ½ 时 ∂f/∂h < 0"}))),
+    Exercise(
+        "gptq_column_update", "10",
+        "q = clip(round(w₁/Δ), q_lo, q_hi) ; w_j ← w_j − (w₁ − Δq)·H⁻¹_{1j}/H⁻¹_{11} for j > 1",
+        (Output("q", {"en": "clip(round(w₁/Δ), q_lo, q_hi), one code per row",
+                      "zh": "clip(round(w₁/Δ), q_lo, q_hi), 每行一个码"}),
+         Output("w_rest", {"en": "w_j − (w₁ − Δq)·H⁻¹_{1j}/H⁻¹_{11}, j = 2 … K",
+                           "zh": "w_j − (w₁ − Δq)·H⁻¹_{1j}/H⁻¹_{11}, j = 2 … K"})),
+        (  # the notebook's 1×3 layer: q₁ = round(0.4) = 0, error 0.4 ;
+            # w₂ = 0.3 − 0.4·(−½)/(¾) = 17/30 ; w₃ = 0.2 − 0.4·(¼)/(¾) = 1/15
+            Case(dict(w=np.array([[0.4, 0.3, 0.2]]), h_inv=_HINV3, delta=1.0, q_lo=-7, q_hi=7),
+                 (np.array([0]), np.array([[17 / 30, 1 / 15]]))),
+            # two rows, Δ = 0.5, codes in [−1, 1]: 1.8 → 2 → clip 1, error 0.9 − 0.5 = 0.4 → 0 − 0.4·0.25/0.5 = −0.2 ;
+            # −2.6 → −3 → clip −1, error −1.3 + 0.5 = −0.8 → 0.2 + 0.8·0.5 = 0.6
+            Case(dict(w=_W2, h_inv=_HINV2, delta=0.5, q_lo=-1, q_hi=1),
+                 (np.array([1, -1]), np.array([[-0.2], [0.6]])))),
+        (Mistake("no_clip", lambda w, h_inv, delta, q_lo, q_hi: _gptq_step(w, h_inv, delta, q_lo, q_hi, clip=False),
+                 {"en": "clip the code to [q_lo, q_hi]: it has to fit in n bits",
+                  "zh": "要把码截断到 [q_lo, q_hi]: 它必须能用 n 比特存下"}),
+         Mistake("error_in_codes", lambda w, h_inv, delta, q_lo, q_hi: _gptq_step(w, h_inv, delta, q_lo, q_hi,
+                                                                                 scale=False),
+                 {"en": "the error is w₁ − Δ·q (a weight minus its quantised value), not w₁ − q",
+                  "zh": "误差是 w₁ − Δ·q (权重减去它的量化值), 不是 w₁ − q"}),
+         Mistake("sign", lambda w, h_inv, delta, q_lo, q_hi: _gptq_step(w, h_inv, delta, q_lo, q_hi, sign=-1.0),
+                 {"en": "sign: the free weights move by −(w₁ − Δq)·H⁻¹_{1j}/H⁻¹_{11}",
+                  "zh": "符号: 未量化的权重移动 −(w₁ − Δq)·H⁻¹_{1j}/H⁻¹_{11}"}),
+         Mistake("no_divide", lambda w, h_inv, delta, q_lo, q_hi: _gptq_step(w, h_inv, delta, q_lo, q_hi,
+                                                                            divide=False),
+                 {"en": "divide by the diagonal entry H⁻¹_{11}",
+                  "zh": "要除以对角元 H⁻¹_{11}"}))),
+)
+
+
 def notebook_exercises(notebook):
     """Names of the exercises of a notebook ("01" … "10"), in registry order."""
     return [name for name, e in EXERCISES.items() if e.notebook == notebook]
