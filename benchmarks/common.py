@@ -221,3 +221,14 @@ def mean_std(values):
     import numpy as np
     v = np.asarray(values, dtype=float)
     return {"mean": float(v.mean()), "std": float(v.std()), "n": len(v), "values": v.tolist()}
+
+
+def load_seconds(path, repeats=5):
+    """The fastest of ``repeats`` loads of an artifact file (seconds): the load is what varies."""
+    from minicompress.serialize import load_integer_model
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        load_integer_model(path)
+        best = min(best, time.perf_counter() - t0)
+    return best

@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from benchmarks.common import save_result  # noqa: E402
+from benchmarks.common import load_seconds, save_result  # noqa: E402
 from minicompress import huffman  # noqa: E402
 from minicompress.artifact import BASE_ENCODINGS, encode_codes, gap_bytes, read_artifact  # noqa: E402
 from minicompress.quantize.integer import IntLayer  # noqa: E402
@@ -90,13 +90,6 @@ def tensor_row(name, q_w, bits) -> dict:
     return row
 
 
-def load_seconds(path, repeats=5):
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        load_integer_model(path)
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def artifact_entry(path: Path, folder: Path) -> dict:

@@ -20,7 +20,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -30,13 +29,14 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from benchmarks.common import load_seconds  # noqa: E402
 from minicompress import models  # noqa: E402
 from minicompress import huffman  # noqa: E402
 from minicompress.artifact import (BASE_ENCODINGS, artifact_bytes, read_artifact,  # noqa: E402
                                    write_artifact)
 from minicompress.data import load_dataset, standardization  # noqa: E402
 from minicompress.quantize import calibrate, convert, prepare  # noqa: E402
-from minicompress.serialize import input_spec, load_integer_model, save_integer_model  # noqa: E402
+from minicompress.serialize import input_spec, save_integer_model  # noqa: E402
 
 
 def valid_artifact(path, encodings=BASE_ENCODINGS):
@@ -119,13 +119,6 @@ def with_steps(header, blob, n, path):
     return write_artifact(path, h, blob)
 
 
-def load_seconds(path, repeats=3):
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        load_integer_model(path)
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def bomb(path, header, blob_bytes):

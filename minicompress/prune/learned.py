@@ -183,6 +183,17 @@ class MaskPruning:
         raise ValueError(f"schedule must be 'cubic', 'constant' or a callable, got {self.schedule!r}")
 
 
+def weights_and_scores_adam(model, pruner, lr, score_lr):
+    """One Adam with two parameter groups: "weights" (every model parameter that is not a mask
+    score, learning rate ``lr``) and "mask scores" (the pruner's scores, ``score_lr``) — steps 4–5
+    train both at once, each at its own rate."""
+    scores = {id(p) for p in pruner.parameters()}
+    return optim.Adam([
+        {"params": [p for p in model.parameters() if id(p) not in scores], "lr": lr,
+         "name": "weights"},
+        {"params": pruner.parameters(), "lr": score_lr, "name": "mask scores"}])
+
+
 def learned_mask_prune(model, data, method, config, *, loss_fn=cross_entropy, eval_data=None,
                        hooks=()):
     """Prune ``model`` in place to exactly ``method.sparsity`` with an Adam-learned mask.
@@ -200,12 +211,8 @@ def learned_mask_prune(model, data, method, config, *, loss_fn=cross_entropy, ev
     schedule = method.sparsity_schedule(max(1, config.total_steps(len(data[0]))))
     pruner = LearnedMaskPruner(model, schedule, scope=method.scope, layers=method.layers,
                                lam=method.lam)
-    scores = {id(p) for p in pruner.parameters()}
-    optimizer = optim.Adam([
-        {"params": [p for p in model.parameters() if id(p) not in scores], "lr": method.lr,
-         "name": "weights"},
-        {"params": pruner.parameters(), "lr": method.score_lr, "name": "mask scores"}])
-    history = fit(model, optimizer, data, config, loss_fn=pruner.objective(loss_fn),
+    history = fit(model, weights_and_scores_adam(model, pruner, method.lr, method.score_lr), data,
+                  config, loss_fn=pruner.objective(loss_fn),
                   hooks=[pruner] + evaluation(eval_data) + list(hooks))
     pruner.finalize(method.sparsity)
     return history

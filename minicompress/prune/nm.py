@@ -39,11 +39,10 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .. import optim
 from ..nn import cross_entropy
 from ..train import evaluation, fit
-from .learned import LearnedMaskPruner
-from .mask import LearnedMask, Mask, attach_mask, get_mask, prunable_layers
+from .learned import LearnedMaskPruner, weights_and_scores_adam
+from .mask import LearnedMask, attach_mask, get_mask, prunable_layers
 
 
 def check_nm(n, m):
@@ -198,12 +197,8 @@ def nm_prune(model, data, method, config, *, loss_fn=cross_entropy, eval_data=No
     """
     pruner = NMPruner(model, method.n, method.m, layers=method.layers, lam=method.lam,
                       pad=method.pad)
-    scores = {id(p) for p in pruner.parameters()}
-    optimizer = optim.Adam([
-        {"params": [p for p in model.parameters() if id(p) not in scores], "lr": method.lr,
-         "name": "weights"},
-        {"params": pruner.parameters(), "lr": method.score_lr, "name": "mask scores"}])
-    history = fit(model, optimizer, data, config, loss_fn=pruner.objective(loss_fn),
+    history = fit(model, weights_and_scores_adam(model, pruner, method.lr, method.score_lr), data,
+                  config, loss_fn=pruner.objective(loss_fn),
                   hooks=[pruner] + evaluation(eval_data) + list(hooks))
     pruner.finalize()
     return history
