@@ -232,3 +232,15 @@ def load_seconds(path, repeats=5):
         load_integer_model(path)
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def prune_ratios(model, keep):
+    """``{layer name: pruning ratio}`` that keeps exactly ``keep[name]`` filters (or units) of each
+    named layer: kept_count(out, (out − k)/out) == k."""
+    from minicompress.nn import Conv2d
+    ratios = {}
+    for name, k in keep.items():
+        layer = model[name]
+        out = layer.out_channels if isinstance(layer, Conv2d) else layer.out_features
+        ratios[name] = (out - k) / out
+    return ratios

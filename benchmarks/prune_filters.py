@@ -18,10 +18,9 @@ import time
 
 import numpy as np
 
-from common import blas_info, dense_model, fashion, save_result, update_result
+from common import blas_info, dense_model, fashion, prune_ratios, save_result, update_result
 
 from minicompress import metrics, prune
-from minicompress.nn import Conv2d
 from minicompress.train import EveryEpoch, TrainConfig, evaluate
 
 
@@ -57,11 +56,7 @@ def main():
     (xtr, ytr), (xte, yte) = data
     dense = dense_model(args.net, data=data)
     keep = {k: int(v) for k, v in (item.split("=") for item in args.keep.split(","))}
-    ratios = {}
-    for name, k in keep.items():
-        layer = dense[name]
-        out = layer.out_channels if isinstance(layer, Conv2d) else layer.out_features
-        ratios[name] = (out - k) / out  # kept_count(out, ratio) == k exactly
+    ratios = prune_ratios(dense, keep)
     dense_acc = evaluate(dense, xte, yte)["accuracy"]
     model = copy.deepcopy(dense)
     t0 = time.perf_counter()

@@ -29,13 +29,12 @@ import time
 
 import numpy as np
 
-from common import RESULTS, blas_info, dense_model, fashion, update_result
+from common import RESULTS, blas_info, dense_model, fashion, prune_ratios, update_result
 
 from minicompress import metrics, models, prune
 from minicompress.data import cache_dir
 from minicompress.distill import DistillationLoss
 from minicompress.io import load_model, save_model
-from minicompress.nn import Conv2d
 from minicompress.nn import cross_entropy
 from minicompress.train import CosineLR, EveryEpoch, TrainConfig, evaluate, predict
 
@@ -70,11 +69,7 @@ def train(args):
     data = fashion()
     (xtr, ytr), (xte, yte) = data
     dense = dense_model(NET, data=data)
-    ratios = {}
-    for name, k in keep.items():
-        layer = dense[name]
-        out = layer.out_channels if isinstance(layer, Conv2d) else layer.out_features
-        ratios[name] = (out - k) / out  # kept_count(out, ratio) == k exactly
+    ratios = prune_ratios(dense, keep)
     dense_acc = evaluate(dense, xte, yte)["accuracy"]
     model = copy.deepcopy(dense)
     config = TrainConfig(args.epochs, np.random.default_rng(args.seed))
