@@ -435,25 +435,40 @@ class Buffers:
         return local.arrays
 
 
+# np.clip's Python wrapper costs ~1.5 µs a call: below this many elements a maximum and a minimum
+# (two passes, no wrapper) are faster; above it the single clip pass is (measured here)
+CLIP_SMALL = 4096
+
+
+def clip_inplace(a, lo, hi):
+    """``a ← clip(a, lo, hi)`` in place, whichever way is faster for a's size."""
+    if a.size < CLIP_SMALL:
+        np.maximum(a, lo, out=a)
+        return np.minimum(a, hi, out=a)
+    return np.clip(a, lo, hi, out=a)
+
+
 def requantize_centred(acc, m, lo, hi, out, work, ties=True):
     """Centred output codes ``clip(floor(acc·M + ½), lo, hi)`` into ``out`` (float32), with
     lo = q_lo − z_y, hi = q_hi − z_y: the same integers as
     ``requantize(acc, M₀, n, z_y, q_lo, q_hi) − z_y``.
 
-    acc (rows, O) float32 holding exact integers (the bias included); m = M₀·2^(−n) (float64,
-    (O,) or a scalar); work (rows, O) float64. ``ties=False`` when no acc·M can be a tie
-    k + ½ (:meth:`_LayerStage.ties_possible`): then ``rint`` (half to even) is floor(· + ½).
+    acc float32 holding exact integers (the bias included); m = M₀·2^(−n) (float64, a scalar or
+    broadcasting against acc); work float64 shaped like acc; out float32 of acc's shape, any
+    strides (a conv stage writes channel planes into an NHWC array through it). ``ties=False``
+    when no acc·M can be a tie k + ½ (:meth:`_LayerStage.ties_possible`): then ``rint`` (half to
+    even) is floor(· + ½).
 
     Exact when |acc| ≤ B < 2^24 (the float32 GEMM's condition): M₀ < 2^27 makes
     acc·M = (acc·M₀)·2^(−n) a multiple of 2^(−n) with a numerator below 2^51, exact in float64.
     + ½ is needed only when ties are possible, which needs n ≤ 51 (B ≥ 2^(n−1−27)), so the sum's
     numerator acc·M₀ + 2^(n−1) stays below 2^52: exact, and floor gives exactly
-    (acc·M₀ + 2^(n−1)) >> n. The float32 cast may round an integer beyond 2^24, but rounding is
-    non-decreasing and the clip bounds are float32 numbers, so nothing crosses a bound.
+    (acc·M₀ + 2^(n−1)) >> n. The clip (integer bounds) leaves numbers below 2^24 in magnitude,
+    so the float32 cast is exact.
 
-    Each pass is between arrays of one dtype: a float32 · float64 multiply would run NumPy's
-    casting loop, several times slower than a cast followed by an in-place multiply. The clip
-    is a maximum and a minimum (``np.clip`` costs ~2 µs more per call at batch 1).
+    Each pass is between arrays of one dtype, except the final cast: a float32 · float64 multiply
+    would run NumPy's casting loop, several times slower than a cast followed by an in-place
+    multiply. (Exact float32 requantisation is impossible: acc·M₀ can need ~51 bits.)
     """
     np.copyto(work, acc)                          # float32 → float64, exact
     work *= m
@@ -462,9 +477,8 @@ def requantize_centred(acc, m, lo, hi, out, work, ties=True):
         np.floor(work, out=work)
     else:
         np.rint(work, out=work)
-    np.copyto(out, work, casting="same_kind")
-    np.maximum(out, lo, out=out)
-    np.minimum(out, hi, out=out)
+    clip_inplace(work, lo, hi)
+    np.copyto(out, work, casting="same_kind")     # integers in [lo, hi]: exact
     return out
 
 
@@ -472,8 +486,22 @@ def max_pool_nhwc(a, k, s, out):
     """k×k, stride s max-pool of an (N, H, W, C) array into ``out`` (N, OH, OW, C): one
     ``np.maximum`` per window offset, each over whole strided views."""
     oh, ow = out.shape[1:3]
-    views = [a[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
-             for i in range(k) for j in range(k)]
+    return _max_of([a[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
+                    for i in range(k) for j in range(k)], out)
+
+
+def max_pool_planes(a, k, s, rows, out):
+    """k×k, stride s max-pool over the last two axes of a (..., H, W) array into ``out``
+    (..., OH, OW), through ``rows`` (..., OH, W): across the window's rows first, on whole image
+    rows (long contiguous runs), then across the columns of what is left — the float
+    MaxPool2d's eval-mode order (nn/pooling.py). A max can be taken in any order."""
+    oh, ow = out.shape[-2:]
+    _max_of([a[..., i:i + s * (oh - 1) + 1:s, :] for i in range(k)], rows)
+    return _max_of([rows[..., j:j + s * (ow - 1) + 1:s] for j in range(k)], out)
+
+
+def _max_of(views, out):
+    """The elementwise maximum of same-shaped views, into ``out``."""
     if len(views) == 1:
         np.copyto(out, views[0])
         return out
@@ -481,6 +509,24 @@ def max_pool_nhwc(a, k, s, out):
     for v in views[2:]:
         np.maximum(out, v, out=out)
     return out
+
+
+def planes_im2col(x, k, s, out):
+    """(N, Hp, Wp) padded image planes → ``out`` (k·k, N, OH, OW): for each kernel offset (i, j),
+    in the order of the weight columns, the images shifted by it, one contiguous block. This is
+    im2col transposed, as nn/im2col.py builds it for one channel (k·k block copies instead of
+    gathering 1-float runs per window)."""
+    oh, ow = out.shape[2:]
+    for offset in range(k * k):
+        i, j = divmod(offset, k)
+        out[offset] = x[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
+    return out
+
+
+def _view(buf, shape):
+    """The first prod(shape) elements of the flat array ``buf``, as a C-contiguous array of
+    ``shape`` (the last chunk of a batch is smaller than the others)."""
+    return buf[:math.prod(shape)].reshape(shape)
 
 
 class _QuantizeStage:
@@ -608,6 +654,98 @@ class _LayerStage:
         return out
 
 
+# The float Conv2d's eval mode convolves a few images at a time, so that a chunk's im2col matrix
+# is still in cache when the GEMM reads it (nn/conv.py). A conv stage does the same, and carries
+# the chunk on through the pool, the bias and the requantisation while it is in cache.
+CHUNK_FLOATS = 1 << 18
+
+
+class _ConvStage(_LayerStage):
+    """A requantising conv layer with a float32 GEMM, and the max-pool after it if any, a chunk
+    of images at a time: im2col, GEMM, pool, bias, requantise — into centred codes
+    (N, OH', OW', O), NHWC."""
+
+    def __init__(self, layer, shape, pool=None, prepadded=False):
+        super().__init__(layer, shape, pool, prepadded)
+        h, w, c = shape
+        k, s, p = self.k, layer.stride, layer.padding
+        self.conv_hw = ((h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
+        self.chunk = max(1, CHUNK_FLOATS // (self.conv_hw[0] * self.conv_hw[1] * k * k * c))
+
+    def __call__(self, a):
+        n = len(a)
+        out, work = self.buffers.get(n, lambda: self._chunk_buffers(n))
+        for start in range(0, n, self.chunk):
+            stop = min(n, start + self.chunk)
+            acc = self.accumulate_chunk(a[start:stop], work)
+            acc += self.q_b                                            # exact: |acc| ≤ B
+            requantize_centred(acc, self.m, self.lo, self.hi, self.out_view(out[start:stop]),
+                               _view(work["requant"], acc.shape), self.ties)
+        return out
+
+    def _chunk_buffers(self, n):
+        """The output codes (N, OH', OW', O) and flat work arrays big enough for one chunk."""
+        c = min(n, self.chunk)
+        (oh, ow), o = self.conv_hw, self.layer.q_w.shape[0]
+        k2 = self.k * self.k * self.layer.q_w.shape[1]
+        pooled = c * math.prod(self.shape)
+        work = {"cols": np.empty(c * oh * ow * k2, np.float32),
+                "acc": np.empty(c * oh * ow * o, np.float32),
+                "rows": np.empty(c * oh * ow * o, np.float32),
+                "pool": np.empty(pooled, np.float32), "requant": np.empty(pooled, np.float64)}
+        return np.empty((n,) + self.shape, np.float32), work
+
+    def accumulate_chunk(self, x, work):
+        """Σ q_w·(q_x − z_x) for the images x (n, H, W, C), max-pooled: (n, OH', OW', O)."""
+        n, (oh, ow), o = len(x), self.conv_hw, self.w.shape[1]
+        cols, _ = im2col(x, self.k, self.layer.stride, self.padding)
+        acc = np.matmul(cols, self.w, out=_view(work["acc"], (len(cols), o)))
+        acc = acc.reshape(n, oh, ow, o)
+        if self.pool is None:
+            return acc
+        return max_pool_nhwc(acc, self.pool.kernel_size, self.pool.stride,
+                             _view(work["pool"], (n,) + self.shape))
+
+    @staticmethod
+    def out_view(out):
+        """Where the requantised chunk goes: the chunk's rows of the NHWC output."""
+        return out
+
+
+class _PlaneConvStage(_ConvStage):
+    """A conv stage for a one-channel input (a first layer on grey images), computed channel by
+    channel: acc = W (O, k·k) · colsᵀ (k·k, n·OH·OW) gives each output channel as a plane
+    (O, n, OH, OW). The pool then runs along image rows of OW contiguous floats instead of
+    O-float runs, and the bias along whole planes; the requantised codes are written into the
+    NHWC output through a transposed view (the next layer reads NHWC)."""
+
+    def __init__(self, layer, shape, pool=None, prepadded=False):
+        super().__init__(layer, shape, pool, prepadded)
+        o = layer.q_w.shape[0]
+        self.w = np.ascontiguousarray(layer.w_mat, dtype=np.float32)     # (O, k·k), exact
+        self.q_b = self.q_b.reshape(o, 1, 1, 1)
+        self.m = self.m if np.ndim(self.m) == 0 else self.m.reshape(o, 1, 1, 1)
+
+    def accumulate_chunk(self, x, work):
+        """Σ q_w·(q_x − z_x) for the images x (n, H, W, 1), max-pooled: planes (O, n, OH', OW')."""
+        if self.padding:
+            x = np.pad(x, ((0, 0), (self.padding,) * 2, (self.padding,) * 2, (0, 0)))
+        n, (oh, ow), o, k = len(x), self.conv_hw, self.w.shape[0], self.k
+        cols = planes_im2col(x[..., 0], k, self.layer.stride, _view(work["cols"], (k * k, n, oh, ow)))
+        acc = _view(work["acc"], (o, n, oh, ow))
+        np.matmul(self.w, cols.reshape(k * k, -1), out=acc.reshape(o, -1))
+        if self.pool is None:
+            return acc
+        ph, pw = self.shape[:2]
+        return max_pool_planes(acc, self.pool.kernel_size, self.pool.stride,
+                               _view(work["rows"], (o, n, ph, ow)), _view(work["pool"], (o, n, ph, pw)))
+
+    @staticmethod
+    def out_view(out):
+        """The chunk's rows of the NHWC output, seen as planes (O, n, OH', OW')."""
+        return out.transpose(3, 0, 1, 2)
+
+
 class _ReLUStage:
     """ReLU on centred codes: max(q, z_relu) − z = max(c, z_relu − z)."""
 
@@ -669,7 +807,12 @@ def fast_stages(steps, sample_shape):
             conv, requantising = s.kind == "conv2d", "m0" in s.out
             pool = steps[i + 1] if (conv and requantising and i + 1 < len(steps)
                                     and isinstance(steps[i + 1], IntMaxPool)) else None
-            stage = _LayerStage(s, shape, pool, prepadded=i == 1 and pad > 0, chw=chw)
+            prepadded = i == 1 and pad > 0
+            if conv and requantising and s.exact_dtype == np.float32:
+                one_channel = s.q_w.shape[1] == 1
+                stage = (_PlaneConvStage if one_channel else _ConvStage)(s, shape, pool, prepadded)
+            else:
+                stage = _LayerStage(s, shape, pool, prepadded, chw=chw)
             stages.append(stage)
             shape, chw = stage.shape, None
             if requantising:
