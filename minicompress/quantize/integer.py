@@ -463,8 +463,8 @@ def requantize_centred(acc, m, lo, hi, out, work, ties=True):
     acc·M = (acc·M₀)·2^(−n) a multiple of 2^(−n) with a numerator below 2^51, exact in float64.
     + ½ is needed only when ties are possible, which needs n ≤ 51 (B ≥ 2^(n−1−27)), so the sum's
     numerator acc·M₀ + 2^(n−1) stays below 2^52: exact, and floor gives exactly
-    (acc·M₀ + 2^(n−1)) >> n. The clip (integer bounds) leaves numbers below 2^24 in magnitude,
-    so the float32 cast is exact.
+    (acc·M₀ + 2^(n−1)) >> n. The float32 cast may round an integer beyond 2^24, but rounding is
+    non-decreasing and the clip bounds are float32 numbers, so nothing crosses a bound.
 
     Each pass is between arrays of one dtype, except the final cast: a float32 · float64 multiply
     would run NumPy's casting loop, several times slower than a cast followed by an in-place
@@ -477,9 +477,69 @@ def requantize_centred(acc, m, lo, hi, out, work, ties=True):
         np.floor(work, out=work)
     else:
         np.rint(work, out=work)
-    clip_inplace(work, lo, hi)
-    np.copyto(out, work, casting="same_kind")     # integers in [lo, hi]: exact
-    return out
+    np.copyto(out, work, casting="same_kind")
+    return clip_inplace(out, lo, hi)              # in float32: half the bytes of a float64 clip
+
+
+# Enumerating more accumulators than this per layer (when looking for a float32 multiplier) would
+# make building the stages slow; such a layer keeps the float64 requantisation.
+FLOAT32_CHECK_LIMIT = 1 << 22
+
+
+def float32_multiplier(m0, shift, bound, lo, hi, ulps=2):
+    """fl32(M), M = M₀·2^(−n), if ``clip(rint(acc·m), lo, hi)`` computed in float32 equals the
+    exact ``clip((acc·M₀ + 2^(n−1)) >> n, lo, hi)`` for *every* integer |acc| ≤ ``bound``; else None.
+
+    The float32 product acc·m is rounded (acc·M₀ can need ~51 bits), so no error bound proves
+    this; enumeration does. Both sides are non-decreasing in acc, so if they agree on a window
+    [a₁, a₂] where the exact side is lo at a₁ and hi at a₂ (or a₁ = −B, a₂ = B), they agree below
+    it (both lo) and above it (both hi). The window holds about (hi − lo + 2)/M accumulators.
+    It fails when some acc·M lies within ~2^(−23)·|acc·M| of a tie k + ½ (a few in ~10⁵ windows
+    of the 8-bit nets). A neighbouring float32 moves every product a little — it mostly adds
+    errors, but where fl32(M) misses one or two accumulators it may hit them — so the nearest
+    ``2·ulps`` neighbours are tried too; the first one that agrees everywhere is returned.
+    """
+    m0, shift = int(m0), int(shift)
+    m = m0 * 2.0 ** -shift
+    a1 = max(-bound, math.floor((lo - 1) / m))       # a₁·M ≤ lo − 1: the exact code is lo
+    a2 = min(bound, math.ceil((hi + 1) / m))
+    if a2 - a1 + 1 > FLOAT32_CHECK_LIMIT:
+        return None
+    acc = np.arange(a1, a2 + 1, dtype=np.int64)
+    want = requantize(acc, m0, shift, 0, lo, hi).astype(np.float32)
+    if (a1 > -bound and want[0] != lo) or (a2 < bound and want[-1] != hi):
+        return None                                   # not a window (cannot happen; be safe)
+    acc = acc.astype(np.float32)                      # |acc| ≤ B < 2^24: exact in float32
+    got = np.empty_like(acc)
+    for m32 in _float32_neighbours(np.float32(m), ulps):
+        np.multiply(acc, m32, out=got)
+        np.rint(got, out=got)
+        np.clip(got, lo, hi, out=got)
+        if np.array_equal(got, want):
+            return m32
+    return None
+
+
+def _float32_neighbours(m, ulps):
+    """m, then the float32 numbers 1, 1, 2, 2, ... ulps above and below it."""
+    yield m
+    up = down = m
+    for _ in range(ulps):
+        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
+        yield up
+        yield down
+
+
+def requantize_float32(acc, m, lo, hi, out):
+    """Centred codes ``clip(rint(acc·m), lo, hi)`` into ``out``, all in float32 (acc is
+    overwritten): exact when m came from :func:`float32_multiplier` for this layer's bound.
+    Three passes instead of the float64 route's five, and half the bytes per pass."""
+    np.multiply(acc, m, out=acc)
+    np.rint(acc, out=acc)
+    if acc.size < CLIP_SMALL:
+        np.maximum(acc, lo, out=acc)
+        return np.minimum(acc, hi, out=out)
+    return np.clip(acc, lo, hi, out=out)
 
 
 def max_pool_nhwc(a, k, s, out):
@@ -536,6 +596,8 @@ class _QuantizeStage:
 
     def __init__(self, step, pad):
         self.delta, self.pad = step.delta, pad
+        # operands as 0-d arrays: a NumPy scalar operand costs ~0.3 µs more per call (small batches)
+        self.delta_0d = np.array(step.delta, np.float32)
         self.lo, self.hi = step.q_lo - step.zero, step.q_hi - step.zero
         self.buffers = Buffers()
 
@@ -548,7 +610,7 @@ class _QuantizeStage:
             out = buf[:, p:p + h, p:p + w, :].transpose(0, 3, 1, 2)   # NCHW view, NHWC memory
         else:
             buf = out = self.buffers.get(x.shape, lambda: np.empty(x.shape, np.float32))
-        np.divide(x, self.delta, out=out)
+        np.divide(x, self.delta_0d, out=out)
         np.rint(out, out=out)
         if not self.in_range(*x_range):
             np.clip(out, self.lo, self.hi, out=out)
@@ -588,10 +650,26 @@ class _LayerStage:
             self.scale = o["out_scale"]
             return
         z = o["out_zero"]
-        self.lo, self.hi = np.float32(o["out_lo"] - z), np.float32(o["out_hi"] - z)
+        # clip bounds as 0-d float32 arrays, the codes' dtype (a NumPy scalar operand costs
+        # ~0.3 µs more per call, which counts at batch 1)
+        self.lo, self.hi = np.array(o["out_lo"] - z, np.float32), np.array(o["out_hi"] - z, np.float32)
         m = np.ldexp(o["m0"].astype(np.float64), -o["shift"])          # M = M₀·2^(−n), exact
-        self.m = m[0] if np.all(m == m[0]) else m                      # a float64 scalar or (O,)
+        self.m = np.array(m[0]) if np.all(m == m[0]) else m            # 0-d or (O,) float64
         self.ties = self.ties_possible()
+        self.m32 = self.float32_multipliers() if self.exact32 else None
+
+    def float32_multipliers(self):
+        """M as float32 (0-d, or (O,) per channel) for :func:`requantize_float32`, found by
+        :func:`float32_multiplier` for each distinct (M₀, n); None if one has none."""
+        o = self.layer.out
+        pairs = np.stack([o["m0"], o["shift"]], axis=1)
+        found = {}
+        for m0, n in np.unique(pairs, axis=0):
+            found[m0, n] = float32_multiplier(m0, n, self.layer.bound, int(self.lo), int(self.hi))
+            if found[m0, n] is None:
+                return None
+        m32 = np.array([found[m0, n] for m0, n in pairs], np.float32)
+        return np.array(m32[0]) if np.all(m32 == m32[0]) else m32
 
     def ties_possible(self):
         """Whether some |acc| ≤ B can make acc·M an exact tie k + ½, i.e. acc·M₀ ≡ 2^(n−1)
@@ -645,6 +723,8 @@ class _LayerStage:
         acc += self.q_b                                                # exact: |acc| ≤ B
         if self.logits:
             return np.multiply(acc, self.scale, dtype=np.float32)
+        if self.m32 is not None:
+            return requantize_float32(acc, self.m32, self.lo, self.hi, out)
         if self.exact32:
             return requantize_centred(acc, self.m, self.lo, self.hi, out, work, self.ties)
         # B ≥ 2^24: float64 accumulators (exact below 2^53) and the int64 requantisation
@@ -679,6 +759,10 @@ class _ConvStage(_LayerStage):
             stop = min(n, start + self.chunk)
             acc = self.accumulate_chunk(a[start:stop], work)
             acc += self.q_b                                            # exact: |acc| ≤ B
+            if self.m32 is not None:
+                requantize_float32(acc, self.m32, self.lo, self.hi,
+                                   self.out_view(out[start:stop]))
+                continue
             requantize_centred(acc, self.m, self.lo, self.hi, self.out_view(out[start:stop]),
                                _view(work["requant"], acc.shape), self.ties)
         return out
@@ -725,6 +809,8 @@ class _PlaneConvStage(_ConvStage):
         self.w = np.ascontiguousarray(layer.w_mat, dtype=np.float32)     # (O, k·k), exact
         self.q_b = self.q_b.reshape(o, 1, 1, 1)
         self.m = self.m if np.ndim(self.m) == 0 else self.m.reshape(o, 1, 1, 1)
+        if self.m32 is not None and np.ndim(self.m32):
+            self.m32 = self.m32.reshape(o, 1, 1, 1)
 
     def accumulate_chunk(self, x, work):
         """Σ q_w·(q_x − z_x) for the images x (n, H, W, 1), max-pooled: planes (O, n, OH', OW')."""
@@ -864,7 +950,7 @@ class IntegerModel:
         # images in [0, 1] standardised as (x − m) / s (see :meth:`standardize`); None if unknown
         self.input = input
         self._stages = {}               # per-sample input shape → fused stages (fast_stages)
-        self._stages_of, self._stages_ids = (), None      # the steps they were built from
+        self._stages_of = None                           # the steps they were built from
 
     def standardize(self, x):
         """Raw images in [0, 1] → the model's input ``(x − m) / s`` in float32 (m, s float32),
@@ -905,10 +991,10 @@ class IntegerModel:
     def fast_stages(self, sample_shape):
         """The fused stages for inputs of this per-sample shape (built once), or None. Replacing
         a step (``im.steps[i] = ...``) rebuilds them; a step's own arrays must not be changed."""
-        ids = tuple(map(id, self.steps))
-        if ids != self._stages_ids:
-            # the cache holds the steps themselves, so their ids cannot be reused meanwhile
-            self._stages, self._stages_of, self._stages_ids = {}, tuple(self.steps), ids
+        if self._stages_of != self.steps:
+            # list equality compares the steps by identity (they define no __eq__): cheaper per
+            # call than a tuple of their ids
+            self._stages, self._stages_of = {}, list(self.steps)
         key = tuple(sample_shape)
         if key not in self._stages:
             self._stages[key] = fast_stages(self.steps, key)
