@@ -378,3 +378,97 @@ def test_fast_forward_exact_ties_round_half_up(rng):
     assert np.any((acc % 2 == 1) & (acc > 0) & (acc < 500) & (acc // 2 % 2 == 0))  # rint ≠ half up
     assert im.fast_stages((6,))[1].ties
     _same_three_ways(im, x)
+
+
+# ---- float32 requantisation, proved by enumeration; conv stages in chunks -----------------------
+from minicompress.quantize import integer as integer_module  # noqa: E402
+from minicompress.quantize.integer import (_ConvStage, _PlaneConvStage,  # noqa: E402
+                                           float32_multiplier, requantize_float32)
+
+
+def _all_codes(m32, m0, n, bound, lo, hi):
+    """Float32 and exact requantisation of every accumulator −B..B (no window: all of them)."""
+    acc = np.arange(-bound, bound + 1)
+    want = requantize(acc, m0, n, 0, lo, hi)
+    got = requantize_float32(acc.astype(np.float32), np.float32(m32), np.float32(lo),
+                             np.float32(hi), np.empty(acc.shape, np.float32))
+    return got, want
+
+
+def test_float32_multiplier_exact_for_every_accumulator(rng):
+    """Whenever a float32 multiplier is returned, clip(rint(acc·m)) in float32 equals the integer
+    requantisation for every |acc| ≤ B — checked here over all of them, not just the window."""
+    found = 0
+    for _ in range(60):
+        m0, n = quantize_multiplier(np.exp(rng.uniform(np.log(1e-4), np.log(0.3))))
+        bound = int(rng.integers(1000, 300_000))
+        lo, hi = [(0, 255), (-128, 127), (-7, 8)][int(rng.integers(3))]
+        m32 = float32_multiplier(m0, n, bound, lo, hi)
+        if m32 is None:
+            continue
+        found += 1
+        got, want = _all_codes(m32, int(m0), int(n), bound, lo, hi)
+        np.testing.assert_array_equal(got, want)
+    assert found > 30
+
+
+def test_float32_multiplier_at_exact_ties():
+    """M = ½: every odd acc is a tie k + ½, which the integer model rounds half up. rint (half to
+    even) with fl32(½) gets half of them wrong. With a ReLU clip (lo = 0) the float32 number just
+    above ½ is right everywhere — ties of positive acc land just above k + ½, negative ones clip
+    to 0 — and is found; with negative codes allowed no float32 multiplier is exact."""
+    m0, n = quantize_multiplier(0.5)
+    m32 = float32_multiplier(m0, n, 1000, 0, 255)
+    assert m32 == np.nextafter(np.float32(0.5), np.float32(1))
+    got, want = _all_codes(m32, int(m0), int(n), 1000, 0, 255)
+    np.testing.assert_array_equal(got, want)
+    assert want[1000 + 3] == 2 and want[1000 + 5] == 3           # 1.5 → 2, 2.5 → 3 (half up)
+    assert float32_multiplier(m0, n, 1000, -128, 127) is None
+
+
+def test_float32_multiplier_window_limit(monkeypatch):
+    """A window longer than FLOAT32_CHECK_LIMIT is not enumerated: None (float64 path)."""
+    m0, n = quantize_multiplier(1e-3)
+    monkeypatch.setattr(integer_module, "FLOAT32_CHECK_LIMIT", 1000)
+    assert float32_multiplier(m0, n, 10 ** 6, 0, 255) is None
+
+
+def test_fast_forward_float64_requantisation_when_float32_fails(rng):
+    """A hidden layer whose multiplier has no exact float32 form (M = ½ with negative codes)
+    takes the float64 requantisation inside the fused path, still bit for bit."""
+    grid = (np.float32(1), 0, -128, 127)
+    l1 = IntLayer("linear", (rng.integers(-3, 4, (8, 6)), 8, np.ones(8)), rng.integers(-9, 9, 8),
+                  grid, _requant_out(np.full(8, 0.5), 0, out_lo=-128, out_hi=127))
+    l2 = IntLayer("linear", (rng.integers(-3, 4, (10, 8)), 8, np.ones(10)), np.zeros(10),
+                  (np.float32(1), 0, -128, 127), {"out_scale": np.ones(10, np.float32)})
+    im = IntegerModel([QuantizeInput(*grid), l1, l2])
+    x = rng.integers(-40, 40, (300, 6)).astype(np.float32)
+    _same_three_ways(im, x)
+    stage = im.fast_stages((6,))[1]
+    assert stage.m32 is None and stage.ties
+
+
+@pytest.mark.parametrize("chunk_floats", [1 << 18, 8640])
+def test_fast_forward_conv_chunks_and_planes(rng, monkeypatch, chunk_floats):
+    """One-channel conv as channel planes (stride 2, padding, per-channel multipliers, no pool)
+    and a multi-channel conv with a 2x2 pool, a few images at a time: a tiny chunk size makes
+    many chunks and a shorter last one."""
+    monkeypatch.setattr(integer_module, "CHUNK_FLOATS", chunk_floats)
+    grid = (np.float32(0.05), 9, 0, 255)
+    conv1 = IntLayer("conv2d", (rng.integers(-127, 128, (5, 1, 3, 3)), 8, np.ones(5)),
+                     rng.integers(-500, 500, 5), grid,
+                     _requant_out(rng.uniform(1e-4, 1e-2, 5), 3, out_lo=3), stride=2, padding=1)
+    conv2 = IntLayer("conv2d", (rng.integers(-127, 128, (4, 5, 3, 3)), 8, np.ones(4)),
+                     rng.integers(-500, 500, 4), (np.float32(1), 3, 0, 255),
+                     _requant_out(np.full(4, 3e-3), 0), padding=1)
+    fc = IntLayer("linear", (rng.integers(-127, 128, (10, 4 * 4 * 4)), 8, np.ones(10)),
+                  rng.integers(-500, 500, 10), (np.float32(1), 0, 0, 255),
+                  {"out_scale": np.full(10, 0.01, np.float32)})
+    im = IntegerModel([QuantizeInput(*grid), conv1, conv2, IntMaxPool(2, 2), IntFlatten(), fc])
+    x = rng.standard_normal((23, 1, 16, 16)).astype(np.float32) * 3      # 16 → 8 → 8 → 4
+    _same_three_ways(im, x)
+    stages = im.fast_stages(x.shape[1:])
+    assert isinstance(stages[1], _PlaneConvStage) and stages[1].pool is None
+    assert type(stages[2]) is _ConvStage and stages[2].pool is not None
+    if chunk_floats < 10000:                                  # chunks of 15 and 3 images
+        assert 23 % stages[1].chunk and 23 % stages[2].chunk and stages[2].chunk > 1
