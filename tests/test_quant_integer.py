@@ -472,3 +472,19 @@ def test_fast_forward_conv_chunks_and_planes(rng, monkeypatch, chunk_floats):
     assert type(stages[2]) is _ConvStage and stages[2].pool is not None
     if chunk_floats < 10000:                                  # chunks of 15 and 3 images
         assert 23 % stages[1].chunk and 23 % stages[2].chunk and stages[2].chunk > 1
+
+
+def test_input_clip_thresholds(rng):
+    """x_hi is the largest float32 whose code rint(x/Δ) is ≤ hi (its successor's code is not),
+    x_lo the smallest with code ≥ lo, for random steps and grids."""
+    from minicompress.quantize.integer import _QuantizeStage
+    for _ in range(200):
+        delta = np.float32(np.exp(rng.uniform(np.log(1e-4), np.log(10.0))))
+        q_lo, q_hi = [(0, 255), (-128, 127), (0, 15)][int(rng.integers(3))]
+        zero = int(rng.integers(q_lo, q_hi + 1))
+        stage = _QuantizeStage(QuantizeInput(delta, zero, q_lo, q_hi), 0)
+        x_lo, x_hi = np.float32(stage.x_lo), np.float32(stage.x_hi)
+        assert (float(x_lo), float(x_hi)) == (stage.x_lo, stage.x_hi)     # float32 numbers
+        up, down = np.nextafter(x_hi, np.float32(np.inf)), np.nextafter(x_lo, np.float32(-np.inf))
+        assert np.rint(x_hi / delta) <= stage.hi < np.rint(up / delta)
+        assert np.rint(down / delta) < stage.lo <= np.rint(x_lo / delta)

@@ -599,6 +599,7 @@ class _QuantizeStage:
         # operands as 0-d arrays: a NumPy scalar operand costs ~0.3 µs more per call (small batches)
         self.delta_0d = np.array(step.delta, np.float32)
         self.lo, self.hi = step.q_lo - step.zero, step.q_hi - step.zero
+        self.x_lo, self.x_hi = self._thresholds()
         self.buffers = Buffers()
 
     def __call__(self, x, x_range):
@@ -617,11 +618,29 @@ class _QuantizeStage:
         return buf
 
     def in_range(self, x_min, x_max):
-        """Whether no code of the batch needs clipping. rint(x/Δ) is non-decreasing in x, so the
-        batch's smallest and largest x, in the same float32 arithmetic, tell."""
-        d = self.delta
-        return (self.lo <= np.rint(np.float32(x_min) / d)
-                and np.rint(np.float32(x_max) / d) <= self.hi)
+        """Whether no code of the batch needs clipping: x_lo ≤ min x and max x ≤ x_hi (two
+        comparisons; the float32 arithmetic was done once, in :meth:`_thresholds`)."""
+        return self.x_lo <= x_min and x_max <= self.x_hi
+
+    def _thresholds(self):
+        """(x_lo, x_hi): the smallest float32 x with rint(x/Δ) ≥ lo and the largest with
+        rint(x/Δ) ≤ hi, in float32 arithmetic. rint(x/Δ) is non-decreasing in x, so a batch
+        needs no clip exactly when its min and max lie within them. Found by stepping from
+        (lo − ½)·Δ and (hi + ½)·Δ to the neighbouring float32 numbers (a few ulps at most)."""
+        def code(x):
+            return np.rint(x / self.delta)
+        top, inf = np.float32(np.finfo(np.float32).max), np.float32(np.inf)
+        x_hi = np.float32(min((self.hi + 0.5) * float(self.delta), top))
+        while code(x_hi) > self.hi:
+            x_hi = np.nextafter(x_hi, -inf)
+        while x_hi < top and code(np.nextafter(x_hi, inf)) <= self.hi:
+            x_hi = np.nextafter(x_hi, inf)
+        x_lo = np.float32(max((self.lo - 0.5) * float(self.delta), -top))
+        while code(x_lo) < self.lo:
+            x_lo = np.nextafter(x_lo, inf)
+        while x_lo > -top and code(np.nextafter(x_lo, -inf)) >= self.lo:
+            x_lo = np.nextafter(x_lo, -inf)
+        return float(x_lo), float(x_hi)
 
 
 class _LayerStage:
