@@ -35,9 +35,10 @@ gives bit-identical results.
 Two ways through the steps. ``IntegerModel.forward_steps`` runs each step's ``run`` on integer
 codes, one after another: the reference, written for reading. ``IntegerModel.forward`` computes
 the same integers, bit for bit, in fused stages built once per input shape (float32 centred codes
-between layers, weights stored once in the layout BLAS is fastest with, a five-pass float64
-requantisation whose exactness is shown in :func:`requantize_centred`, max-pooling before
-requantising); see "the fast forward pass" below.
+between layers, weights stored once in the layout BLAS is fastest with, a three-pass float32
+requantisation where enumerating every accumulator proves it exact (:func:`float32_multiplier`)
+and a five-pass float64 one otherwise (:func:`requantize_centred`), max-pooling before
+requantising, convolutions a few images at a time); see "the fast forward pass" below.
 
 Storage (``to_arrays``): weights bit-packed (int8: one per byte; int4: two; int2: four), int32
 biases, float32 steps, int32 M₀ / n (one value when per-tensor), int64 zero points — plain
@@ -406,17 +407,28 @@ STEP_TYPES = {c.kind: c for c in (QuantizeInput, IntReLU, IntMaxPool, IntFlatten
 #   cast before a GEMM and no "− z_x" pass, and a conv's zero padding is simply c = 0;
 # * each weight matrix is stored once as float32 (K, O) in C order, the layout OpenBLAS is
 #   fastest with; the bias is added to the exact float32 accumulators;
-# * requantisation is five passes, one dtype each (:func:`requantize_centred`); when no
-#   accumulator can be an exact tie (:meth:`_LayerStage.ties_possible`; so for every hidden
-#   layer of the 8/4/2-bit PTQ lenet300 and lenet5) ``rint`` replaces the "+ ½, floor" pair;
+# * requantisation is three float32 passes, clip(rint(acc·m)), when m = fl32(M) or a float32
+#   neighbour gives the exact codes for every |acc| ≤ B — checked once, by enumerating the
+#   ~(q_hi − q_lo)/M accumulators where the codes change (:func:`float32_multiplier`; 14 of the
+#   15 hidden layers of the 8-bit PTQ lenet300/lenet5 variants in benchmarks/int_speed.py);
+#   otherwise five passes through float64, one dtype each (:func:`requantize_centred`), where,
+#   when no accumulator can be an exact tie (:meth:`_LayerStage.ties_possible`), ``rint``
+#   replaces the "+ ½, floor" pair;
 # * a max-pool right after a layer is taken on the accumulators *before* the bias and the
 #   requantisation (both non-decreasing in acc, so they commute with a max): a 2x2 pool leaves
 #   a quarter of the values to requantise;
+# * convolutions run a chunk of images at a time (:class:`_ConvStage`, as the float Conv2d's
+#   eval mode does), so im2col, GEMM, pool, bias and requantisation all find the chunk in cache;
+#   a one-channel conv (the first layer on grey images) is computed as channel planes
+#   (:class:`_PlaneConvStage`), whose max-pool runs along image rows;
 # * Flatten of an NHWC image is a plain reshape: the next Linear's weight columns are permuted
 #   once, from the float model's (C, H, W) order to (H, W, C);
 # * the input is quantised straight into a zero-bordered buffer when the first layer is a padded
-#   conv, its clip is skipped when the batch's min and max need none, and every intermediate
-#   array is reused from call to call (:class:`Buffers`).
+#   conv, its clip is skipped when the batch's min and max need none (two comparisons with
+#   thresholds found at build), and every intermediate array is reused from call to call
+#   (:class:`Buffers`);
+# * at batch 1 the time goes to per-call overhead: clip bounds and multipliers are 0-d arrays
+#   (cheaper operands than NumPy scalars) and the stage cache is checked by list identity.
 
 
 class Buffers:
@@ -488,7 +500,8 @@ FLOAT32_CHECK_LIMIT = 1 << 22
 
 def float32_multiplier(m0, shift, bound, lo, hi, ulps=2):
     """fl32(M), M = M₀·2^(−n), if ``clip(rint(acc·m), lo, hi)`` computed in float32 equals the
-    exact ``clip((acc·M₀ + 2^(n−1)) >> n, lo, hi)`` for *every* integer |acc| ≤ ``bound``; else None.
+    exact ``clip((acc·M₀ + 2^(n−1)) >> n, lo, hi)`` for *every* integer |acc| ≤ ``bound``;
+    else None.
 
     The float32 product acc·m is rounded (acc·M₀ can need ~51 bits), so no error bound proves
     this; enumeration does. Both sides are non-decreasing in acc, so if they agree on a window
@@ -671,7 +684,8 @@ class _LayerStage:
         z = o["out_zero"]
         # clip bounds as 0-d float32 arrays, the codes' dtype (a NumPy scalar operand costs
         # ~0.3 µs more per call, which counts at batch 1)
-        self.lo, self.hi = np.array(o["out_lo"] - z, np.float32), np.array(o["out_hi"] - z, np.float32)
+        self.lo = np.array(o["out_lo"] - z, np.float32)
+        self.hi = np.array(o["out_hi"] - z, np.float32)
         m = np.ldexp(o["m0"].astype(np.float64), -o["shift"])          # M = M₀·2^(−n), exact
         self.m = np.array(m[0]) if np.all(m == m[0]) else m            # 0-d or (O,) float64
         self.ties = self.ties_possible()
@@ -742,6 +756,11 @@ class _LayerStage:
         acc += self.q_b                                                # exact: |acc| ≤ B
         if self.logits:
             return np.multiply(acc, self.scale, dtype=np.float32)
+        return self.requantize(acc, out, work)
+
+    def requantize(self, acc, out, work):
+        """Centred output codes of the accumulators acc (bias included) into ``out``: float32
+        when a float32 multiplier was proved exact, else through float64 (``work``)."""
         if self.m32 is not None:
             return requantize_float32(acc, self.m32, self.lo, self.hi, out)
         if self.exact32:
@@ -778,12 +797,7 @@ class _ConvStage(_LayerStage):
             stop = min(n, start + self.chunk)
             acc = self.accumulate_chunk(a[start:stop], work)
             acc += self.q_b                                            # exact: |acc| ≤ B
-            if self.m32 is not None:
-                requantize_float32(acc, self.m32, self.lo, self.hi,
-                                   self.out_view(out[start:stop]))
-                continue
-            requantize_centred(acc, self.m, self.lo, self.hi, self.out_view(out[start:stop]),
-                               _view(work["requant"], acc.shape), self.ties)
+            self.requantize(acc, self.out_view(out[start:stop]), _view(work["requant"], acc.shape))
         return out
 
     def _chunk_buffers(self, n):
@@ -794,7 +808,7 @@ class _ConvStage(_LayerStage):
         pooled = c * math.prod(self.shape)
         work = {"cols": np.empty(c * oh * ow * k2, np.float32),
                 "acc": np.empty(c * oh * ow * o, np.float32),
-                "rows": np.empty(c * oh * ow * o, np.float32),
+                "rows": np.empty(c * oh * ow * o, np.float32),        # planes' pool only
                 "pool": np.empty(pooled, np.float32), "requant": np.empty(pooled, np.float64)}
         return np.empty((n,) + self.shape, np.float32), work
 
@@ -836,14 +850,15 @@ class _PlaneConvStage(_ConvStage):
         if self.padding:
             x = np.pad(x, ((0, 0), (self.padding,) * 2, (self.padding,) * 2, (0, 0)))
         n, (oh, ow), o, k = len(x), self.conv_hw, self.w.shape[0], self.k
-        cols = planes_im2col(x[..., 0], k, self.layer.stride, _view(work["cols"], (k * k, n, oh, ow)))
+        cols = _view(work["cols"], (k * k, n, oh, ow))
+        planes_im2col(x[..., 0], k, self.layer.stride, cols)
         acc = _view(work["acc"], (o, n, oh, ow))
         np.matmul(self.w, cols.reshape(k * k, -1), out=acc.reshape(o, -1))
         if self.pool is None:
             return acc
         ph, pw = self.shape[:2]
-        return max_pool_planes(acc, self.pool.kernel_size, self.pool.stride,
-                               _view(work["rows"], (o, n, ph, ow)), _view(work["pool"], (o, n, ph, pw)))
+        rows, out = _view(work["rows"], (o, n, ph, ow)), _view(work["pool"], (o, n, ph, pw))
+        return max_pool_planes(acc, self.pool.kernel_size, self.pool.stride, rows, out)
 
     @staticmethod
     def out_view(out):
