@@ -616,19 +616,23 @@ class _QuantizeStage:
         self.buffers = Buffers()
 
     def __call__(self, x, x_range):
-        if x.ndim == 4:
-            n, c, h, w = x.shape
-            p = self.pad
-            buf = self.buffers.get(x.shape, lambda: np.zeros((n, h + 2 * p, w + 2 * p, c),
-                                                             np.float32))
-            out = buf[:, p:p + h, p:p + w, :].transpose(0, 3, 1, 2)   # NCHW view, NHWC memory
-        else:
-            buf = out = self.buffers.get(x.shape, lambda: np.empty(x.shape, np.float32))
+        buf, out = self.buffers.get(x.shape, lambda: self._buffer(x.shape))
         np.divide(x, self.delta_0d, out=out)
         np.rint(out, out=out)
         if not self.in_range(*x_range):
             np.clip(out, self.lo, self.hi, out=out)
         return buf
+
+    def _buffer(self, shape):
+        """The output array, and the view of it the codes are written through: for images
+        (N, C, H, W) an NCHW view of the NHWC interior of a zero-bordered array."""
+        if len(shape) != 4:
+            buf = np.empty(shape, np.float32)
+            return buf, buf
+        n, c, h, w = shape
+        p = self.pad
+        buf = np.zeros((n, h + 2 * p, w + 2 * p, c), np.float32)
+        return buf, buf[:, p:p + h, p:p + w, :].transpose(0, 3, 1, 2)
 
     def in_range(self, x_min, x_max):
         """Whether no code of the batch needs clipping: x_lo ≤ min x and max x ≤ x_hi (two
