@@ -405,9 +405,21 @@ for s in im.steps:
 #   NumPy's `rint` (half to even) unless some $\mathrm{acc}\cdot M$ is an exact tie $k+\tfrac12$; that needs
 #   $\mathrm{acc}\cdot M_0$ to end in exactly $n-1$ zero bits, impossible when $B < 2^{n-1-t}$ ($t$ the trailing zero
 #   bits of $M_0$) — checked per layer, otherwise the "$+\tfrac12$, floor" pair is used;
+# * better still, three float32 passes, $\mathrm{clip}(\mathrm{rint}(\mathrm{acc}\cdot m))$ with $m$ the float32
+#   number nearest $M$ (or a neighbour of it), wherever that is exact. No error bound proves it — the float32
+#   product is rounded — but enumeration does: both sides are non-decreasing in acc, so they agree for every
+#   $|\mathrm{acc}| \le B$ once they agree on the $\approx (q_{hi}-q_{lo})/M$ accumulators where the code changes,
+#   which are checked once, when the stages are built. It fails when some $\mathrm{acc}\cdot M$ lies within
+#   $\approx 2^{-23}|\mathrm{acc}\cdot M|$ of a tie — in `benchmarks/int_speed.py` only for LeNet-300-100's first
+#   layer (3 of its ~500,000 accumulators), which keeps the float64 passes;
 # * a max-pool right after a layer is taken on the accumulators *before* the requantisation (which is
 #   non-decreasing, so the two commute): a 2×2 pool leaves a quarter of the values to requantise;
-# * every intermediate array is reused from call to call (one set per thread).
+# * a convolution runs a few images at a time, as the float `Conv2d` does in eval mode, so that im2col, GEMM,
+#   pool and requantisation find the chunk in cache; a one-channel convolution is computed channel by channel
+#   ($W\,\mathrm{cols}^\top$), so its max-pool runs along image rows instead of 6-float runs;
+# * every intermediate array is reused from call to call (one set per thread); at batch 1, where each NumPy call
+#   costs about a microsecond, bounds and multipliers are 0-d arrays (cheaper operands than NumPy scalars) and
+#   whether the input needs a clip is two comparisons with thresholds found once.
 #
 # Every trick keeps the numbers bit-identical; below we check it on the whole test set and time the float model,
 # the step-by-step path and the fused one, interleaved in rounds (process CPU time, median of the rounds).
@@ -443,14 +455,14 @@ for batch, name, us, ratio in rows:
 # %% [markdown]
 # Read the ratios, not the microseconds: the machine is shared and the times move by tens of percent from run to
 # run. At batch 1 every NumPy call costs about a microsecond whatever its size, so there the number of calls counts;
-# at batch 256 the GEMMs dominate. The fused path removes most of the overhead, but on LeNet-300-100 it does not
-# quite reach the float model: what is left is work the float model does not have — quantising the input
-# ($x/\Delta$ and `rint`, two passes over 784 numbers per image, and a division is slow) and five requantisation passes
-# per hidden layer where the float model has a bias and a ReLU — and the faster weight layout pays for only part of
-# it. On LeNet-5 the fused path is *faster* than the float model: pooling the accumulators before requantising and a
-# max-pool that need not remember where each maximum was (the float layer keeps it for the backward pass) save more
-# than the integer model's extra passes cost. `benchmarks/int_speed.py` measures both nets, dense and pruned, at
-# batch 1, 64 and 256 (`benchmarks/results/int_speed.json`).
+# at batch 256 the GEMMs dominate. On LeNet-300-100 the fused path is about level with the float model at batch 1
+# and 64 and a little slower at 256: its GEMMs take the float model's time, and what is left is work the float
+# model does not have — checking and quantising the input (min and max, $x/\Delta$ and `rint`: four passes over
+# 784 numbers per image, and a division is slow) and three or five requantisation passes per hidden layer where
+# the float model has a ReLU. On LeNet-5 the fused path is *faster* than the float model: the convolutions in
+# cache-sized chunks, the first one computed channel by channel, pooling the accumulators before requantising and
+# float32 requantisation save more than the integer model's extra passes cost. `benchmarks/int_speed.py` measures
+# both nets, dense and pruned, at batch 1, 64 and 256 (`benchmarks/results/int_speed.json`).
 #
 # And the fallback: a layer whose bound does not fit float32 — here 2000 inputs with 8-bit weights — is computed with
 # float64 BLAS, still exact (compared with NumPy's own int64 product):
