@@ -455,9 +455,9 @@ for batch, name, us, ratio in rows:
 # %% [markdown]
 # Read the ratios, not the microseconds: the machine is shared and the times move by tens of percent from run to
 # run. At batch 1 every NumPy call costs about a microsecond whatever its size, so there the number of calls counts;
-# at batch 256 the GEMMs dominate. On LeNet-300-100 the fused path is about level with the float model at batch 1
-# and 64 and a little slower at 256: its GEMMs take the float model's time, and what is left is work the float
-# model does not have — checking and quantising the input (min and max, $x/\Delta$ and `rint`: four passes over
+# at batch 256 the GEMMs dominate. On LeNet-300-100 the fused path is still 5–20 % slower than the float model
+# (it varies from run to run; `benchmarks/int_speed.py` finds it level at batch 64): its GEMMs take the float
+# model's time, and what is left is work the float model does not have — checking and quantising the input (min and max, $x/\Delta$ and `rint`: four passes over
 # 784 numbers per image, and a division is slow) and three or five requantisation passes per hidden layer where
 # the float model has a ReLU. On LeNet-5 the fused path is *faster* than the float model: the convolutions in
 # cache-sized chunks, the first one computed channel by channel, pooling the accumulators before requantising and
