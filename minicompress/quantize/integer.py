@@ -894,11 +894,6 @@ class _PoolStage:
         return max_pool_nhwc(a, self.k, self.s, out)
 
 
-def _flatten(a):
-    """NHWC → (N, H·W·C) as it lies in memory; the next Linear's columns are permuted to match."""
-    return a.reshape(len(a), -1)
-
-
 def fast_stages(steps, sample_shape):
     """The fused stages computing ``forward_steps`` for inputs of per-sample shape
     ``sample_shape``, or None when the fast path does not apply (then forward runs the steps).
@@ -955,8 +950,9 @@ def fast_stages(steps, sample_shape):
             shape = stages[-1].shape
         elif isinstance(s, IntFlatten):
             if len(shape) == 3:
+                # no stage: the next Linear reads its input as (N, H·W·C), as it lies in memory
+                # (``a.reshape(n, -1)``), with its columns permuted to match
                 chw = (shape[2], shape[0], shape[1])
-                stages.append(_flatten)
                 shape = (int(np.prod(shape)),)
         else:
             return None
