@@ -96,6 +96,18 @@ def test_maxpool_eval_equals_train_exactly(rng, k, s, h, w):
     np.testing.assert_array_equal(y_eval, y_train)
 
 
+@pytest.mark.parametrize("c", [1, 3, 16, 17])          # either side of the flat-columns limit
+@pytest.mark.parametrize("k,h,w", [(2, 8, 6), (3, 9, 7), (1, 3, 4)])
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])    # an NHWC-backed view, as conv returns
+def test_maxpool_eval_windows_equal_train_exactly(rng, c, k, h, w, layout):
+    x = rng.standard_normal((3, c, h, w)).astype(np.float32)
+    x[0, :, :2, :2] = 1.0                                # ties inside a window
+    if layout == "nhwc":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    y_train, y_eval = _both_modes(nn.MaxPool2d(k), x)
+    np.testing.assert_array_equal(y_eval, y_train)
+
+
 def test_relu_eval_equals_train_exactly(rng):
     x = rng.standard_normal((3, 4, 5, 5)).astype(np.float32)
     y_train, y_eval = _both_modes(nn.ReLU(), x)
