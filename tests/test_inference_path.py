@@ -40,19 +40,23 @@ def _conv_bound(layer, x):
     return bound.reshape(x.shape[0], oh, ow, -1).transpose(0, 3, 1, 2)
 
 
-@pytest.mark.parametrize("banded_max_o", [0, 16], ids=["im2col", "banded"])
+# _BANDED_MIN_COLUMNS = 0 makes b = 1 (plain im2col) everywhere, 10**6 the widest band b = OW
+BANDS = pytest.mark.parametrize("min_columns", [0, 40, 10**6], ids=["im2col", "rule", "widest"])
+
+
+@BANDS
 @pytest.mark.parametrize("c,o,k,s,p,h,n,chunk_floats", [
     (1, 3, 5, 1, 2, 12, 7, 1000),     # 1-channel path, several chunks, a short last chunk
     (3, 4, 3, 1, 1, 9, 5, 300),       # chunk of one image (300 floats < one image's cols)
     (2, 5, 3, 2, 0, 10, 4, 1 << 18),  # stride 2 (never banded), everything in one chunk
     (6, 16, 5, 1, 0, 14, 3, 1 << 18), # lenet5's conv2 shape: OW = 10, blocks of b = 10
-    (2, 3, 3, 1, 0, 13, 2, 1000),     # OW = 11 is prime: blocks of b = 1 column
-    (2, 17, 3, 1, 1, 6, 2, 1 << 18),  # 17 filters: above the banded limit, im2col either way
+    (2, 3, 3, 1, 0, 13, 2, 1000),     # OW = 11 is prime: one block of 11, or 1
+    (1, 17, 3, 1, 1, 6, 2, 1 << 18),  # one channel, 17 filters: im2col under any rule
 ])
 def test_conv_eval_equals_train(rng, monkeypatch, c, o, k, s, p, h, n, chunk_floats,
-                                banded_max_o):
+                                min_columns):
     monkeypatch.setattr(conv_module, "_INFERENCE_CHUNK_FLOATS", chunk_floats)
-    monkeypatch.setattr(conv_module, "_BANDED_MAX_OUT_CHANNELS", banded_max_o)
+    monkeypatch.setattr(conv_module, "_BANDED_MIN_COLUMNS", min_columns)
     layer = to_float64(nn.Conv2d(c, o, k, stride=s, padding=p, rng=rng))
     x = rng.standard_normal((n, c, h, h))
     y_train, y_eval = _both_modes(layer, x)
@@ -60,12 +64,12 @@ def test_conv_eval_equals_train(rng, monkeypatch, c, o, k, s, p, h, n, chunk_flo
     assert_within(y_eval, y_train, _conv_bound(layer, x), "conv eval vs train")
 
 
-@pytest.mark.parametrize("banded_max_o", [0, 16], ids=["im2col", "banded"])
-def test_conv_eval_chunks_cover_every_image(rng, monkeypatch, banded_max_o):
+@BANDS
+def test_conv_eval_chunks_cover_every_image(rng, monkeypatch, min_columns):
     # a chunk boundary bug (a skipped or repeated image) would leave garbage or a copy; one image
     # per chunk makes every image its own matmul
     monkeypatch.setattr(conv_module, "_INFERENCE_CHUNK_FLOATS", 1)
-    monkeypatch.setattr(conv_module, "_BANDED_MAX_OUT_CHANNELS", banded_max_o)
+    monkeypatch.setattr(conv_module, "_BANDED_MIN_COLUMNS", min_columns)
     layer = to_float64(nn.Conv2d(2, 3, 3, padding=1, rng=rng))
     x = rng.standard_normal((5, 2, 6, 6))
     layer.eval()
@@ -84,9 +88,13 @@ def test_banded_weight_is_the_definition(rng):
         assert t[i, v, ci, u, oi] == want, (i, v, ci, u, oi)
 
 
-@pytest.mark.parametrize("ow,k,b", [(28, 5, 14), (10, 5, 10), (28, 3, 7), (11, 3, 1), (4, 5, 4)])
-def test_band_width_is_the_largest_divisor_up_to_3k(ow, k, b):
-    assert conv_module.band_width(ow, k) == b
+@pytest.mark.parametrize("ow,o,c,b", [
+    (28, 6, 1, 7), (28, 3, 1, 14), (10, 16, 6, 5), (10, 10, 3, 5),  # lenet5, dense and pruned
+    (14, 64, 32, 1), (14, 34, 28, 2), (28, 32, 1, 1), (28, 28, 1, 1),  # teacher
+    (11, 3, 2, 11),                                                 # prime OW: the whole row
+])
+def test_band_width_is_the_smallest_divisor_with_40_columns(ow, o, c, b):
+    assert conv_module.band_width(ow, o, c) == b
 
 
 @pytest.mark.parametrize("k,s,h,w", [(2, None, 6, 4), (2, None, 7, 5), (3, 2, 7, 8), (2, 1, 5, 3)])

@@ -1,10 +1,13 @@
 """2-D convolution by im2col + matmul (see ``im2col.py`` for the layout).
 
-In eval mode a layer with few filters is computed as a *banded* matmul instead (see
+In eval mode a stride-1 layer with few filters is computed as a *banded* matmul instead (see
 ``banded_weight``): the im2col copy and a matmul with few columns both cost in proportion to
 k·k·C per output pixel whatever the number of filters O, so a pruned layer would be hardly faster
-than the dense one; the banded form does more multiplications (by exact zeros) but its cost
-follows O.
+than the dense one. One banded row computes b neighbouring output pixels, so the matmul has b·O
+columns and the copy is about k·(b+k−1)·C/b floats per pixel instead of k·k·C; the price is
+multiplications by exact zeros, which cost in proportion to O. (Summing k·k shifted views,
+y += W[:, :, i, j]·x[..., i:i+OH, j:j+OW], also costs in proportion to O, but as numpy element-wise
+passes it measured 3–20x slower than either matmul on these layers.)
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -26,21 +29,30 @@ _PER_IMAGE_WEIGHT_GRAD_MAX = 4096
 # as the matmul and does not shrink with the number of filters. See Conv2d._forward_inference.
 _INFERENCE_CHUNK_FLOATS = 1 << 18
 
-# In eval mode a stride-1 convolution with at most this many filters is a banded matmul
-# (Conv2d._forward_banded). Measured at batch 256 with one BLAS thread (SkylakeX kernels): the
-# banded form is 1.3–1.9x faster for lenet5's layers (O = 3…16, k = 5), 1.5–3x slower for the
-# teacher's (O = 28…64, k = 3). With O ≤ 16 the matmul of im2col is narrower than one BLAS
-# micro-kernel (16 floats), so it costs like reading cols — k·k·C floats per output pixel, for any
-# O — while the banded matmul's extra multiplications by zero cost in proportion to O.
-_BANDED_MAX_OUT_CHANNELS = 16
+# In eval mode a stride-1 convolution is a banded matmul (Conv2d._forward_banded) whose b·O
+# columns reach this width: a matmul with fewer columns than a few BLAS micro-kernels (16 floats
+# each) costs about as much as reading its left operand, whatever O is, so with im2col (b = 1) a
+# layer with few filters costs k·k·C per output pixel for any O. See band_width.
+_BANDED_MIN_COLUMNS = 40
 
 
-def band_width(out_width, k):
-    """The number b of output columns one banded row computes: the largest divisor of OW that is
-    at most 3k. Its input window is b + k − 1 columns wide, so a fraction (b + k − 1)/k − 1 of the
-    banded multiplications are by zero (at most 3.8x the convolution's MACs); a wider block means
-    fewer, longer rows to copy."""
-    return max(d for d in range(1, min(out_width, 3 * k) + 1) if out_width % d == 0)
+def band_width(out_width, out_channels, in_channels):
+    """The number b of output columns one banded row computes, or 1 for plain im2col.
+
+    b is the smallest divisor of OW with b·O ≥ ``_BANDED_MIN_COLUMNS`` (or OW itself), so the
+    matmul is wide enough for BLAS while b stays small: the window is b + k − 1 input columns
+    wide, and of each (b + k − 1) × b block of T (one kernel row i, one channel c) only k·b
+    entries are weights, the rest multiplications by zero. A one-channel input with more than 16 filters keeps im2col (b = 1),
+    whose transposed copy is cheap for one channel. Measured at batch 256, one BLAS thread
+    (SkylakeX), im2col → banded, ms: lenet5 conv1 O = 6: 4.4 → 3.1 (b = 7); O = 3: 2.6 → 2.1
+    (b = 14); conv2 O = 16: 3.1 → 2.2 (b = 5); O = 10: 1.9 → 1.0 (b = 5); teacher conv2 O = 34:
+    19.1 → 16.9 (b = 2), O = 64: b = 1; teacher conv1 (one channel, O = 28, 32): b = 2…7 is
+    1.7–2.4x slower than im2col.
+    """
+    if in_channels == 1 and out_channels > 16:
+        return 1
+    return min(d for d in range(1, out_width + 1)
+               if out_width % d == 0 and (d * out_channels >= _BANDED_MIN_COLUMNS or d == out_width))
 
 
 def banded_weight(w, b):
@@ -122,8 +134,9 @@ class Conv2d(WeightedLayer):
             raise ValueError(f"{self._name()}: kernel {k} is larger than the padded input "
                              f"{h + 2 * p}x{w + 2 * p} (input shape {x.shape})")
         if not self.training:
-            if self.stride == 1 and self.out_channels <= _BANDED_MAX_OUT_CHANNELS:
-                return self._forward_banded(x)
+            b = band_width(self.output_shape(h, w)[2], self.out_channels, self.in_channels)
+            if self.stride == 1 and b > 1:
+                return self._forward_banded(x, b)
             return self._forward_inference(x)
         return self._forward_train(x)
 
@@ -171,8 +184,9 @@ class Conv2d(WeightedLayer):
         self._cache, self._eval_input = None, x
         return y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
 
-    def _forward_banded(self, x):
-        """Eval mode, stride 1, few filters: y = rows · T + b, a chunk of images at a time.
+    def _forward_banded(self, x, b):
+        """Eval mode, stride 1: y = rows · T + bias, a chunk of images at a time, b output columns
+        per row (b from ``band_width``).
 
         Each row of ``row_windows`` holds the input that one block of b output columns sees and
         T = ``banded_weight(W, b)``; rows · T is (N·OH·OW/b, b·O), which is y in NHWC order. Every
@@ -183,7 +197,6 @@ class Conv2d(WeightedLayer):
         n = x.shape[0]
         k, p, o = self.kernel_size, self.padding, self.out_channels
         _, oh, ow = self.output_shape(*x.shape[2:])
-        b = band_width(ow, k)
         t = banded_weight(self.effective_weight(), b)
         y = np.empty((n * oh * (ow // b), b * o), dtype=np.result_type(x.dtype, t.dtype))
         rows_per_image = oh * (ow // b)
