@@ -41,8 +41,14 @@ def _conv_bound(layer, x):
     return bound.reshape(x.shape[0], oh, ow, -1).transpose(0, 3, 1, 2)
 
 
-# _BANDED_MIN_COLUMNS = 0 makes b = 1 (plain im2col) everywhere, 10**6 the widest band b = OW
-BANDS = pytest.mark.parametrize("min_columns", [0, 40, 10**6], ids=["im2col", "rule", "widest"])
+# the band width b of every eval-mode convolution: 1 (plain im2col), the rule, the narrowest
+# band b > 1 (the smallest divisor of OW above 1) and the widest, b = OW
+_RULE = conv_module.band_width
+BANDS = pytest.mark.parametrize("band", [
+    lambda ow, o, c, k: 1, _RULE,
+    lambda ow, o, c, k: min(d for d in range(2, ow + 1) if ow % d == 0) if ow > 1 else 1,
+    lambda ow, o, c, k: ow,
+], ids=["im2col", "rule", "narrowest", "widest"])
 
 
 @BANDS
@@ -55,9 +61,9 @@ BANDS = pytest.mark.parametrize("min_columns", [0, 40, 10**6], ids=["im2col", "r
     (1, 17, 3, 1, 1, 6, 2, 1 << 18),  # one channel, 17 filters: im2col under any rule
 ])
 def test_conv_eval_equals_train(rng, monkeypatch, c, o, k, s, p, h, n, chunk_floats,
-                                min_columns):
+                                band):
     monkeypatch.setattr(conv_module, "_INFERENCE_CHUNK_FLOATS", chunk_floats)
-    monkeypatch.setattr(conv_module, "_BANDED_MIN_COLUMNS", min_columns)
+    monkeypatch.setattr(conv_module, "band_width", band)
     layer = to_float64(nn.Conv2d(c, o, k, stride=s, padding=p, rng=rng))
     x = rng.standard_normal((n, c, h, h))
     y_train, y_eval = _both_modes(layer, x)
@@ -66,11 +72,11 @@ def test_conv_eval_equals_train(rng, monkeypatch, c, o, k, s, p, h, n, chunk_flo
 
 
 @BANDS
-def test_conv_eval_chunks_cover_every_image(rng, monkeypatch, min_columns):
+def test_conv_eval_chunks_cover_every_image(rng, monkeypatch, band):
     # a chunk boundary bug (a skipped or repeated image) would leave garbage or a copy; one image
     # per chunk makes every image its own matmul
     monkeypatch.setattr(conv_module, "_INFERENCE_CHUNK_FLOATS", 1)
-    monkeypatch.setattr(conv_module, "_BANDED_MIN_COLUMNS", min_columns)
+    monkeypatch.setattr(conv_module, "band_width", band)
     layer = to_float64(nn.Conv2d(2, 3, 3, padding=1, rng=rng))
     x = rng.standard_normal((5, 2, 6, 6))
     layer.eval()
@@ -89,13 +95,14 @@ def test_banded_weight_is_the_definition(rng):
         assert t[i, v, ci, u, oi] == want, (i, v, ci, u, oi)
 
 
-@pytest.mark.parametrize("ow,o,c,b", [
-    (28, 6, 1, 7), (28, 3, 1, 14), (10, 16, 6, 5), (10, 10, 3, 5),  # lenet5, dense and pruned
-    (14, 64, 32, 1), (14, 34, 28, 2), (28, 32, 1, 1), (28, 28, 1, 1),  # teacher
-    (11, 3, 2, 11),                                                 # prime OW: the whole row
+@pytest.mark.parametrize("ow,o,c,k,b", [
+    (28, 6, 1, 5, 7), (28, 3, 1, 5, 14), (10, 16, 6, 5, 5), (10, 10, 3, 5, 5),  # lenet5
+    (14, 64, 32, 3, 1), (14, 34, 28, 3, 2), (28, 32, 1, 3, 1), (28, 28, 1, 3, 1),  # teacher
+    (28, 16, 1, 3, 1), (14, 16, 8, 3, 1),  # 3×3: one channel, or b = 7 (3x the MACs): im2col
+    (11, 3, 2, 5, 1), (11, 3, 1, 5, 11),   # prime OW: the whole row, if one channel allows it
 ])
-def test_band_width_is_the_smallest_divisor_with_40_columns(ow, o, c, b):
-    assert conv_module.band_width(ow, o, c) == b
+def test_band_width_rule(ow, o, c, k, b):
+    assert conv_module.band_width(ow, o, c, k) == b
 
 
 @pytest.mark.parametrize("k,s,h,w", [(2, None, 6, 4), (2, None, 7, 5), (3, 2, 7, 8), (2, 1, 5, 3)])

@@ -39,23 +39,29 @@ _INFERENCE_CHUNK_FLOATS = 1 << 18
 _BANDED_MIN_COLUMNS = 40
 
 
-def band_width(out_width, out_channels, in_channels):
-    """The number b of output columns one banded row computes, or 1 for plain im2col.
+def band_width(out_width, out_channels, in_channels, k):
+    """The number b of output pixels one banded row computes, or 1 for plain im2col.
 
     b is the smallest divisor of OW with b·O ≥ ``_BANDED_MIN_COLUMNS`` (or OW itself), so the
     matmul is wide enough for BLAS while b stays small: the window is b + k − 1 input columns
     wide, and of each (b + k − 1) × b block of T (one kernel row i, one channel c) only k·b
-    entries are weights, the rest multiplications by zero. A one-channel input with more than 16 filters keeps im2col (b = 1),
-    whose transposed copy is cheap for one channel. Measured at batch 256, one BLAS thread
-    (SkylakeX), im2col → banded, ms: lenet5 conv1 O = 6: 4.4 → 3.1 (b = 7); O = 3: 2.6 → 2.1
-    (b = 14); conv2 O = 16: 3.1 → 2.2 (b = 5); O = 10: 1.9 → 1.0 (b = 5); teacher conv2 O = 34:
-    19.1 → 16.9 (b = 2), O = 64: b = 1; teacher conv1 (one channel, O = 28, 32): b = 2…7 is
-    1.7–2.4x slower than im2col.
+    entries are weights, the rest multiplications by zero — (b + k − 1)/k times the MACs.
+    The banded form is used (a measured rule, batch 256, one BLAS thread, SkylakeX):
+
+    * with several input channels, when it does less than twice the MACs, b + k − 1 < 2k.
+      im2col → banded, ms: lenet5 conv2 O = 16: 5.4 → 3.2 (b = 5); O = 10: 1.9 → 1.0 (b = 5);
+      teacher conv2 O = 34: 19.1 → 16.9 (b = 2); O = 32 after 16 filters: 8.1 → 7.9 (b = 2);
+      but 3.1 → 3.8 for O = 16 after 8 filters, where b = 7 is 3x the MACs;
+    * with one input channel, only for k ≥ 5: im2col then copies each pixel k² ≥ 25 times
+      (lenet5 conv1 O = 6: 4.4 → 3.2, b = 7; O = 3: 2.6 → 2.1, b = 14), whereas for a 3×3
+      kernel its 9 contiguous shifted copies are cheap (O = 16: 3.2 → 3.6 banded; O = 28, 32:
+      1.7–2.4x slower banded).
     """
-    if in_channels == 1 and out_channels > 16:
-        return 1
-    return min(d for d in range(1, out_width + 1)
-               if out_width % d == 0 and (d * out_channels >= _BANDED_MIN_COLUMNS or d == out_width))
+    b = min(d for d in range(1, out_width + 1)
+            if out_width % d == 0 and (d * out_channels >= _BANDED_MIN_COLUMNS or d == out_width))
+    if in_channels == 1:
+        return b if k >= 5 else 1
+    return b if b + k - 1 < 2 * k else 1
 
 
 def banded_weight(w, b):
@@ -137,7 +143,7 @@ class Conv2d(WeightedLayer):
             raise ValueError(f"{self._name()}: kernel {k} is larger than the padded input "
                              f"{h + 2 * p}x{w + 2 * p} (input shape {x.shape})")
         if not self.training:
-            b = band_width(self.output_shape(h, w)[2], self.out_channels, self.in_channels)
+            b = band_width(self.output_shape(h, w)[2], self.out_channels, self.in_channels, k)
             if self.stride == 1 and b > 1:
                 return self._forward_banded(x, b)
             return self._forward_inference(x)
