@@ -35,8 +35,7 @@ def conv_relu_pool(conv, pool, x):
     """
     n = x.shape[0]
     o, oh, ow = conv.output_shape(*x.shape[2:])
-    most = max(1, _FUSED_CHUNK_FLOATS // (o * oh * ow))
-    chunk = -(-n // -(-n // most))          # equal chunks, not full ones and a small last one
+    chunk = max(1, _FUSED_CHUNK_FLOATS // (o * oh * ow))
     out = None
     for start in range(0, n, chunk):
         pooled = pool(conv(x[start:start + chunk])).transpose(0, 2, 3, 1)   # (c, PH, PW, O)
