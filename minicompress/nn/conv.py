@@ -12,13 +12,10 @@ passes it measured 3–20x slower than either matmul on these layers.)
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .activation import ReLU
 from .checks import check_input, check_positive_int
-from .fused import conv_relu_pool
 from .im2col import col2im, im2col, output_size, pad_nhwc
 from .init import check_rng, kaiming_uniform
 from .module import Parameter
-from .pooling import MaxPool2d
 from .weighted import WeightedLayer
 
 
@@ -238,17 +235,6 @@ class Conv2d(WeightedLayer):
         dcols = np.matmul(g, w_per_offset)
         dx_nhwc = col2im(dcols, x_shape, k, self.stride, self.padding, (oh, ow))
         return dx_nhwc.transpose(0, 3, 1, 2)
-
-    def eval_fusion(self, following):
-        """In eval mode a Sequential computes ReLU → MaxPool2d right after this layer together
-        with it (``fused.conv_relu_pool``): returns how many of ``following`` are taken, 2 or 0.
-        Only for exactly these types: a subclass may keep state per call that chunks would split."""
-        types = [type(m) for m in following[:2]]
-        return 2 if type(self) is Conv2d and types == [ReLU, MaxPool2d] else 0
-
-    def forward_fused(self, following, x):
-        """``following[1](following[0](self(x)))`` in eval mode, computed by ``conv_relu_pool``."""
-        return conv_relu_pool(self, following[1], x)
 
     def output_shape(self, h, w):
         k, s, p = self.kernel_size, self.stride, self.padding

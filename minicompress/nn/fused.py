@@ -13,16 +13,25 @@ Pooling before ReLU gives the same numbers: both are monotone, so for every wind
 
 exactly (no rounding: a maximum only picks one of its inputs), and ReLU then runs on the pooled
 output, a quarter of the data, in place. Used by :class:`~minicompress.nn.Sequential` in eval mode
-only (a Conv2d followed by ReLU and MaxPool2d says so in ``Conv2d.eval_fusion``); training keeps
-every layer's own forward (the backward pass needs their caches).
+only; training keeps every layer's own forward (the backward pass needs their caches).
 """
 import numpy as np
+
+from .activation import ReLU
+from .conv import Conv2d
+from .pooling import MaxPool2d
 
 # Images per chunk: as many as keep the chunk's convolution output within this many floats
 # (4 MB in float32, about the L2 cache of this machine's two cores). Measured on the teacher at
 # batch 256, one BLAS thread: chunks of 8…64 images all give the same 25–30 % faster forward
 # pass; a smaller chunk pays Python overhead per chunk (~0.1 ms for the three layers).
 _FUSED_CHUNK_FLOATS = 1 << 20
+
+
+def is_conv_relu_pool(layers) -> bool:
+    """True for exactly (Conv2d, ReLU, MaxPool2d), in that order (subclasses excluded: they may
+    keep state per call that a chunked forward pass would split)."""
+    return [type(m) for m in layers] == [Conv2d, ReLU, MaxPool2d]
 
 
 def conv_relu_pool(conv, pool, x):

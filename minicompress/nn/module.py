@@ -93,12 +93,6 @@ class Module:
         for p in self.parameters():
             p.zero_grad()
 
-    def eval_fusion(self, following) -> int:
-        """How many of the children after this one in a Sequential (``following``) it computes
-        together with itself in eval mode, by ``forward_fused`` (see Sequential._forward_fused).
-        0 for almost every layer; a Conv2d takes a ReLU and a MaxPool2d after it."""
-        return 0
-
     def train(self, mode: bool = True):
         for m in self.modules():
             m.training = mode
@@ -238,20 +232,20 @@ class Sequential(Module):
         return x
 
     def _forward_fused(self, x):
-        """Eval mode: a child whose ``eval_fusion`` takes the children after it computes them
-        together with itself (Conv2d → ReLU → MaxPool2d, see ``fused.py``: the same values,
-        the convolution's output never leaves the cache); the others run as usual. Fused
-        children keep no state for a backward pass, so the input is kept and ``backward``
-        first redoes the forward pass child by child."""
+        """Eval mode: each Conv2d → ReLU → MaxPool2d run of children is done by
+        :func:`~minicompress.nn.fused.conv_relu_pool` (same values, the convolution's output
+        never leaves the cache); the other children run as usual. Those three children keep no
+        state for a backward pass, so the input is kept and ``backward`` first redoes the
+        forward pass child by child."""
+        from .fused import conv_relu_pool, is_conv_relu_pool   # fused.py imports the layers
         children = list(self._modules.values())
-        fused_any, i, x_in = False, 0, x
+        fused_any, i = False, 0
+        x_in = x
         while i < len(children):
-            taken = children[i].eval_fusion(children[i + 1:])
-            if taken:
-                x, fused_any = children[i].forward_fused(children[i + 1:i + 1 + taken], x), True
+            if is_conv_relu_pool(children[i:i + 3]):
+                x, i, fused_any = conv_relu_pool(children[i], children[i + 2], x), i + 3, True
             else:
-                x = children[i].forward(x)
-            i += 1 + taken
+                x, i = children[i].forward(x), i + 1
         self._fused_input = x_in if fused_any else None
         return x
 
