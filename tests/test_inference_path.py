@@ -12,7 +12,6 @@ import pytest
 
 from minicompress import models, nn
 from minicompress.nn import conv as conv_module
-from minicompress.nn import fused as fused_module
 from minicompress.nn.im2col import im2col
 from bounds import EPS64, assert_within, matmul_error_bound
 from gradcheck import to_float64
@@ -167,61 +166,3 @@ def test_whole_network_eval_equals_train(rng, net):
     # largest logit leaves a margin of ~10 over four layers, and a wrong pixel or image in a
     # chunk would be off by O(1)
     np.testing.assert_allclose(y_eval, y_train, rtol=0, atol=1e-9 * np.abs(y_train).max())
-
-
-# one image per chunk; 3 images per chunk and a short last chunk; everything in one chunk
-@pytest.mark.parametrize("chunk_floats", [1, 330, 1 << 20])
-def test_fused_conv_relu_pool_equals_layer_by_layer(rng, monkeypatch, chunk_floats):
-    """Eval-mode Sequential runs Conv2d → ReLU → MaxPool2d chunk by chunk with the pool before
-    the ReLU. Compared with the layers run one after the other on the whole batch: only the
-    convolution rounds (a maximum and a ReLU pick one of their inputs, and they commute
-    exactly), and a maximum or a ReLU moves by at most as much as its inputs do, so the pooled
-    conv bound of ``_conv_bound`` bounds the difference."""
-    monkeypatch.setattr(fused_module, "_FUSED_CHUNK_FLOATS", chunk_floats)
-    conv = to_float64(nn.Conv2d(2, 3, 3, padding=1, rng=rng))
-    block = nn.Sequential(conv=conv, relu=nn.ReLU(), pool=nn.MaxPool2d(2), flatten=nn.Flatten())
-    block.eval()
-    x = rng.standard_normal((7, 2, 6, 6))
-    got = block(x)
-    assert block._fused_input is x                       # the fused path ran
-    want = x
-    for m in block:
-        want = m.forward(want)
-    bound = nn.MaxPool2d(2).eval()(_conv_bound(conv, x)).reshape(7, -1)
-    assert_within(got, want, bound, "fused vs layer by layer")
-
-
-def test_fused_only_for_exactly_conv_relu_pool(rng):
-    conv, relu, pool = nn.Conv2d(1, 2, 3, rng=rng), nn.ReLU(), nn.MaxPool2d(2)
-    assert fused_module.is_conv_relu_pool([conv, relu, pool])
-    assert not fused_module.is_conv_relu_pool([conv, pool, relu])
-    assert not fused_module.is_conv_relu_pool([conv, relu])
-    assert not fused_module.is_conv_relu_pool([conv, relu, nn.AvgPool2d(2)])
-
-
-def test_capture_runs_layer_by_layer(rng):
-    model = models.build("lenet5", 28, rng=rng)
-    model.eval()
-    x = rng.standard_normal((2, 1, 28, 28)).astype(np.float32)
-    model(x, capture=("relu1",))
-    assert model._fused_input is None and model.features["relu1"].shape == (2, 6, 28, 28)
-    assert np.all(model.features["relu1"] >= 0)
-
-
-@pytest.mark.parametrize("net", ["lenet5", "teacher"])
-def test_backward_after_fused_eval_forward(rng, net):
-    """A training step with the model in eval mode: after a fused forward pass, backward first
-    redoes the forward layer by layer, so it gives exactly what backward gives after an eval
-    forward run layer by layer (``capture`` turns the fusion off)."""
-    x = rng.standard_normal((2, 1, 28, 28))
-    g = rng.standard_normal((2, 10))
-    grads = []
-    for capture in ((), ("fc1",)):
-        model = to_float64(models.build(net, 28, rng=np.random.default_rng(0)))
-        model.eval()
-        model(x, capture=capture)
-        assert (model._fused_input is not None) == (capture == ())
-        dx = model.backward(g)
-        grads.append([dx] + [p.grad.copy() for p in model.parameters()])
-    for a, b in zip(*grads):
-        np.testing.assert_array_equal(a, b)

@@ -222,31 +222,10 @@ class Sequential(Module):
         if unknown:
             raise KeyError(f"capture: no child named {unknown}; children are {self.names()}")
         self.features = {}
-        self._fused_input = None
-        if not self.training and not capture:
-            return self._forward_fused(x)
         for name, m in self._modules.items():
             x = m.forward(x)
             if name in capture:
                 self.features[name] = x
-        return x
-
-    def _forward_fused(self, x):
-        """Eval mode: each Conv2d → ReLU → MaxPool2d run of children is done by
-        :func:`~minicompress.nn.fused.conv_relu_pool` (same values, the convolution's output
-        never leaves the cache); the other children run as usual. Those three children keep no
-        state for a backward pass, so the input is kept and ``backward`` first redoes the
-        forward pass child by child."""
-        from .fused import conv_relu_pool, is_conv_relu_pool   # fused.py imports the layers
-        children = list(self._modules.values())
-        fused_any, i = False, 0
-        x_in = x
-        while i < len(children):
-            if is_conv_relu_pool(children[i:i + 3]):
-                x, i, fused_any = conv_relu_pool(children[i], children[i + 2], x), i + 3, True
-            else:
-                x, i = children[i].forward(x), i + 1
-        self._fused_input = x_in if fused_any else None
         return x
 
     def __call__(self, x, capture=()):
@@ -260,12 +239,6 @@ class Sequential(Module):
         Parameters are skipped, that one is asked not to compute its input gradient, and None
         is returned — as PyTorch does for an input without ``requires_grad``.
         """
-        if getattr(self, "_fused_input", None) is not None:
-            # the forward pass was fused (eval mode): run it child by child so that every child
-            # holds what its backward needs, then go back as usual
-            x, self._fused_input = self._fused_input, None
-            for m in self._modules.values():
-                x = m.forward(x)
         feature_grads = feature_grads or {}
         unknown = [k for k in feature_grads if k not in self._modules]
         if unknown:
