@@ -579,8 +579,8 @@ for key, e in nm_res.items():                   # "lenet300", "lenet5", then oth
 # * $\lceil n_l b_l / 8\rceil$ is what the artifact stores for layer $l$'s $n_l$ weight codes packed at $b_l$ bits
 #   (notebook 07); biases, scales and header do not depend on $b_l$ and stay out of the budget.
 # * $S_l(b)$, the **sensitivity**, is measured: the increase of the mean cross-entropy on 5,000 *training* images (never
-#   the test set) when only layer $l$ is quantised to $b$ bits. Adding the $S_l$ assumes the layers' errors add up —
-#   a model, checked below by the accuracy of the whole net.
+#   the test set) when only layer $l$ is quantised to $b$ bits — or estimated from the Fisher information (below).
+#   Adding the $S_l$ assumes the layers' errors add up — a model, checked below by the accuracy of the whole net.
 #
 # This is a knapsack with one choice per layer. First by hand, three layers A, B, C of 16, 8 and 4 weights, bits 2 or
 # 4, budget 10 bytes (all at 4 bits take 8 + 4 + 2 = 14, so 4 bytes must go):
@@ -624,11 +624,48 @@ for name in ("A", "B", "C"):
 print("f_C(10) =", f[10], " (the optimum: only A at 2 bits)")
 
 # %% [markdown]
+# ### A second sensitivity: the Fisher estimate
+#
+# Measuring $S_l(b)$ asks the whole net for its loss once per layer and bit width, and for a small layer at 3 or 4 bits
+# the answer is a difference of two nearly equal numbers — noise of either sign. A second-order Taylor expansion of the
+# loss around the trained weights gives an estimate instead. At a minimum the gradient is $\approx 0$, so the first
+# term drops, and the Hessian is replaced by the **empirical Fisher**, the mean of the squared per-image gradients —
+# of which only the diagonal is kept:
+#
+# $$S_l(b) \approx \tfrac12 \sum_{ij} F_{ij}\,\big(Q_b(W)_{ij} - W_{ij}\big)^2,\qquad
+#   F_{ij} = \frac1N \sum_n \Big(\frac{\partial \ell_n}{\partial W_{ij}}\Big)^2 .$$
+#
+# Each weight's rounding error counts as much as the loss cares about that weight. For a Linear layer
+# $y_n = W x_n + b$ the per-image gradient is an outer product, $\partial \ell_n / \partial W = \delta_n x_n^\top$ with
+# $\delta_n = \partial \ell_n / \partial y_n$, so $\sum_n (\partial \ell_n / \partial W_{ij})^2 = \sum_n \delta_{ni}^2 x_{nj}^2$ —
+# one matrix product $(\delta\odot\delta)^\top (x\odot x)$, no loop over images. With cross-entropy,
+# $\delta_n = \mathrm{softmax}(z_n) - \mathrm{onehot}(y_n)$. By hand on a one-layer net, four images:
+
+# %%
+fi_net = nn.Sequential(fc=nn.Linear(3, 2, rng=np.random.default_rng(0)))
+fi_x = np.array([[1.0, 0.5, -1.0], [0.0, 2.0, 1.0], [-1.0, 1.0, 0.5], [0.5, -0.5, 2.0]], dtype=np.float32)
+fi_y = np.array([0, 1, 1, 0])
+fi_z = fi_net(fi_x)
+fi_p = np.exp(fi_z - fi_z.max(1, keepdims=True)); fi_p /= fi_p.sum(1, keepdims=True)
+fi_delta = fi_p - np.eye(2)[fi_y]                                  # δ_n = softmax(z_n) − onehot(y_n)
+fi_per_image = fi_delta[:, :, None] * fi_x[:, None, :]             # (4, 2, 3): ∂ℓ_n/∂W = δ_n x_nᵀ
+fi_F = (fi_per_image ** 2).mean(axis=0)
+print("F by hand:\n", fi_F)
+print("fisher_diagonal:\n", mixed.fisher_diagonal(fi_net, (fi_x, fi_y))["fc"])
+for b in (2, 4, 8):
+    s_b = mixed.fisher_sensitivity(fi_net, (fi_x, fi_y), bits=[b])["fc"][b]
+    print(f"S({b}) ≈ ½ Σ F (Q_b(W) − W)² = {s_b:.2e}")
+
+# %% [markdown]
+# With two classes $\delta_{n2} = -\delta_{n1}$, so both rows of $F$ are equal. The estimate is never negative and, here
+# as on the real nets, falls with every added bit — what the measured increase does not guarantee for a small layer.
+#
 # ### On the real networks
 #
-# `benchmarks/mixed_precision.py` measures the sensitivities of LeNet-300-100 and LeNet-5, solves the knapsack at the
-# byte budgets of uniform 3- and 4-bit weights and at the midpoint between the 2- and 3-bit budgets, and compares
-# the test accuracy with uniform bits at the same (or fewer) bytes. Both arms use the same post-training quantiser:
+# `benchmarks/mixed_precision.py` computes both sensitivities of LeNet-300-100 and LeNet-5, solves the knapsack with
+# each at the byte budgets of uniform 3- and 4-bit weights and at the midpoints between the 2/3- and 3/4-bit budgets,
+# and compares the test accuracy with uniform bits at the same (or fewer) bytes, $\pm$ the paired standard error of
+# the difference (both nets judged on the same 10,000 images). All arms use the same post-training quantiser:
 # per-tensor symmetric weights, $\Delta$ from the MSE search, round to nearest, activations in float. The uniform
 # 2-bit budget is the least any choice can take, so there the knapsack can only return uniform 2-bit.
 
@@ -639,33 +676,36 @@ for net in ("lenet300", "lenet5"):
     if net not in mp_res:
         continue
     e = mp_res[net]
-    print(f"{net}: float {100 * e['float_accuracy']:.2f} %;  S_l(b) on {e['calibration_images']} training images:")
+    print(f"{net}: float {100 * e['float_accuracy']:.2f} %;  S_l(b) on {e['calibration_images']} training images,"
+          " measured | Fisher:")
     for layer, s in e["sensitivity"].items():
-        print(f"  {layer:6s}", "  ".join(f"{b}b {v:+.4f}" for b, v in s.items()))
+        print(f"  {layer:6s}", "  ".join(f"{b}b {v:+.4f}" for b, v in s.items()), " | ",
+              "  ".join(f"{b}b {v:.4f}" for b, v in e.get("fisher_sensitivity", {}).get(layer, {}).items()))
     for r in e["rows"]:
-        k, u = r["knapsack"], r["uniform"]
-        bits = ",".join(str(b) for b in k["bits"].values())
-        ub = next(iter(u["bits"].values()))
-        print(f"  {r['budget']:15s} {r['budget_bytes']:7d} B  knapsack [{bits}] {k['bytes']:7d} B "
-              f"{100 * k['test_accuracy']:6.2f} %   uniform {ub}-bit {u['bytes']:7d} B "
-              f"{100 * u['test_accuracy']:6.2f} %")
+        u = r["uniform"]
+        line = f"  {r['budget']:15s} {r['budget_bytes']:7d} B  uniform {100 * u['test_accuracy']:6.2f} %"
+        for arm, label in (("knapsack", "measured"), ("knapsack_fisher", "Fisher")):
+            if arm in r:
+                k = r[arm]
+                bits = "/".join(str(b) for b in k["bits"].values())
+                line += (f" | {label} {bits} {100 * k['test_accuracy']:6.2f} %"
+                         f" ({k.get('minus_uniform_points', 0):+.2f} ± {k.get('paired_se_points', 0):.2f})")
+        print(line)
 
 # %% [markdown]
 # **Reading the numbers.** LeNet-5 is where mixed precision pays: its two convolutions hold only 2,550 of its
-# 61,470 weights but are the most sensitive at 2 bits by a factor of 5 to 8 (a loss increase of 0.21–0.29 against at
-# most 0.04 for the Linear layers), so the knapsack gives them 8 bits and pays for it by putting the large fc1 (48,000
-# weights) at 2 bits. At the byte budget of uniform 3-bit weights that is 89.1 %
-# against 84.8 %, and at the 4-bit budget 90.5 % against 90.2 % (float: 90.4 %).
+# 61,470 weights but are the most sensitive at 2 bits, by a factor of 2 to 8 by either measure, so the knapsack gives
+# them 8 bits and pays for it by putting the large fc1 (48,000 weights) at 2 or 3 bits. At the byte budget of uniform
+# 3-bit weights that is 89.1 % against 84.8 %, and at the 4-bit budget 90.5 % against 90.2 % (float: 90.4 %).
 #
-# LeNet-300-100 leaves little to choose: fc1 holds 88 % of its weights. At the 4-bit budget the knapsack gains a
-# quarter of a point with a single change, fc3 (1,000 weights) at 3 bits instead of 4, whose measured sensitivity
-# happens to be lower at 3 bits (0.002 against 0.004) — a gain that says as much about the noise of rounding at few
-# bits as about the method. At the 3-bit budget its optimum **is** uniform 3-bit: every
-# other choice that fits puts fc1 or fc2 at 2 bits, which the summed sensitivity and the measured loss of the whole
-# net both rank worse — though the greedy choice 3/2/8 scores 0.4 point more on the test set. And at the midway
-# budget the greedy choice 2/2/8 beats the knapsack's 2/4/8 by 2.2 points. The knapsack is exact for the objective
-# it is given; the objective — a *sum* of one-layer-at-a-time losses on training images — is a model of the network,
-# and these rows show where the model is wrong.
+# LeNet-300-100 leaves little to choose: fc1 holds 88 % of its weights, so at a uniform budget the only question is
+# how to spend the other 12 %, and the choices that fit differ by a few tenths of a point — the size of the test set's
+# noise (the $\pm$ column). The measured sensitivity of fc3 (1,000 weights) is such noise: lower at 3 bits than at 4.
+# With it, the knapsack's optimum at the 3-bit budget *is* uniform 3-bit. The Fisher estimate ranks fc3 at 3 bits as
+# costly and chooses 3/2/8, 0.36 point above uniform; at the midway 3/4 budget both choose 3/4/8, 0.19 point *below*
+# uniform 3-bit. And at the midway 2/3 budget the greedy choice 2/2/8 beats both knapsacks' 2/4/8 by 2.2 points. The
+# knapsack is exact for the objective it is given; the objective — a *sum* of one-layer-at-a-time sensitivities on
+# training images — is a model of the network, and these rows show where the model is wrong.
 
 # %% [markdown]
 # ## 8. Entropy coding of the weight codes (Huffman)

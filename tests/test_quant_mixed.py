@@ -85,3 +85,58 @@ def test_sensitivity_is_measured_one_layer_at_a_time(digits):
     assert sens["fc1"][2] > sens["fc1"][8]                            # 2 bits hurt more than 8
     with pytest.raises(ValueError, match="equal non-zero length"):
         mixed.sensitivity(model, (x[:0], y[:0]))
+
+
+def _float64(model):
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+        p.grad = np.zeros_like(p.data)
+    return model
+
+
+def _fisher_by_loop(model, x, y):
+    """(1/N) Σ_n (∂ℓ_n/∂W)² from N backward passes of one image each (the definition)."""
+    out = {}
+    for i in range(len(x)):
+        model.zero_grad()
+        loss, g = nn.cross_entropy(model(x[i:i + 1]), y[i:i + 1])
+        model.backward(g)
+        for name, layer in model.named_children():
+            if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                out[name] = out.get(name, 0.0) + layer.weight.grad ** 2
+    model.zero_grad()
+    return {k: v / len(x) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("arch", ["lenet300", "lenet5"])
+def test_fisher_diagonal_is_the_mean_squared_per_image_gradient(digits, arch):
+    (x, y), _ = digits
+    model = _float64(getattr(models, arch)(8, rng=np.random.default_rng(0)))
+    x = x[:23].astype(np.float64).reshape((23, 1, 8, 8) if arch == "lenet5" else (23, 64))
+    y = y[:23]
+    before = [p.grad.copy() for p in model.parameters()]
+    got = mixed.fisher_diagonal(model, (x, y), batch_size=10)     # 3 batches, last one short
+    want = _fisher_by_loop(model, x, y)
+    assert set(got) == set(want)
+    for name in want:
+        assert got[name].shape == want[name].shape
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-10, atol=1e-14)
+    model.zero_grad()
+    assert all(np.array_equal(p.grad, b) for p, b in zip(model.parameters(), before))
+
+
+def test_fisher_sensitivity_by_hand(digits):
+    (x, y), _ = digits
+    model = models.lenet300(8, rng=np.random.default_rng(0))
+    calib = (x[:200], y[:200])
+    fisher = mixed.fisher_diagonal(model, calib)
+    sens = mixed.fisher_sensitivity(model, calib, fisher=fisher)
+    assert not any(layer.weight_transforms for _, layer in model.named_children()
+                   if isinstance(layer, nn.Linear))                  # model left as it was
+    w = model.fc2.weight.data.astype(np.float64)
+    mixed.apply_bits(model, {"fc2": 3})
+    err = model.fc2.effective_weight() - w
+    assert sens["fc2"][3] == pytest.approx(0.5 * np.sum(fisher["fc2"] * err ** 2), rel=1e-12)
+    assert all(v >= 0 for s in sens.values() for v in s.values())   # a weighted sum of squares
+    with pytest.raises(ValueError, match="equal non-zero length"):
+        mixed.fisher_diagonal(model, (x[:0], y[:0]))

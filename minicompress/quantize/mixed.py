@@ -9,10 +9,23 @@ little at 2 bits, some much, and they differ in size. Given a budget of B bytes 
 * ``bytes_l(b) = ⌈n_l · b / 8⌉``: the artifact stores a layer's n_l weight codes packed at b bits
   (``quantize.bitpack``; ``artifact.encode_codes`` "packed", ``IntegerModel.weight_bytes``). The
   biases, scales and header do not depend on b, so they are left out of the budget.
-* ``S_l(b)``, the sensitivity: the increase of the mean cross-entropy on a calibration set of
-  training images (never the test set) when *only* layer l is quantised to b bits, every other
-  layer kept float. Summing the S_l assumes the layers' errors add up, which is a model, not a
-  fact: the benchmark checks the chosen bits by the accuracy of the whole quantised net.
+* ``S_l(b)``, the sensitivity, in one of two ways (both on a calibration set of training
+  images, never the test set):
+
+  - *measured* (:func:`sensitivity`): the increase of the mean cross-entropy when *only* layer l
+    is quantised to b bits, every other layer kept float;
+  - *Fisher* (:func:`fisher_sensitivity`): the second-order estimate of that increase,
+
+        S_l(b) ≈ ½ Σ_ij F_ij (Q_b(W)_ij − W_ij)²,    F_ij = (1/N) Σ_n (∂ℓ_n/∂W_ij)²
+
+    with F the diagonal of the empirical Fisher (the mean squared per-image gradient, which
+    stands in for the Hessian of the loss at a trained minimum; the first-order term is dropped
+    because the mean gradient there is ≈ 0). It weighs each weight's rounding error by how much
+    the loss cares about that weight. It is never negative, and in practice falls with more
+    bits, where the measured increase of a small layer can be noise of either sign.
+
+  Summing the S_l assumes the layers' errors add up, which is a model, not a fact: the
+  benchmark checks the chosen bits by the accuracy of the whole quantised net.
 
 The knapsack is solved exactly by dynamic programming over bytes. With f_0(c) = 0 for every
 c ≥ 0 and
@@ -32,9 +45,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..nn import cross_entropy
+from ..nn import Conv2d, Linear, cross_entropy
 from ..prune.mask import prunable_layers
 from .fake import WeightQuantizer
+from .layerwise import from_weight_matrix, input_rows
 
 BITS = (2, 3, 4, 8)
 
@@ -105,6 +119,98 @@ def sensitivity(model, data, bits=BITS, *, method="mse", layers=None, loss_fn=cr
                 out[name][b] = mean_loss(model, x, y, loss_fn=loss_fn) - base
             finally:
                 layer.remove_weight_transform(q)
+    return out
+
+
+def per_image_squared_gradient(layer, x, delta):
+    """Σ_n (∂ℓ_n/∂W)², the squared per-image weight gradients summed over the batch, in the
+    weight's shape.
+
+    x is the layer's input (N, K) or (N, C, H, W) and delta = ∂ℓ_n/∂y, the gradient of each
+    image's own loss ℓ_n at the layer's output, (N, O) or (N, O, OH, OW).
+
+    * Linear, y_n = W x_n + b: ∂ℓ_n/∂W = δ_n x_nᵀ, so Σ_n (∂ℓ_n/∂W_ij)² = Σ_n δ_ni² x_nj², i.e.
+      (δ⊙δ)ᵀ (x⊙x) — one matrix product, no per-image loop.
+    * Conv2d, seen through im2col as Y_n = C_n W_matᵀ (C_n the image's (P, K) patches, P = OH·OW):
+      ∂ℓ_n/∂W_mat = D_nᵀ C_n with D_n the (P, O) output gradient; one batched product gives all
+      N of them, (N, O, K), which are squared and summed.
+    """
+    if isinstance(layer, Linear):
+        x = x.reshape(len(x), -1)
+        return (delta * delta).T @ (x * x)
+    if isinstance(layer, Conv2d):
+        n, o = delta.shape[:2]
+        d = delta.transpose(0, 2, 3, 1).reshape(n, -1, o)            # (N, P, O)
+        c = input_rows(layer, x).reshape(n, d.shape[1], -1)          # (N, P, K)
+        g = np.matmul(d.transpose(0, 2, 1), c)                       # (N, O, K): ∂ℓ_n/∂W_mat
+        return from_weight_matrix(layer, np.einsum("nok,nok->ok", g, g))
+    raise TypeError(f"fisher: layer must be a Linear or a Conv2d, got {type(layer).__name__}")
+
+
+def fisher_diagonal(model, data, *, layers=None, batch_size=500, loss_fn=cross_entropy):
+    """``{layer: F}``, F = (1/N) Σ_n (∂ℓ_n/∂W_eff)², the diagonal of the empirical Fisher of
+    each Linear/Conv2d's effective weight, on ``data = (x, y)`` (calibration images).
+
+    The model must be a Sequential whose weighted layers are direct children (as every model in
+    :mod:`minicompress.models`). Each batch runs forward once; the backward pass is walked by
+    hand so that each layer's input and per-image output gradient δ_n can be read off: with the
+    mean loss L = (1/B) Σ_n ℓ_n, δ_n = B · ∂L/∂y_n. The parameters' ``.grad`` are left as they
+    were, and so is the train/eval mode.
+    """
+    x, y = data
+    if len(x) == 0 or len(x) != len(y):
+        raise ValueError(f"fisher_diagonal: data must be (x, y) of equal non-zero length, got "
+                         f"{len(x)} and {len(y)}")
+    children = list(model.named_children())
+    wanted = dict(prunable_layers(model, layers))
+    if not all(any(m is layer for _, m in children) for layer in wanted.values()):
+        raise ValueError("fisher_diagonal: every weighted layer must be a direct child of the model")
+    saved = [p.grad.copy() for p in model.parameters()]
+    was = model.training
+    model.train()                                   # the backward pass needs the training caches
+    total = {name: 0.0 for name in wanted}
+    try:
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            inputs, a = [], xb
+            for _, m in children:
+                inputs.append(a)
+                a = m(a)
+            _, grad = loss_fn(a, yb)
+            grad = grad * len(xb)                    # δ_n = B·∂L/∂y_n = ∂ℓ_n/∂y_n
+            for k in range(len(children) - 1, -1, -1):
+                name, m = children[k]
+                if name in wanted:
+                    total[name] = total[name] + per_image_squared_gradient(m, inputs[k], grad)
+                if k > 0:
+                    grad = m.backward(grad)
+    finally:
+        for p, g in zip(model.parameters(), saved):
+            p.grad[...] = g
+        model.train(was)
+    return {name: total[name] / len(x) for name in wanted}
+
+
+def fisher_sensitivity(model, data, bits=BITS, *, method="mse", layers=None, fisher=None,
+                       loss_fn=cross_entropy):
+    """``{layer: {b: S_l(b)}}`` with S_l(b) = ½ Σ_ij F_ij (Q_b(W)_ij − W_ij)², the Fisher
+    estimate of the loss increase when only layer l is quantised to b bits (module doc).
+    ``fisher``: a :func:`fisher_diagonal` result to reuse; computed from ``data`` if None.
+    The model is left as it was."""
+    bits = check_bits(bits)
+    if fisher is None:
+        fisher = fisher_diagonal(model, data, layers=layers, loss_fn=loss_fn)
+    out = {}
+    for name, layer in prunable_layers(model, layers):
+        w = layer.effective_weight()
+        out[name] = {}
+        for b in bits:
+            q = quantize_layer(layer, b, method)
+            try:
+                err = layer.effective_weight().astype(np.float64) - w
+            finally:
+                layer.remove_weight_transform(q)
+            out[name][b] = 0.5 * float(np.sum(fisher[name] * err * err))
     return out
 
 
