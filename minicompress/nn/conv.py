@@ -140,10 +140,9 @@ class Conv2d(WeightedLayer):
             raise ValueError(f"{self._name()}: kernel {k} is larger than the padded input "
                              f"{h + 2 * p}x{w + 2 * p} (input shape {x.shape})")
         if not self.training:
-            b = band_width(self.output_shape(h, w)[2], self.out_channels, self.in_channels, k)
-            if self.stride == 1 and b > 1:
-                return self._forward_banded(x, b)
-            return self._forward_inference(x)
+            b = 1 if self.stride > 1 else band_width(self.output_shape(h, w)[2],
+                                                      self.out_channels, self.in_channels, k)
+            return self._forward_banded(x, b) if b > 1 else self._forward_inference(x)
         return self._forward_train(x)
 
     def _w_mat(self):
@@ -198,7 +197,8 @@ class Conv2d(WeightedLayer):
         T = ``banded_weight(W, b)``; rows · T is (N·OH·OW/b, b·O), which is y in NHWC order. Every
         output is the same sum of the same products W·x as in training, plus products with the
         zeros of T, which are exact zeros for finite x and leave the sum unchanged; only the
-        order of the additions differs. (An infinite input would give NaN here, inf there.)
+        order of the additions differs. (A non-finite input, inf or NaN, also makes NaN the
+        outputs of its block whose windows do not contain it: 0·inf is NaN.)
         """
         n = x.shape[0]
         k, p, o = self.kernel_size, self.padding, self.out_channels
