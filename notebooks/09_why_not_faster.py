@@ -603,12 +603,16 @@ ax.legend(); plt.tight_layout(); plt.show()
 
 # %% [markdown]
 # **Reading the numbers.** For the MLP the time falls nearly as much as the MACs: each Linear layer is one matmul of
-# shape (256, $d_{in}$)·($d_{in}$, $h'$), and almost all the work is in it. For the CNN the time falls less than the MACs. A
-# convolution is computed as im2col (copy every $k\times k$ window into a row of a matrix) and one matmul; the copy
-# grows with the *input* channels and the output size, not with the number of filters. The first convolution sees a
-# one-channel image, so its im2col — 25 copies of every pixel for a 5×5 kernel — costs the same however many filters
-# are kept; ReLU and pooling are memory passes over the activations, which shrink with the filters but not with the
-# MACs of the next layer. So a pruned CNN needs a smaller MAC ratio than the speed-up you want. The recorded run
+# shape (256, $d_{in}$)·($d_{in}$, $h'$), and almost all the work is in it. For the CNN the time falls less than the MACs. In
+# training a convolution is computed as im2col (copy every $k\times k$ window into a row of a matrix) and one matmul; the
+# copy grows with the *input* channels and the output size, not with the number of filters, and a matmul with only a
+# few columns (one per filter) costs about as much as reading its other operand, however few the columns. So in eval
+# mode a layer with few filters is computed as a *banded* matmul (`nn/conv.py`): one row holds the input of $b$
+# neighbouring output pixels, the weight matrix has $b\cdot O$ columns and zeros outside the band; the copy is smaller,
+# and the extra multiplications by zero cost in proportion to the filters. What still does not shrink with the filters
+# is the copy of the first convolution's one-channel input and the layers after the last pruned one; ReLU and pooling
+# are memory passes over the activations, which shrink with the filters but not with the MACs of the next layer. So a
+# pruned CNN needs a smaller MAC ratio than the speed-up you want. The recorded run
 # of `benchmarks/structured_speed.py` below prunes the teacher CNN's filters and its hidden units together (16 of 32
 # and 32 of 64 filters, 128 of 256 units), fine-tuned for 3 epochs, to about a quarter of the MACs:
 

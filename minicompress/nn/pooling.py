@@ -11,7 +11,8 @@ rows — keeping only a small "which one won" index per pass for the backward.
 
 In eval mode max pooling keeps no index at all and takes the maximum the cheap way round: across
 window rows first, on whole image rows of W·C contiguous floats (half the data gone in long, fast
-passes), then across the columns of what is left, where the contiguous runs are only C floats.
+passes), then across the columns of what is left, where the contiguous runs are only C floats —
+for few channels on the flat array instead (see ``_max_over_window_columns``).
 """
 import numpy as np
 
@@ -67,11 +68,46 @@ def _argmax_along(views):
     return best, winner
 
 
-def _maximum(views):
-    """Element-wise maximum of a list of equally shaped arrays, into one new array."""
-    best = np.maximum(views[0], views[1]) if len(views) > 1 else views[0].copy()
+def _maximum(views, out=None):
+    """Element-wise maximum of a list of equally shaped arrays, into ``out`` or one new array."""
+    if len(views) == 1:
+        best = np.empty_like(views[0]) if out is None else out
+        best[...] = views[0]
+        return best
+    best = np.maximum(views[0], views[1], out=out)
     for view in views[2:]:
         np.maximum(best, view, out=best)
+    return best
+
+
+# With at most this many channels, the eval-mode maximum across window columns is taken on the
+# flat array (see _max_over_window_columns). Measured at batch 256 on lenet5's shapes: C = 3 → 1.9x
+# faster, C = 6 → 1.4x, C = 10…16 → ~1.2x; for C = 28…64 (the teacher) no gain.
+_FLAT_COLUMNS_MAX_CHANNELS = 16
+
+
+def _max_over_window_columns(row_best):
+    """(N, OH, OW, k, C) → (N, OH, OW, C): the maximum over axis 3, the k columns j of each
+    window, ``best[..., c] = max_j row_best[..., j, c]``.
+
+    With few channels, taking ``row_best[:, :, :, j]`` (runs of C floats) makes numpy loop over
+    N·OH·OW runs of 3–16 floats, and the loop overhead is the cost. On the flat array, element
+    t + j·C is column j of the window whose column 0 is at t, so ``m[t] = max_j flat[t + j·C]`` is
+    k − 1 long contiguous passes; it holds the window maxima at the column-0 positions (and
+    meaningless values elsewhere, never read). Those are picked out with each pixel's C floats
+    viewed as one C·4-byte item, so the copy's inner loop runs over OW pixels instead of C floats.
+    """
+    n, oh, ow, k, c = row_best.shape
+    if c > _FLAT_COLUMNS_MAX_CHANNELS:
+        return _maximum([row_best[:, :, :, j] for j in range(k)])
+    flat = row_best.reshape(-1)                                  # C order (a copy if it was not)
+    length = flat.size - (k - 1) * c
+    m = np.empty_like(flat)
+    _maximum([flat[j * c:j * c + length] for j in range(k)], out=m[:length])
+    at_column_0 = m.reshape(n, oh, ow, k * c)[..., :c]           # (N, OH, OW, C), strided
+    best = np.empty((n, oh, ow, c), dtype=row_best.dtype)
+    pixel = np.dtype((np.void, c * row_best.itemsize))           # one pixel's C floats as one item
+    best.view(pixel)[...] = at_column_0.view(pixel)
     return best
 
 
@@ -91,7 +127,7 @@ class MaxPool2d(_Pool2d):
             if k == self.stride:
                 win = self._windows(x_nhwc, oh, ow)                    # (N, OH, k, OW, k, C)
                 row_best = _maximum([win[:, :, i] for i in range(k)])  # (N, OH, OW, k, C)
-                best = _maximum([row_best[:, :, :, j] for j in range(k)])
+                best = _max_over_window_columns(row_best)
             else:
                 best = _maximum([x_nhwc[v] for v in self._offset_views(oh, ow)])
             return best.transpose(0, 3, 1, 2)
