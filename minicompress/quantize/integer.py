@@ -53,7 +53,8 @@ import threading
 import numpy as np
 
 from ..nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
-from ..nn.im2col import im2col
+from ..nn.conv import band_width, banded_weight, row_windows
+from ..nn.im2col import im2col, pad_nhwc
 from .bitpack import pack_bits, unpack_bits
 from .fake import ActivationQuantizer, BiasQuantizer, WeightQuantizer
 from .prepare import weight_before_quantizer
@@ -787,12 +788,19 @@ class _ConvStage(_LayerStage):
     of images at a time: im2col, GEMM, pool, bias, requantise — into centred codes
     (N, OH', OW', O), NHWC."""
 
-    def __init__(self, layer, shape, pool=None, prepadded=False):
+    def __init__(self, layer, shape, pool=None, prepadded=False, banded=True):
         super().__init__(layer, shape, pool, prepadded)
         h, w, c = shape
         k, s, p = self.k, layer.stride, layer.padding
-        self.conv_hw = ((h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1)
-        self.chunk = max(1, CHUNK_FLOATS // (self.conv_hw[0] * self.conv_hw[1] * k * k * c))
+        self.conv_hw = oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        o = layer.q_w.shape[0]
+        # a stride-1 layer with few filters as a banded matmul, where the float Conv2d's eval
+        # mode uses one (nn/conv.py, band_width): b output pixels per row, so b·O columns. Exact:
+        # the extra products are code · 0 = 0, so every partial sum is still bounded by B.
+        self.band = band_width(ow, o, c, k) if banded and s == 1 else 1
+        if self.band > 1:
+            self.w = banded_weight(layer.q_w.astype(np.float32), self.band)
+        self.chunk = max(1, CHUNK_FLOATS // (oh * ow * len(self.w) // self.band))
 
     def __call__(self, a):
         n = len(a)
@@ -818,10 +826,13 @@ class _ConvStage(_LayerStage):
 
     def accumulate_chunk(self, x, work):
         """Σ q_w·(q_x − z_x) for the images x (n, H, W, C), max-pooled: (n, OH', OW', O)."""
-        n, (oh, ow), o = len(x), self.conv_hw, self.w.shape[1]
-        cols, _ = im2col(x, self.k, self.layer.stride, self.padding)
-        acc = np.matmul(cols, self.w, out=_view(work["acc"], (len(cols), o)))
-        acc = acc.reshape(n, oh, ow, o)
+        n, (oh, ow), o = len(x), self.conv_hw, self.layer.q_w.shape[0]
+        if self.band > 1:
+            cols = row_windows(pad_nhwc(x, self.padding), self.k, self.band, oh, ow)
+        else:
+            cols, _ = im2col(x, self.k, self.layer.stride, self.padding)
+        acc = np.matmul(cols, self.w, out=_view(work["acc"], (len(cols), self.w.shape[1])))
+        acc = acc.reshape(n, oh, ow, o)                   # (rows, b·O) is NHWC as well
         if self.pool is None:
             return acc
         return max_pool_nhwc(acc, self.pool.kernel_size, self.pool.stride,
@@ -841,7 +852,7 @@ class _PlaneConvStage(_ConvStage):
     NHWC output through a transposed view (the next layer reads NHWC)."""
 
     def __init__(self, layer, shape, pool=None, prepadded=False):
-        super().__init__(layer, shape, pool, prepadded)
+        super().__init__(layer, shape, pool, prepadded, banded=False)
         o = layer.q_w.shape[0]
         self.w = np.ascontiguousarray(layer.w_mat, dtype=np.float32)     # (O, k·k), exact
         self.q_b = self.q_b.reshape(o, 1, 1, 1)
