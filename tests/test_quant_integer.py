@@ -492,13 +492,14 @@ def test_input_clip_thresholds(rng):
 
 @pytest.mark.parametrize("chunk_floats", [1 << 18, 12000])
 def test_fast_forward_banded_conv(rng, monkeypatch, chunk_floats):
-    """A stride-1 conv with few filters runs as the float Conv2d's eval mode runs it, a banded
-    matmul (b output pixels per row, zeros outside the band): still exact, with padding, a 2x2
-    pool, per-channel multipliers and a chunk size that leaves a shorter last chunk."""
+    """Stride-1 convs with few filters run as the float Conv2d's eval mode runs them, a banded
+    matmul (b output pixels per row, zeros outside the band): still exact, for one and for three
+    input channels, with padding, a 2x2 pool (taken the float MaxPool2d's way for few channels),
+    per-channel multipliers and a chunk size that leaves a shorter last chunk."""
     monkeypatch.setattr(integer_module, "CHUNK_FLOATS", chunk_floats)
     grid = (np.float32(0.05), 9, 0, 255)
-    conv1 = IntLayer("conv2d", (rng.integers(-127, 128, (3, 1, 3, 3)), 8, np.ones(3)),
-                     rng.integers(-500, 500, 3), grid, _requant_out(np.full(3, 4e-3), 0), padding=1)
+    conv1 = IntLayer("conv2d", (rng.integers(-127, 128, (3, 1, 5, 5)), 8, np.ones(3)),
+                     rng.integers(-500, 500, 3), grid, _requant_out(np.full(3, 4e-3), 0), padding=2)
     conv2 = IntLayer("conv2d", (rng.integers(-127, 128, (10, 3, 5, 5)), 8, np.ones(10)),
                      rng.integers(-500, 500, 10), (np.float32(1), 0, 0, 255),
                      _requant_out(rng.uniform(1e-4, 1e-3, 10), 0), padding=2)
@@ -508,7 +509,8 @@ def test_fast_forward_banded_conv(rng, monkeypatch, chunk_floats):
     im = IntegerModel([QuantizeInput(*grid), conv1, conv2, IntMaxPool(2, 2), IntFlatten(), fc])
     x = rng.standard_normal((13, 1, 10, 10)).astype(np.float32) * 3
     _same_three_ways(im, x)
-    stage = im.fast_stages(x.shape[1:])[2]
+    first, stage = im.fast_stages(x.shape[1:])[1:3]
+    assert type(first) is _ConvStage and first.band == 10       # one channel, 5x5: banded too
     assert type(stage) is _ConvStage and stage.band == 5 and stage.w.shape == (5 * 9 * 3, 50)
     if chunk_floats < 100000:                                 # chunks of 4 images
         assert 1 < stage.chunk < 13 and 13 % stage.chunk

@@ -38,7 +38,8 @@ the same integers, bit for bit, in fused stages built once per input shape (floa
 between layers, weights stored once in the layout BLAS is fastest with, a three-pass float32
 requantisation where enumerating every accumulator proves it exact (:func:`float32_multiplier`)
 and a five-pass float64 one otherwise (:func:`requantize_centred`), max-pooling before
-requantising, convolutions a few images at a time); see "the fast forward pass" below.
+requantising, convolutions a few images at a time, banded where the float Conv2d is); see "the
+fast forward pass" below.
 
 Storage (``to_arrays``): weights bit-packed (int8: one per byte; int4: two; int2: four), int32
 biases, float32 steps, int32 M₀ / n (one value when per-tensor), int64 zero points — plain
@@ -55,6 +56,7 @@ import numpy as np
 from ..nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from ..nn.conv import band_width, banded_weight, row_windows
 from ..nn.im2col import im2col, pad_nhwc
+from ..nn.pooling import _FLAT_COLUMNS_MAX_CHANNELS, _max_over_window_columns
 from .bitpack import pack_bits, unpack_bits
 from .fake import ActivationQuantizer, BiasQuantizer, WeightQuantizer
 from .prepare import weight_before_quantizer
@@ -420,8 +422,10 @@ STEP_TYPES = {c.kind: c for c in (QuantizeInput, IntReLU, IntMaxPool, IntFlatten
 #   a quarter of the values to requantise;
 # * convolutions run a chunk of images at a time (:class:`_ConvStage`, as the float Conv2d's
 #   eval mode does), so im2col, GEMM, pool, bias and requantisation all find the chunk in cache;
-#   a one-channel conv (the first layer on grey images) is computed as channel planes
-#   (:class:`_PlaneConvStage`), whose max-pool runs along image rows;
+#   a stride-1 conv with few filters is a banded matmul where the float Conv2d uses one
+#   (``nn.conv.band_width``), and a max-pool over few channels is taken the float MaxPool2d's
+#   way; another one-channel conv is computed as channel planes (:class:`_PlaneConvStage`),
+#   whose max-pool runs along image rows;
 # * Flatten of an NHWC image is a plain reshape: the next Linear's weight columns are permuted
 #   once, from the float model's (C, H, W) order to (H, W, C);
 # * the input is quantised straight into a zero-bordered buffer when the first layer is a padded
@@ -559,7 +563,14 @@ def requantize_float32(acc, m, lo, hi, out):
 def max_pool_nhwc(a, k, s, out):
     """k×k, stride s max-pool of an (N, H, W, C) array into ``out`` (N, OH, OW, C): one
     ``np.maximum`` per window offset, each over whole strided views."""
-    oh, ow = out.shape[1:3]
+    n, oh, ow, c = out.shape
+    if k == s and a.shape[1] == k * oh and a.shape[2] == k * ow and c <= _FLAT_COLUMNS_MAX_CHANNELS:
+        # few channels: the float MaxPool2d's eval order (nn/pooling.py) — across window rows on
+        # whole image rows, then across columns on the flat array (no runs of C floats)
+        win = a.reshape(n, oh, k, ow, k, c)
+        np.copyto(out, _max_over_window_columns(_max_of([win[:, :, i] for i in range(k)],
+                                                        np.empty((n, oh, ow, k, c), a.dtype))))
+        return out
     return _max_of([a[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
                     for i in range(k) for j in range(k)], out)
 
@@ -946,8 +957,10 @@ def fast_stages(steps, sample_shape):
                                     and isinstance(steps[i + 1], IntMaxPool)) else None
             prepadded = i == 1 and pad > 0
             if conv and requantising and s.exact_dtype == np.float32:
-                one_channel = s.q_w.shape[1] == 1
-                stage = (_PlaneConvStage if one_channel else _ConvStage)(s, shape, pool, prepadded)
+                stage = _ConvStage(s, shape, pool, prepadded)
+                if s.q_w.shape[1] == 1 and stage.band == 1:
+                    # one input channel and no band (a small kernel, or stride > 1): planes
+                    stage = _PlaneConvStage(s, shape, pool, prepadded)
             else:
                 stage = _LayerStage(s, shape, pool, prepadded, chw=chw)
             stages.append(stage)
