@@ -414,9 +414,10 @@ for s in im.steps:
 #   layer (3 of its ~500,000 accumulators), which keeps the float64 passes;
 # * a max-pool right after a layer is taken on the accumulators *before* the requantisation (which is
 #   non-decreasing, so the two commute): a 2×2 pool leaves a quarter of the values to requantise;
-# * a convolution runs a few images at a time, as the float `Conv2d` does in eval mode, so that im2col, GEMM,
-#   pool and requantisation find the chunk in cache; a one-channel convolution is computed channel by channel
-#   ($W\,\mathrm{cols}^\top$), so its max-pool runs along image rows instead of 6-float runs;
+# * a convolution runs a few images at a time, as the float `Conv2d` does in eval mode, so that its GEMM, pool
+#   and requantisation find the chunk in cache; a stride-1 convolution with few filters is the same *banded*
+#   matmul as the float layer's (exact: the extra products are code · 0, so no partial sum exceeds $B$), and a
+#   max-pool over few channels is taken the float `MaxPool2d`'s way;
 # * every intermediate array is reused from call to call (one set per thread); at batch 1, where each NumPy call
 #   costs about a microsecond, bounds and multipliers are 0-d arrays (cheaper operands than NumPy scalars) and
 #   whether the input needs a clip is two comparisons with thresholds found once.
@@ -455,13 +456,14 @@ for batch, name, us, ratio in rows:
 # %% [markdown]
 # Read the ratios, not the microseconds: the machine is shared and the times move by tens of percent from run to
 # run. At batch 1 every NumPy call costs about a microsecond whatever its size, so there the number of calls counts;
-# at batch 256 the GEMMs dominate. On LeNet-300-100 the fused path is still 5–20 % slower than the float model
-# (it varies from run to run; `benchmarks/int_speed.py` finds it level at batch 64): its GEMMs take the float
-# model's time, and what is left is work the float model does not have — checking and quantising the input (min and max, $x/\Delta$ and `rint`: four passes over
-# 784 numbers per image, and a division is slow) and three or five requantisation passes per hidden layer where
-# the float model has a ReLU. On LeNet-5 the fused path is *faster* than the float model: the convolutions in
-# cache-sized chunks, the first one computed channel by channel, pooling the accumulators before requantising and
-# float32 requantisation save more than the integer model's extra passes cost. `benchmarks/int_speed.py` measures
+# at batch 256 the GEMMs dominate. On LeNet-300-100 the fused path is still slower than the float model, by up to
+# ~20 % (it varies from run to run; `benchmarks/int_speed.py` finds it level at batch 64): its GEMMs take the float
+# model's time, and what is left is work the float model does not have — checking and quantising the input (min
+# and max, $x/\Delta$ and `rint`: four passes over 784 numbers per image, and a division is slow) and three or five
+# requantisation passes per hidden layer where the float model has a ReLU. On LeNet-5 the fused path is *faster*
+# than the float model: the same banded convolutions, run in cache-sized chunks through pool and requantisation,
+# pooling the accumulators before requantising and float32 requantisation save more than the integer model's
+# extra passes cost. `benchmarks/int_speed.py` measures
 # both nets, dense and pruned, at batch 1, 64 and 256 (`benchmarks/results/int_speed.json`).
 #
 # And the fallback: a layer whose bound does not fit float32 — here 2000 inputs with 8-bit weights — is computed with
