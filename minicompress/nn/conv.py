@@ -10,10 +10,10 @@ y += W[:, :, i, j]·x[..., i:i+OH, j:j+OW], also costs in proportion to O, but a
 passes it measured 3–20x slower than either matmul on these layers.)
 """
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from .checks import check_input, check_positive_int
-from .im2col import col2im, im2col, output_size, pad_nhwc
+from .im2col import col2im, im2col, output_size
 from .init import check_rng, kaiming_uniform
 from .module import Parameter
 from .weighted import WeightedLayer
@@ -77,13 +77,28 @@ def banded_weight(w, b):
     return t.reshape(k * (b + k - 1) * c, b * o)
 
 
-def row_windows(xp_nhwc, k, b, oh, ow):
+def row_windows(xp_nhwc, k, b, oh, ow, out=None):
     """Padded input (N, Hp, Wp, C) → rows (N·OH·OW/b, k·(b+k−1)·C), ordered (n, h, block), each
-    row the k × (b+k−1) × C window of one block of b output columns (stride 1). One copy."""
+    row the k × (b+k−1) × C window of one block of b output columns (stride 1). One copy, into
+    ``out`` if given.
+
+    Within kernel row i a block's window is one contiguous run of (b+k−1)·C floats of the input,
+    ``xp[n, h + i, b·t : b·t + b + k − 1, :]``, so the windows are a strided view with axes
+    (n, h, t, i, run) and the copy moves whole runs. (The same view built with
+    ``sliding_window_view``, or as 6-D windows with runs of C floats, made numpy's copy 1.5x
+    slower: teacher conv2 pruned to 28 → 34 filters, batch 256, 2.0 → 1.3 ms per batch.)
+    """
+    xp_nhwc = np.ascontiguousarray(xp_nhwc)
     n, _, _, c = xp_nhwc.shape
-    win = sliding_window_view(xp_nhwc, (k, b + k - 1), axis=(1, 2))   # (N, OH', OW', C, k, b+k−1)
-    win = win[:, :oh, :ow:b]                                           # one window per block
-    return win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * (ow // b), k * (b + k - 1) * c)
+    span = (b + k - 1) * c
+    s_n, s_h, s_w, s_c = xp_nhwc.strides
+    # read-only view; its last window ends at column b·(OW/b − 1) + b + k − 1 = OW + k − 1 ≤ Wp
+    win = as_strided(xp_nhwc, shape=(n, oh, ow // b, k, span),
+                     strides=(s_n, s_h, b * s_w, s_h, s_c), writeable=False)
+    if out is None:
+        out = np.empty((n * oh * (ow // b), k * span), dtype=xp_nhwc.dtype)
+    np.copyto(out.reshape(n, oh, ow // b, k, span), win)
+    return out
 
 
 def weight_gradient(cols, g, n):
@@ -206,12 +221,23 @@ class Conv2d(WeightedLayer):
         t = banded_weight(self.effective_weight(), b)
         y = np.empty((n * oh * (ow // b), b * o), dtype=np.result_type(x.dtype, t.dtype))
         rows_per_image = oh * (ow // b)
-        chunk = max(1, _INFERENCE_CHUNK_FLOATS // (rows_per_image * t.shape[0]))
+        chunk = min(n, max(1, _INFERENCE_CHUNK_FLOATS // (rows_per_image * t.shape[0])))
         x_nhwc = x.transpose(0, 2, 3, 1)
+        h, w, c = x_nhwc.shape[1:]
+        # one padded buffer and one rows buffer for all chunks: the zero border is written once,
+        # and the buffers stay in cache from one chunk to the next
+        padded = np.zeros((chunk, h + 2 * p, w + 2 * p, c), dtype=x.dtype) if p else None
+        rows = np.empty((chunk * rows_per_image, t.shape[0]), dtype=x.dtype)
         for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            rows = row_windows(pad_nhwc(x_nhwc[start:stop], p), k, b, oh, ow)
-            np.matmul(rows, t, out=y[start * rows_per_image:stop * rows_per_image])
+            m = min(n, start + chunk) - start
+            if p:
+                padded[:m, p:p + h, p:p + w] = x_nhwc[start:start + m]
+                xp = padded[:m]
+            else:
+                xp = x_nhwc[start:start + m]
+            row_windows(xp, k, b, oh, ow, out=rows[:m * rows_per_image])
+            np.matmul(rows[:m * rows_per_image], t,
+                      out=y[start * rows_per_image:(start + m) * rows_per_image])
         self._add_bias(y, n, oh, ow)
         self._cache, self._eval_input = None, x
         return y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
