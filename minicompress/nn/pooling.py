@@ -12,7 +12,7 @@ rows — keeping only a small "which one won" index per pass for the backward.
 In eval mode max pooling keeps no index at all and takes the maximum the cheap way round: across
 window rows first, on whole image rows of W·C contiguous floats (half the data gone in long, fast
 passes), then across the columns of what is left, where the contiguous runs are only C floats —
-for few channels on the flat array instead (see ``_max_over_window_columns``).
+for few channels on the flat array instead (see ``max_over_window_columns``).
 """
 import numpy as np
 
@@ -81,12 +81,12 @@ def _maximum(views, out=None):
 
 
 # With at most this many channels, the eval-mode maximum across window columns is taken on the
-# flat array (see _max_over_window_columns). Measured at batch 256 on lenet5's shapes: C = 3 → 1.9x
+# flat array (see max_over_window_columns). Measured at batch 256 on lenet5's shapes: C = 3 → 1.9x
 # faster, C = 6 → 1.4x, C = 10…16 → ~1.2x; for C = 28…64 (the teacher) no gain.
-_FLAT_COLUMNS_MAX_CHANNELS = 16
+FLAT_COLUMNS_MAX_CHANNELS = 16
 
 
-def _max_over_window_columns(row_best):
+def max_over_window_columns(row_best):
     """(N, OH, OW, k, C) → (N, OH, OW, C): the maximum over axis 3, the k columns j of each
     window, ``best[..., c] = max_j row_best[..., j, c]``.
 
@@ -98,7 +98,7 @@ def _max_over_window_columns(row_best):
     viewed as one C·4-byte item, so the copy's inner loop runs over OW pixels instead of C floats.
     """
     n, oh, ow, k, c = row_best.shape
-    if c > _FLAT_COLUMNS_MAX_CHANNELS:
+    if c > FLAT_COLUMNS_MAX_CHANNELS:
         return _maximum([row_best[:, :, :, j] for j in range(k)])
     flat = row_best.reshape(-1)                                  # C order (a copy if it was not)
     length = flat.size - (k - 1) * c
@@ -127,7 +127,7 @@ class MaxPool2d(_Pool2d):
             if k == self.stride:
                 win = self._windows(x_nhwc, oh, ow)                    # (N, OH, k, OW, k, C)
                 row_best = _maximum([win[:, :, i] for i in range(k)])  # (N, OH, OW, k, C)
-                best = _max_over_window_columns(row_best)
+                best = max_over_window_columns(row_best)
             else:
                 best = _maximum([x_nhwc[v] for v in self._offset_views(oh, ow)])
             return best.transpose(0, 3, 1, 2)

@@ -56,7 +56,7 @@ import numpy as np
 from ..nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from ..nn.conv import band_width, banded_weight, row_windows
 from ..nn.im2col import im2col, pad_nhwc
-from ..nn.pooling import _FLAT_COLUMNS_MAX_CHANNELS, _max_over_window_columns
+from ..nn.pooling import FLAT_COLUMNS_MAX_CHANNELS, max_over_window_columns
 from .bitpack import pack_bits, unpack_bits
 from .fake import ActivationQuantizer, BiasQuantizer, WeightQuantizer
 from .prepare import weight_before_quantizer
@@ -564,11 +564,11 @@ def max_pool_nhwc(a, k, s, out):
     """k×k, stride s max-pool of an (N, H, W, C) array into ``out`` (N, OH, OW, C): one
     ``np.maximum`` per window offset, each over whole strided views."""
     n, oh, ow, c = out.shape
-    if k == s and a.shape[1] == k * oh and a.shape[2] == k * ow and c <= _FLAT_COLUMNS_MAX_CHANNELS:
+    if k == s and a.shape[1] == k * oh and a.shape[2] == k * ow and c <= FLAT_COLUMNS_MAX_CHANNELS:
         # few channels: the float MaxPool2d's eval order (nn/pooling.py) — across window rows on
         # whole image rows, then across columns on the flat array (no runs of C floats)
         win = a.reshape(n, oh, k, ow, k, c)
-        np.copyto(out, _max_over_window_columns(_max_of([win[:, :, i] for i in range(k)],
+        np.copyto(out, max_over_window_columns(_max_of([win[:, :, i] for i in range(k)],
                                                         np.empty((n, oh, ow, k, c), a.dtype))))
         return out
     return _max_of([a[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
