@@ -13,6 +13,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from .checks import check_input, check_positive_int
+from .fused import conv_relu_pool, relu_pool_follow
 from .im2col import col2im, im2col, output_size
 from .init import check_rng, kaiming_uniform
 from .module import Parameter
@@ -26,10 +27,10 @@ _PER_IMAGE_WEIGHT_GRAD_MAX = 4096
 # In eval mode the batch is convolved a few images at a time, so that each chunk's im2col matrix
 # (at most this many floats, 1 MB in float32) is still in the core's cache (2 MB of L2 here) when
 # the matmul reads it back: written to and read from memory instead, the copy costs about as much
-# as the matmul and does not shrink with the number of filters. See Conv2d._forward_inference.
+# as the matmul and does not shrink with the number of filters. See Conv2d.eval_product.
 _INFERENCE_CHUNK_FLOATS = 1 << 18
 
-# In eval mode a stride-1 convolution is a banded matmul (Conv2d._forward_banded) whose b·O
+# In eval mode a stride-1 convolution is a banded matmul (Conv2d.eval_product) whose b·O
 # columns reach this width: a matmul with fewer columns than a few BLAS micro-kernels (16 floats
 # each) costs about as much as reading its left operand, whatever O is, so with im2col (b = 1) a
 # layer with few filters costs k·k·C per output pixel for any O. See band_width.
@@ -101,6 +102,16 @@ def row_windows(xp_nhwc, k, b, oh, ow, out=None):
     return out
 
 
+def _buffer(work, name, shape, dtype, make):
+    """An array of ``shape``: the first shape[0] rows of ``work[name]`` if that one has at least
+    as many rows and the same other dimensions and dtype, else a new one made by ``make`` and
+    kept there. (A buffer made by np.zeros stays zero wherever nobody writes: a zero border.)"""
+    buf = work.get(name)
+    if buf is None or buf.dtype != dtype or buf.shape[1:] != shape[1:] or len(buf) < shape[0]:
+        buf = work[name] = make(shape, dtype=dtype)
+    return buf[:shape[0]]
+
+
 def weight_gradient(cols, g, n):
     """∂L/∂W_mat = gᵀ·cols (O, k·k·C), from cols (N·OH·OW, k·k·C) and g = ∂L/∂Y (N·OH·OW, O).
 
@@ -147,17 +158,28 @@ class Conv2d(WeightedLayer):
         return (f"Conv2d({self.in_channels}, {self.out_channels}, k={self.kernel_size}, "
                 f"s={self.stride}, p={self.padding})")
 
-    def forward(self, x):
+    def eval_fusion(self, following):
+        """2 if ReLU and a MaxPool2d follow (done with this layer by ``conv_relu_pool``, in
+        eval mode), else 0. Not for subclasses: they may keep state per call."""
+        return 2 if type(self) is Conv2d and relu_pool_follow(following) else 0
+
+    def forward_fused(self, fused, x):
+        return conv_relu_pool(self, fused[1], x)
+
+    def check_input(self, x):
+        """Raise a one-line error unless x is (N, C, H, W) with C = in_channels and the padded
+        image at least as large as the kernel."""
         check_input(self._name(), x, 4, 1, self.in_channels)
         k, p = self.kernel_size, self.padding
         h, w = x.shape[2:]
         if h + 2 * p < k or w + 2 * p < k:
             raise ValueError(f"{self._name()}: kernel {k} is larger than the padded input "
                              f"{h + 2 * p}x{w + 2 * p} (input shape {x.shape})")
+
+    def forward(self, x):
+        self.check_input(x)
         if not self.training:
-            b = 1 if self.stride > 1 else band_width(self.output_shape(h, w)[2],
-                                                      self.out_channels, self.in_channels, k)
-            return self._forward_banded(x, b) if b > 1 else self._forward_inference(x)
+            return self._forward_eval(x)
         return self._forward_train(x)
 
     def _w_mat(self):
@@ -180,54 +202,66 @@ class Conv2d(WeightedLayer):
         self._cache, self._eval_input = (cols, w_mat, x_nhwc.shape, (oh, ow)), None
         return y.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2)
 
-    def _forward_inference(self, x):
-        """Eval mode: the same y = cols · W_matᵀ + b, a chunk of images at a time, nothing kept.
+    def eval_weight(self, out_width):
+        """Eval mode: the band width b (1 for plain im2col; see ``band_width``) and the matrix
+        the product uses, T = ``banded_weight(W, b)`` (k·(b+k−1)·C, b·O) or W_matᵀ (k·k·C, O).
+        Computed once per forward pass, whatever the number of chunks."""
+        b = 1 if self.stride > 1 else band_width(out_width, self.out_channels,
+                                                  self.in_channels, self.kernel_size)
+        return b, (banded_weight(self.effective_weight(), b) if b > 1 else self._w_mat().T)
 
-        Each chunk's rows of y are one matmul of that chunk's cols, so y is the same sum of the
-        same products as in training; only the order in which the chunks are done changes. The
-        chunk's cols (≤ ``_INFERENCE_CHUNK_FLOATS``) are read back from cache, which makes the
-        im2col copy cheap, and no cols are kept for a backward pass. If ``backward`` is called
-        anyway (a training step in eval mode), it first redoes the forward pass the training way.
-        """
+    def _forward_eval(self, x):
+        """Eval mode: y = product + bias, where ``eval_product`` does the product without
+        keeping anything for a backward pass. If ``backward`` is called anyway (a training step
+        in eval mode), it first redoes the forward pass the training way."""
         n = x.shape[0]
-        k, s, p, o = self.kernel_size, self.stride, self.padding, self.out_channels
-        x_nhwc = x.transpose(0, 2, 3, 1)
-        _, oh, ow = self.output_shape(*x.shape[2:])
-        w_mat_t = self._w_mat().T
-        y = np.empty((n * oh * ow, o), dtype=np.result_type(x.dtype, w_mat_t.dtype))
-        chunk = max(1, _INFERENCE_CHUNK_FLOATS // (oh * ow * k * k * self.in_channels))
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            cols, _ = im2col(x_nhwc[start:stop], k, s, p)
-            np.matmul(cols, w_mat_t, out=y[start * oh * ow:stop * oh * ow])
+        o, oh, ow = self.output_shape(*x.shape[2:])
+        y = self.eval_product(x, *self.eval_weight(ow))
         self._add_bias(y, n, oh, ow)
         self._cache, self._eval_input = None, x
         return y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
 
-    def _forward_banded(self, x, b):
-        """Eval mode, stride 1: y = rows · T + bias, a chunk of images at a time, b output columns
-        per row (b from ``band_width``).
+    def eval_product(self, x, b, mat, out=None, work=None):
+        """x (N, C, H, W) → the convolution *without bias*, (N·OH·OW, O) in NHWC order (into
+        ``out`` if given), a chunk of images at a time; b and mat from ``eval_weight``.
 
-        Each row of ``row_windows`` holds the input that one block of b output columns sees and
-        T = ``banded_weight(W, b)``; rows · T is (N·OH·OW/b, b·O), which is y in NHWC order. Every
-        output is the same sum of the same products W·x as in training, plus products with the
-        zeros of T, which are exact zeros for finite x and leave the sum unchanged; only the
-        order of the additions differs. (A non-finite input, inf or NaN, also makes NaN the
-        outputs of its block whose windows do not contain it: 0·inf is NaN.)
+        * b = 1, im2col: y = cols · W_matᵀ, each chunk's rows one matmul of that chunk's cols,
+          so y is the same sum of the same products as in training; only the order in which the
+          chunks are done changes. The chunk's cols (≤ ``_INFERENCE_CHUNK_FLOATS``) are read back
+          from cache, which makes the im2col copy cheap.
+        * b > 1, banded (stride 1): each row of ``row_windows`` holds the input that one block of
+          b output columns sees, and rows · T is (N·OH·OW/b, b·O), which is y in NHWC order.
+          Every output is the same sum of the same products W·x as in training, plus products
+          with the zeros of T, which are exact zeros for finite x and leave the sum unchanged;
+          only the order of the additions differs. (A non-finite input, inf or NaN, also makes
+          NaN the outputs of its block whose windows do not contain it: 0·inf is NaN.)
+
+        ``work``, a dict, keeps the banded path's buffers for the next call with as many images
+        or fewer (a caller that runs the batch in chunks allocates them once).
         """
         n = x.shape[0]
-        k, p, o = self.kernel_size, self.padding, self.out_channels
+        k, s, p, o = self.kernel_size, self.stride, self.padding, self.out_channels
         _, oh, ow = self.output_shape(*x.shape[2:])
-        t = banded_weight(self.effective_weight(), b)
-        y = np.empty((n * oh * (ow // b), b * o), dtype=np.result_type(x.dtype, t.dtype))
-        rows_per_image = oh * (ow // b)
-        chunk = min(n, max(1, _INFERENCE_CHUNK_FLOATS // (rows_per_image * t.shape[0])))
         x_nhwc = x.transpose(0, 2, 3, 1)
+        if out is None:
+            out = np.empty((n * oh * ow, o), dtype=np.result_type(x.dtype, mat.dtype))
+        if b == 1:
+            chunk = max(1, _INFERENCE_CHUNK_FLOATS // (oh * ow * k * k * self.in_channels))
+            for start in range(0, n, chunk):
+                stop = min(n, start + chunk)
+                cols, _ = im2col(x_nhwc[start:stop], k, s, p)
+                np.matmul(cols, mat, out=out[start * oh * ow:stop * oh * ow])
+            return out
+        y = out.reshape(n * oh * (ow // b), b * o)
+        rows_per_image = oh * (ow // b)
+        chunk = min(n, max(1, _INFERENCE_CHUNK_FLOATS // (rows_per_image * mat.shape[0])))
         h, w, c = x_nhwc.shape[1:]
         # one padded buffer and one rows buffer for all chunks: the zero border is written once,
         # and the buffers stay in cache from one chunk to the next
-        padded = np.zeros((chunk, h + 2 * p, w + 2 * p, c), dtype=x.dtype) if p else None
-        rows = np.empty((chunk * rows_per_image, t.shape[0]), dtype=x.dtype)
+        work = {} if work is None else work
+        padded = _buffer(work, "padded", (chunk, h + 2 * p, w + 2 * p, c), x.dtype, np.zeros) \
+            if p else None
+        rows = _buffer(work, "rows", (chunk * rows_per_image, mat.shape[0]), x.dtype, np.empty)
         for start in range(0, n, chunk):
             m = min(n, start + chunk) - start
             if p:
@@ -236,11 +270,9 @@ class Conv2d(WeightedLayer):
             else:
                 xp = x_nhwc[start:start + m]
             row_windows(xp, k, b, oh, ow, out=rows[:m * rows_per_image])
-            np.matmul(rows[:m * rows_per_image], t,
+            np.matmul(rows[:m * rows_per_image], mat,
                       out=y[start * rows_per_image:(start + m) * rows_per_image])
-        self._add_bias(y, n, oh, ow)
-        self._cache, self._eval_input = None, x
-        return y.reshape(n, oh, ow, o).transpose(0, 3, 1, 2)
+        return out
 
     def backward(self, grad_out):
         if self._cache is None:  # the forward pass was in eval mode: redo it the training way

@@ -59,6 +59,16 @@ class Module:
     def backward(self, grad_out):
         raise NotImplementedError
 
+    def eval_fusion(self, following) -> int:
+        """Eval mode, inside a Sequential: how many of the ``following`` children
+        ``forward_fused`` does together with this one, in one pass (0, the default: none)."""
+        return 0
+
+    def forward_fused(self, fused, x):
+        """This module's forward followed by those of the ``fused`` children (as many as
+        ``eval_fusion`` said), with the same result."""
+        raise NotImplementedError
+
     def __call__(self, x):
         return self.forward(x)
 
@@ -222,10 +232,30 @@ class Sequential(Module):
         if unknown:
             raise KeyError(f"capture: no child named {unknown}; children are {self.names()}")
         self.features = {}
+        self._fused_input = None
+        if not self.training and not capture:
+            return self._forward_fused(x)
         for name, m in self._modules.items():
             x = m.forward(x)
             if name in capture:
                 self.features[name] = x
+        return x
+
+    def _forward_fused(self, x):
+        """Eval mode: a child that can do the children after it in one pass (see
+        ``Module.eval_fusion``; a Conv2d → ReLU → MaxPool2d run, in ``fused.py``) does so, the
+        others run as usual. Fused children keep no state for a backward pass, so the input is
+        kept, and ``backward`` first redoes the forward pass child by child."""
+        children = list(self._modules.values())
+        x_in, fused_any, i = x, False, 0
+        while i < len(children):
+            m, following = children[i], children[i + 1:]
+            count = m.eval_fusion(following)
+            if count:
+                x, i, fused_any = m.forward_fused(following[:count], x), i + 1 + count, True
+            else:
+                x, i = m.forward(x), i + 1
+        self._fused_input = x_in if fused_any else None
         return x
 
     def __call__(self, x, capture=()):
@@ -239,6 +269,12 @@ class Sequential(Module):
         Parameters are skipped, that one is asked not to compute its input gradient, and None
         is returned — as PyTorch does for an input without ``requires_grad``.
         """
+        if getattr(self, "_fused_input", None) is not None:
+            # the forward pass was fused (eval mode): redo it child by child, so that every
+            # child holds what its backward pass needs
+            x, self._fused_input = self._fused_input, None
+            for m in self._modules.values():
+                x = m.forward(x)
         feature_grads = feature_grads or {}
         unknown = [k for k in feature_grads if k not in self._modules]
         if unknown:
