@@ -86,9 +86,9 @@ def _maximum(views, out=None):
 FLAT_COLUMNS_MAX_CHANNELS = 16
 
 
-def max_over_window_columns(row_best):
+def max_over_window_columns(row_best, out=None):
     """(N, OH, OW, k, C) → (N, OH, OW, C): the maximum over axis 3, the k columns j of each
-    window, ``best[..., c] = max_j row_best[..., j, c]``.
+    window, ``best[..., c] = max_j row_best[..., j, c]`` (into ``out``, C-contiguous, if given).
 
     With few channels, taking ``row_best[:, :, :, j]`` (runs of C floats) makes numpy loop over
     N·OH·OW runs of 3–16 floats, and the loop overhead is the cost. On the flat array, element
@@ -99,13 +99,13 @@ def max_over_window_columns(row_best):
     """
     n, oh, ow, k, c = row_best.shape
     if c > FLAT_COLUMNS_MAX_CHANNELS:
-        return _maximum([row_best[:, :, :, j] for j in range(k)])
+        return _maximum([row_best[:, :, :, j] for j in range(k)], out=out)
     flat = row_best.reshape(-1)                                  # C order (a copy if it was not)
     length = flat.size - (k - 1) * c
     m = np.empty_like(flat)
     _maximum([flat[j * c:j * c + length] for j in range(k)], out=m[:length])
     at_column_0 = m.reshape(n, oh, ow, k * c)[..., :c]           # (N, OH, OW, C), strided
-    best = np.empty((n, oh, ow, c), dtype=row_best.dtype)
+    best = np.empty((n, oh, ow, c), dtype=row_best.dtype) if out is None else out
     pixel = np.dtype((np.void, c * row_best.itemsize))           # one pixel's C floats as one item
     best.view(pixel)[...] = at_column_0.view(pixel)
     return best

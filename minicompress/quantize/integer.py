@@ -560,17 +560,18 @@ def requantize_float32(acc, m, lo, hi, out):
     return np.clip(acc, lo, hi, out=out)
 
 
-def max_pool_nhwc(a, k, s, out):
-    """k×k, stride s max-pool of an (N, H, W, C) array into ``out`` (N, OH, OW, C): one
-    ``np.maximum`` per window offset, each over whole strided views."""
+def max_pool_nhwc(a, k, s, out, rows=None):
+    """k×k, stride s max-pool of an (N, H, W, C) array into ``out`` (N, OH, OW, C, contiguous):
+    one ``np.maximum`` per window offset, each over whole strided views. ``rows``, a flat array
+    of at least half a's size, holds the intermediate maxima if given."""
     n, oh, ow, c = out.shape
     if k == s and a.shape[1] == k * oh and a.shape[2] == k * ow and c <= FLAT_COLUMNS_MAX_CHANNELS:
         # few channels: the float MaxPool2d's eval order (nn/pooling.py) — across window rows on
         # whole image rows, then across columns on the flat array (no runs of C floats)
         win = a.reshape(n, oh, k, ow, k, c)
-        np.copyto(out, max_over_window_columns(_max_of([win[:, :, i] for i in range(k)],
-                                                        np.empty((n, oh, ow, k, c), a.dtype))))
-        return out
+        row_best = np.empty((n, oh, ow, k, c), a.dtype) if rows is None \
+            else _view(rows, (n, oh, ow, k, c))
+        return max_over_window_columns(_max_of([win[:, :, i] for i in range(k)], row_best), out)
     return _max_of([a[:, i:i + s * (oh - 1) + 1:s, j:j + s * (ow - 1) + 1:s]
                     for i in range(k) for j in range(k)], out)
 
@@ -819,6 +820,19 @@ class _ConvStage(_LayerStage):
         if self.band > 1:
             self.w = banded_weight(layer.q_w.astype(np.float32), self.band)
         self.chunk = max(1, CHUNK_FLOATS // (oh * ow * len(self.w) // self.band))
+        self._tile_per_row()
+
+    def _tile_per_row(self):
+        """The bias and per-channel multipliers repeated along one output image row (OW'·O
+        values), so that adding or multiplying them runs along whole rows: against (O,) numpy's
+        inner loop would be O values long (3–64 here), and its overhead the cost."""
+        if self.logits:
+            return
+        ow = self.shape[1]
+        self.q_b = np.tile(self.q_b, ow)
+        self.m = self.m if np.ndim(self.m) == 0 else np.tile(self.m, ow)
+        if self.m32 is not None and np.ndim(self.m32):
+            self.m32 = np.tile(self.m32, ow)
 
     def __call__(self, a):
         n = len(a)
@@ -826,9 +840,15 @@ class _ConvStage(_LayerStage):
         for start in range(0, n, self.chunk):
             stop = min(n, start + self.chunk)
             acc = self.accumulate_chunk(a[start:stop], work)
-            acc += self.q_b                                            # exact: |acc| ≤ B
-            self.requantize(acc, self.out_view(out[start:stop]), _view(work["requant"], acc.shape))
+            self.bias_requantize(acc, self.out_view(out[start:stop]), work)
         return out
+
+    def bias_requantize(self, acc, out, work):
+        """acc (n, OH', OW', O) + bias → centred codes into ``out``, one image row at a time
+        (see ``_tile_per_row``)."""
+        rows = acc.reshape(-1, len(self.q_b))                          # (n·OH', OW'·O)
+        rows += self.q_b                                               # exact: |acc| ≤ B
+        self.requantize(rows, out.reshape(rows.shape), _view(work["requant"], rows.shape))
 
     def _chunk_buffers(self, n):
         """The output codes (N, OH', OW', O) and flat work arrays big enough for one chunk."""
@@ -838,7 +858,7 @@ class _ConvStage(_LayerStage):
         pooled = c * math.prod(self.shape)
         work = {"cols": np.empty(c * oh * ow * k2, np.float32),
                 "acc": np.empty(c * oh * ow * o, np.float32),
-                "rows": np.empty(c * oh * ow * o, np.float32),        # planes' pool only
+                "rows": np.empty(c * oh * ow * o, np.float32),        # the pool's row maxima
                 "pool": np.empty(pooled, np.float32), "requant": np.empty(pooled, np.float64)}
         return np.empty((n,) + self.shape, np.float32), work
 
@@ -846,7 +866,9 @@ class _ConvStage(_LayerStage):
         """Σ q_w·(q_x − z_x) for the images x (n, H, W, C), max-pooled: (n, OH', OW', O)."""
         n, (oh, ow), o = len(x), self.conv_hw, self.layer.q_w.shape[0]
         if self.band > 1:
-            cols = row_windows(pad_nhwc(x, self.padding), self.k, self.band, oh, ow)
+            # no more floats than im2col's k·k·C per pixel: (b + k − 1)/b ≤ k
+            rows = _view(work["cols"], (n * oh * (ow // self.band), len(self.w)))
+            cols = row_windows(pad_nhwc(x, self.padding), self.k, self.band, oh, ow, out=rows)
         else:
             cols, _ = im2col(x, self.k, self.layer.stride, self.padding)
         acc = np.matmul(cols, self.w, out=_view(work["acc"], (len(cols), self.w.shape[1])))
@@ -854,7 +876,7 @@ class _ConvStage(_LayerStage):
         if self.pool is None:
             return acc
         return max_pool_nhwc(acc, self.pool.kernel_size, self.pool.stride,
-                             _view(work["pool"], (n,) + self.shape))
+                             _view(work["pool"], (n,) + self.shape), work["rows"])
 
     @staticmethod
     def out_view(out):
@@ -871,12 +893,22 @@ class _PlaneConvStage(_ConvStage):
 
     def __init__(self, layer, shape, pool=None, prepadded=False):
         super().__init__(layer, shape, pool, prepadded, banded=False)
-        o = layer.q_w.shape[0]
         self.w = np.ascontiguousarray(layer.w_mat, dtype=np.float32)     # (O, k·k), exact
+
+    def _tile_per_row(self):
+        """The bias and per-channel multipliers as (O, 1, 1, 1), one value per plane."""
+        o = self.layer.q_w.shape[0]
         self.q_b = self.q_b.reshape(o, 1, 1, 1)
+        if self.logits:
+            return
         self.m = self.m if np.ndim(self.m) == 0 else self.m.reshape(o, 1, 1, 1)
         if self.m32 is not None and np.ndim(self.m32):
             self.m32 = self.m32.reshape(o, 1, 1, 1)
+
+    def bias_requantize(self, acc, out, work):
+        """Planes acc (O, n, OH', OW') + bias → codes into ``out``, a planes view."""
+        acc += self.q_b                                                # exact: |acc| ≤ B
+        self.requantize(acc, out, _view(work["requant"], acc.shape))
 
     def accumulate_chunk(self, x, work):
         """Σ q_w·(q_x − z_x) for the images x (n, H, W, 1), max-pooled: planes (O, n, OH', OW')."""
