@@ -24,11 +24,13 @@ from .activation import ReLU
 from .pooling import MaxPool2d
 
 # Images per chunk: as many as keep the chunk's product (before pooling) within this many floats,
-# 1 MB in float32, half the 2 MB L2 cache of a core here. Measured on the teacher's first block at
-# batch 256, one BLAS thread: chunks of 8 images (0.8 MB) 6.7 ms, 16 (1.6 MB) 7.8 ms, 32 (3.2 MB)
-# 8.2 ms, against 16.3 ms for the three layers one after the other. Smaller chunks than ~256 K
-# floats paid more Python overhead per chunk than they saved on both lenet5 and the teacher.
-_FUSED_CHUNK_FLOATS = 1 << 18
+# 512 KB in float32, so that it fits in a core's 2 MB L2 cache together with the convolution's own
+# window matrix (up to 1 MB, nn/conv.py's _INFERENCE_CHUNK_FLOATS). Measured on whole forward
+# passes at batch 256, one BLAS thread, 25 interleaved rounds, ms (2^17 floats → 2^18): teacher
+# dense 37.2 → 36.3, filter-pruned 23.0 → 23.4; lenet5 dense 6.8 → 7.2, filter-pruned 4.1 → 4.1 —
+# level in total. On the teacher's first block alone, chunks of 8 images (0.8 MB) took 6.7 ms,
+# 16 (1.6 MB) 7.8 ms, 32 (3.2 MB) 8.2 ms, against 16.3 ms for the three layers one after another.
+_FUSED_CHUNK_FLOATS = 1 << 17
 
 
 def relu_pool_follow(following) -> bool:
