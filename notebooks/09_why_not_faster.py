@@ -460,10 +460,11 @@ for batch, name, us, ratio in rows:
 # ~20 % (it varies from run to run; `benchmarks/int_speed.py` finds it level at batch 64): its GEMMs take the float
 # model's time, and what is left is work the float model does not have — checking and quantising the input (min
 # and max, $x/\Delta$ and `rint`: four passes over 784 numbers per image, and a division is slow) and three or five
-# requantisation passes per hidden layer where the float model has a ReLU. On LeNet-5 the fused path is *faster*
-# than the float model: the same banded convolutions, run in cache-sized chunks through pool and requantisation,
-# pooling the accumulators before requantising and float32 requantisation save more than the integer model's
-# extra passes cost. `benchmarks/int_speed.py` measures
+# requantisation passes per hidden layer where the float model has a ReLU. On LeNet-5 the fused path is a little
+# *faster* than the float model, although the float model fuses its Conv2d → ReLU → MaxPool2d blocks the same way
+# (section (d)): the same banded convolutions in cache-sized chunks, the max-pool taken on the accumulators before
+# requantising, and float32 requantisation along whole image rows save a little more than quantising the input
+# costs. `benchmarks/int_speed.py` measures
 # both nets, dense and pruned, at batch 1, 64 and 256 (`benchmarks/results/int_speed.json`).
 #
 # And the fallback: a layer whose bound does not fit float32 — here 2000 inputs with 8-bit weights — is computed with
@@ -512,6 +513,31 @@ print(f"GEMM: {macs_conv / 1e6:.0f} M multiply-adds, {macs_conv / tp['GEMM cols 
 # arithmetic. Pruning 98 % of the
 # conv weights could at best remove the GEMM; im2col, ReLU and pooling stay, so the layer cannot become 50× faster. Only
 # removing whole *filters* shrinks them too: fewer output channels, fewer activations to write, pool and copy.
+#
+# A pass over memory can also be removed without pruning anything. In eval mode a `Sequential` runs each
+# Conv2d → ReLU → MaxPool2d **fused** (`nn/fused.py`): a few images at a time, so that the convolution's output is
+# pooled while it is still in the cache and never goes to memory; the bias and the ReLU come after the pool, on a
+# quarter of the numbers. That gives exactly the same values: with $z_j$ the products of one window and $b$ the bias,
+#
+# $$\max_j \mathrm{ReLU}(\mathrm{fl}(z_j + b)) = \mathrm{ReLU}(\mathrm{fl}(\max_j z_j + b)),$$
+#
+# because rounding and ReLU never change the order of two numbers (both are non-decreasing), so the same $z_j$ wins
+# on both sides. It pays where the convolution's output is larger than the cache: below, the teacher CNN's first block
+# (1 → 32 channels, 3 × 3, on 28 × 28 images; a 26 MB output at batch 256) in eval mode, one after another and fused.
+# (The convolution above writes only 1.6 MB, which stays in the cache anyway: there fusion gains little.)
+
+# %%
+from minicompress.nn.fused import conv_relu_pool
+conv_e, relu_e, pool_e = Conv2d(1, 32, 3, padding=1, rng=np.random.default_rng(0)), ReLU(), MaxPool2d(2)
+for layer in (conv_e, relu_e, pool_e):
+    layer.eval()
+xi = rng.standard_normal((256, 1, 28, 28)).astype(np.float32)
+one_by_one = pool_e.forward(relu_e.forward(conv_e.forward(xi)))
+print("fused == one after another:", np.array_equal(conv_relu_pool(conv_e, pool_e, xi), one_by_one))
+tf = timings({"one after another": lambda: pool_e.forward(relu_e.forward(conv_e.forward(xi))),
+              "fused": lambda: conv_relu_pool(conv_e, pool_e, xi)}, rounds=3 if FAST else 5)
+for k, us in tf.items():
+    print(f"{k:20s} {us:8.0f} µs")
 
 # %% [markdown]
 # ## What pays (1): physical removal of filters and neurons
@@ -536,7 +562,8 @@ print(f"GEMM: {macs_conv / 1e6:.0f} M multiply-adds, {macs_conv / tp['GEMM cols 
 # (3 of 6 filters in conv1, 10 of 16 in conv2), and LeNet-300-100 against a neuron-pruned one (100 of 300 and 50 of
 # 100 hidden units). Which filters or units are kept does not change the cost of a dense layer, so random weights
 # of the right shapes are timed. Times are process CPU time (on a shared machine the wall clock would also count the
-# time spent waiting for a core), the median of alternating rounds, batch 256, eval mode.
+# time spent waiting for a core), the median of alternating rounds, batch 256, eval mode: the whole forward pass
+# (LeNet-5's blocks fused), and each layer run on its own to see where the time goes.
 
 # %%
 import time
@@ -550,12 +577,16 @@ def shrunk(model, keep):
     return model
 
 def forward_ms(models_, x, rounds=9):
-    """Median CPU milliseconds of one forward pass of each model, per child layer, in alternating rounds."""
+    """Median CPU milliseconds of each model's forward pass ("whole"), and of each child layer run on its own, in
+    alternating rounds."""
     per = [dict() for _ in models_]
     for m in models_:
         m.eval(); m(x)
     for _ in range(rounds):
         for i, m in enumerate(models_):
+            t0 = time.process_time()
+            m(x)
+            per[i].setdefault("whole", []).append(time.process_time() - t0)
             h = x
             for name, layer in m.named_children():
                 t0 = time.process_time()
@@ -576,16 +607,17 @@ for label, (dense, keep, shape) in pairs.items():
     macs_dense, macs_small = metrics.macs(dense, shape), metrics.macs(small, shape)
     table[label] = (dense, small, t_dense, t_small, macs_dense, macs_small)
     print(f"{label}: MACs {macs_dense[0]:,} → {macs_small[0]:,} ({macs_small[0] / macs_dense[0]:.2f}×),"
-          f" time {sum(t_dense.values()):.1f} → {sum(t_small.values()):.1f} ms"
-          f" ({sum(t_small.values()) / sum(t_dense.values()):.2f}×)")
+          f" forward pass {t_dense['whole']:.1f} → {t_small['whole']:.1f} ms"
+          f" ({t_small['whole'] / t_dense['whole']:.2f}×)")
 
 # %% [markdown]
-# Per layer, for LeNet-5 (ReLU and pooling have no MACs but do cost time: each is a pass over the whole activation):
+# Per layer, for LeNet-5, each layer run on its own (ReLU and pooling have no MACs but do cost time: each is a pass over
+# the whole activation; in the whole forward pass they are fused with the convolution before them):
 
 # %%
 dense, small, t_dense, t_small, macs_dense, macs_small = table["LeNet-5, filters"]
 print(f"{'layer':8s} {'MACs dense':>11s} {'MACs pruned':>12s} {'ms dense':>9s} {'ms pruned':>10s}")
-for name in t_dense:
+for name in [n for n in t_dense if n != "whole"]:
     md, ms = macs_dense[1].get(name, 0), macs_small[1].get(name, 0)
     print(f"{name:8s} {md:11,d} {ms:12,d} {t_dense[name]:9.2f} {t_small[name]:10.2f}")
 
@@ -594,7 +626,7 @@ import matplotlib.pyplot as plt
 fig, ax = plt.subplots(figsize=(6, 3))
 labels = list(table)
 mac_ratio = [table[k][5][0] / table[k][4][0] for k in labels]
-time_ratio = [sum(table[k][3].values()) / sum(table[k][2].values()) for k in labels]
+time_ratio = [table[k][3]["whole"] / table[k][2]["whole"] for k in labels]
 pos = np.arange(len(labels))
 ax.bar(pos - 0.2, mac_ratio, 0.4, label="MACs pruned / dense")
 ax.bar(pos + 0.2, time_ratio, 0.4, label="time pruned / dense")
@@ -611,10 +643,12 @@ ax.legend(); plt.tight_layout(); plt.show()
 # few columns (one per filter) costs about as much as reading its other operand, however few the columns. So in eval
 # mode a layer with few filters is computed as a *banded* matmul (`nn/conv.py`): one row holds the input of $b$
 # neighbouring output pixels, the weight matrix has $b\cdot O$ columns and zeros outside the band; the copy is smaller,
-# and the extra multiplications by zero cost in proportion to the filters. What still does not shrink with the filters
-# is the copy of the first convolution's one-channel input and the layers after the last pruned one; ReLU and pooling
-# are memory passes over the activations, which shrink with the filters but not with the MACs of the next layer. So a
-# pruned CNN needs a smaller MAC ratio than the speed-up you want. The recorded run
+# and the extra multiplications by zero cost in proportion to the filters. With 3 filters the band must span 14 output
+# pixels to give 42 columns, and then 3.6 times as many products are computed as are needed (with 6 filters, 7 pixels and
+# 2.2 times): the pruned first convolution takes about 0.7 of the dense one's time for half its MACs. Fusion removed the
+# passes over memory, so what is left of LeNet-5's gap is BLAS on tiny shapes. For a larger network the passes matter
+# more than the shapes: the teacher CNN's pruned time is 1.23–1.25× its MAC ratio with fusion, 1.33–1.38× without
+# (`benchmarks/prune_filters.py --latency-only`). A pruned CNN needs a smaller MAC ratio than the speed-up you want. The recorded run
 # of `benchmarks/structured_speed.py` below prunes the teacher CNN's filters and its hidden units together (16 of 32
 # and 32 of 64 filters, 128 of 256 units), fine-tuned for 3 epochs, to about a quarter of the MACs:
 
@@ -715,6 +749,8 @@ print("ELL density K/in:", {n: round(fast98[n].ell.density, 3) for n in ("fc1", 
 #   earlier, but still need a large batch. At batch 1 a small network is bound by call overhead, not arithmetic.
 # * NumPy has no integer BLAS: an integer model is a faithful model of integer hardware, not a faster program here.
 # * Activations are dense whatever the weights are: ReLU, pooling and im2col cost the same after weight pruning.
+#   Passes over memory can be removed by fusing layers, a few images at a time, so that an output never leaves the
+#   cache.
 # * What makes the dense kernels do less work is removing whole neurons and filters (structured pruning); then the time
 #   follows the MACs at a large enough batch.
 #
