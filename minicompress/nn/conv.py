@@ -186,11 +186,15 @@ class Conv2d(WeightedLayer):
         """W (O, C, k, k) → (O, k·k·C), matching the (kh, kw, C) column order of im2col."""
         return self.effective_weight().transpose(0, 2, 3, 1).reshape(self.out_channels, -1)
 
+    def bias_row(self, width):
+        """The bias repeated along an image row of ``width`` pixels (width·O values), or None:
+        added one image row (OW·O contiguous floats) at a time, not one pixel (O floats) at a
+        time, numpy's inner loop is long, ~2x faster for small O."""
+        return None if self.bias is None else np.tile(self.bias.data, width)
+
     def _add_bias(self, y, n, oh, ow):
         if self.bias is not None:
-            # added one image row (OW·O contiguous floats) at a time, not one pixel (O floats)
-            # at a time: numpy's inner loop is then long, ~2x faster for small O
-            y.reshape(n * oh, ow * self.out_channels)[...] += np.tile(self.bias.data, ow)
+            y.reshape(n * oh, ow * self.out_channels)[...] += self.bias_row(ow)
 
     def _forward_train(self, x):
         n = x.shape[0]

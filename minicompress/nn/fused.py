@@ -55,7 +55,7 @@ def conv_relu_pool(conv, pool, x):
     b, mat = conv.eval_weight(ow)
     chunk = max(1, _FUSED_CHUNK_FLOATS // (o * oh * ow))
     z = np.empty((min(n, chunk) * oh * ow, o), dtype=np.result_type(x.dtype, mat.dtype))
-    out = bias_row = None
+    out = None
     work = {}                                                 # the product's buffers, reused
     for start in range(0, n, chunk):
         m = min(n, start + chunk) - start
@@ -65,8 +65,7 @@ def conv_relu_pool(conv, pool, x):
         ph, pw = pooled.shape[1:3]
         if out is None:
             out = np.empty((n, ph, pw, o), dtype=z.dtype)
-            if conv.bias is not None:
-                bias_row = np.tile(conv.bias.data, pw)     # added as the layer adds it
+            bias_row = conv.bias_row(pw)                      # added as the layer adds it
         # bias and ReLU on one image row (PW·O contiguous floats) at a time, while in cache
         rows = out[start:start + m].reshape(m * ph, pw * o)
         if bias_row is not None:

@@ -457,12 +457,14 @@ class Buffers:
 CLIP_SMALL = 4096
 
 
-def clip_inplace(a, lo, hi):
-    """``a ← clip(a, lo, hi)`` in place, whichever way is faster for a's size."""
+def clip_into(a, lo, hi, out=None):
+    """``out ← clip(a, lo, hi)`` (in place when ``out`` is None), whichever way is faster for
+    a's size."""
+    out = a if out is None else out
     if a.size < CLIP_SMALL:
         np.maximum(a, lo, out=a)
-        return np.minimum(a, hi, out=a)
-    return np.clip(a, lo, hi, out=a)
+        return np.minimum(a, hi, out=out)
+    return np.clip(a, lo, hi, out=out)
 
 
 def requantize_centred(acc, m, lo, hi, out, work, ties=True):
@@ -495,7 +497,7 @@ def requantize_centred(acc, m, lo, hi, out, work, ties=True):
     else:
         np.rint(work, out=work)
     np.copyto(out, work, casting="same_kind")
-    return clip_inplace(out, lo, hi)              # in float32: half the bytes of a float64 clip
+    return clip_into(out, lo, hi)                 # in float32: half the bytes of a float64 clip
 
 
 # Enumerating more accumulators than this per layer (when looking for a float32 multiplier) would
@@ -554,10 +556,7 @@ def requantize_float32(acc, m, lo, hi, out):
     Three passes instead of the float64 route's five, and half the bytes per pass."""
     np.multiply(acc, m, out=acc)
     np.rint(acc, out=acc)
-    if acc.size < CLIP_SMALL:
-        np.maximum(acc, lo, out=acc)
-        return np.minimum(acc, hi, out=out)
-    return np.clip(acc, lo, hi, out=out)
+    return clip_into(acc, lo, hi, out)
 
 
 def max_pool_nhwc(a, k, s, out, rows=None):
@@ -824,19 +823,23 @@ class _ConvStage(_LayerStage):
         if self.band > 1:
             self.w = banded_weight(layer.q_w.astype(np.float32), self.band)
         self.chunk = max(1, CHUNK_FLOATS // (oh * ow * len(self.w) // self.band))
-        self._tile_per_row()
+        self._lay_out_per_channel(self.per_channel_layout)
 
-    def _tile_per_row(self):
-        """The bias and per-channel multipliers repeated along one output image row (OW'·O
-        values), so that adding or multiplying them runs along whole rows: against (O,) numpy's
-        inner loop would be O values long (3–64 here), and its overhead the cost."""
+    def per_channel_layout(self, v):
+        """A per-channel vector (O,) repeated along one output image row (OW'·O values), so that
+        adding or multiplying it runs along whole rows: against (O,) numpy's inner loop would be
+        O values long (3–64 here), and its overhead the cost."""
+        return np.tile(v, self.shape[1])
+
+    def _lay_out_per_channel(self, layout):
+        """Apply ``layout`` to the bias and to the multipliers that are per channel."""
+        self.q_b = layout(self.q_b)
         if self.logits:
             return
-        ow = self.shape[1]
-        self.q_b = np.tile(self.q_b, ow)
-        self.m = self.m if np.ndim(self.m) == 0 else np.tile(self.m, ow)
+        if np.ndim(self.m):
+            self.m = layout(self.m)
         if self.m32 is not None and np.ndim(self.m32):
-            self.m32 = np.tile(self.m32, ow)
+            self.m32 = layout(self.m32)
 
     def __call__(self, a):
         n = len(a)
@@ -849,7 +852,7 @@ class _ConvStage(_LayerStage):
 
     def bias_requantize(self, acc, out, work):
         """acc (n, OH', OW', O) + bias → centred codes into ``out``, one image row at a time
-        (see ``_tile_per_row``)."""
+        (see ``per_channel_layout``)."""
         rows = acc.reshape(-1, len(self.q_b))                          # (n·OH', OW'·O)
         rows += self.q_b                                               # exact: |acc| ≤ B
         self.requantize(rows, out.reshape(rows.shape), _view(work["requant"], rows.shape))
@@ -899,15 +902,10 @@ class _PlaneConvStage(_ConvStage):
         super().__init__(layer, shape, pool, prepadded, banded=False)
         self.w = np.ascontiguousarray(layer.w_mat, dtype=np.float32)     # (O, k·k), exact
 
-    def _tile_per_row(self):
-        """The bias and per-channel multipliers as (O, 1, 1, 1), one value per plane."""
-        o = self.layer.q_w.shape[0]
-        self.q_b = self.q_b.reshape(o, 1, 1, 1)
-        if self.logits:
-            return
-        self.m = self.m if np.ndim(self.m) == 0 else self.m.reshape(o, 1, 1, 1)
-        if self.m32 is not None and np.ndim(self.m32):
-            self.m32 = self.m32.reshape(o, 1, 1, 1)
+    @staticmethod
+    def per_channel_layout(v):
+        """A per-channel vector (O,) as (O, 1, 1, 1): one value per plane."""
+        return v.reshape(-1, 1, 1, 1)
 
     def bias_requantize(self, acc, out, work):
         """Planes acc (O, n, OH', OW') + bias → codes into ``out``, a planes view."""
