@@ -25,8 +25,9 @@ import numpy as np
 from .artifact import (BASE_ENCODINGS, HUFFMAN_ENCODINGS, ArtifactError, BlobWriter,
                        artifact_bytes, check_entry, entry_shape, json_int, read_artifact,
                        read_tensor, show, uses_huffman, versioned, write_file_bytes)
-from .quantize.integer import (FORMAT, INT32_LIMIT, M0_BITS, IntegerModel, IntFlatten, IntLayer,
-                               IntMaxPool, IntReLU, QuantizeInput, _compact, step_shape)
+from .quantize.fixed_point import M0_BITS
+from .quantize.integer import (FORMAT, INT32_LIMIT, IntegerModel, IntFlatten, IntLayer, IntMaxPool,
+                               IntReLU, QuantizeInput, _compact, step_shape)
 
 # ---- limits (docs/FORMAT.md, "Limits") ----------------------------------------------------------
 MAX_STEPS = 10_000

@@ -410,8 +410,12 @@ for s in im.steps:
 #   product is rounded — but enumeration does: both sides are non-decreasing in acc, so they agree for every
 #   $|\mathrm{acc}| \le B$ once they agree on the $\approx (q_{hi}-q_{lo})/M$ accumulators where the code changes,
 #   which are checked once, when the stages are built. It fails when some $\mathrm{acc}\cdot M$ lies within
-#   $\approx 2^{-23}|\mathrm{acc}\cdot M|$ of a tie — in `benchmarks/int_speed.py` only for LeNet-300-100's first
-#   layer (3 of its ~500,000 accumulators), which keeps the float64 passes;
+#   $\approx 2^{-23}|\mathrm{acc}\cdot M|$ of a tie — in `benchmarks/int_speed.py` for LeNet-300-100's first layer
+#   (3 of its ~500,000 accumulators). Then `convert` moves $M_0$ itself, by at most $M_0\cdot 2^{-18}$, to the
+#   nearest value for which some float32 $m$ is exact: both sides are step functions of acc, so each code level
+#   gives two linear conditions on $M_0$, and together they leave an interval. For that layer $M_0$ moves by 113
+#   in 70,692,849, which shifts every product $\mathrm{acc}\cdot M$ that matters by less than 0.001 of a code step,
+#   and now every hidden layer requantises in float32 (a model saved before keeps the float64 passes);
 # * a max-pool right after a layer is taken on the accumulators *before* the requantisation (which is
 #   non-decreasing, so the two commute): a 2×2 pool leaves a quarter of the values to requantise;
 # * a convolution runs a few images at a time, as the float `Conv2d` does in eval mode, so that its GEMM, pool
@@ -456,11 +460,11 @@ for batch, name, us, ratio in rows:
 # %% [markdown]
 # Read the ratios, not the microseconds: the machine is shared and the times move by tens of percent from run to
 # run. At batch 1 every NumPy call costs about a microsecond whatever its size, so there the number of calls counts;
-# at batch 256 the GEMMs dominate. On LeNet-300-100 the fused path is still slower than the float model, by up to
-# ~20 % (it varies from run to run; `benchmarks/int_speed.py` finds it level at batch 64): its GEMMs take the float
-# model's time, and what is left is work the float model does not have — checking and quantising the input (min
-# and max, $x/\Delta$ and `rint`: four passes over 784 numbers per image, and a division is slow) and three or five
-# requantisation passes per hidden layer where the float model has a ReLU. On LeNet-5 the fused path is a little
+# at batch 256 the GEMMs dominate. On LeNet-300-100 the fused path is still slower than the float model at batch
+# 256, by ~5 % (it varies from run to run; `benchmarks/int_speed.py` finds it ~7 % faster at batch 64): its GEMMs
+# take the float model's time, and what is left is work the float model does not have — checking and quantising
+# the input (min and max, $x/\Delta$ and `rint`: four passes over 784 numbers per image, and a division is slow)
+# and three requantisation passes per hidden layer where the float model has a ReLU. On LeNet-5 the fused path is a little
 # *faster* than the float model, although the float model fuses its Conv2d → ReLU → MaxPool2d blocks the same way
 # (section (d)): the same banded convolutions in cache-sized chunks, the max-pool taken on the accumulators before
 # requantising, and float32 requantisation along whole image rows save a little more than quantising the input
@@ -641,7 +645,7 @@ ax.legend(); plt.tight_layout(); plt.show()
 # training a convolution is computed as im2col (copy every $k\times k$ window into a row of a matrix) and one matmul; the
 # copy grows with the *input* channels and the output size, not with the number of filters, and a matmul with only a
 # few columns (one per filter) costs about as much as reading its other operand, however few the columns. So in eval
-# mode a layer with few filters is computed as a *banded* matmul (`nn/conv.py`): one row holds the input of $b$
+# mode a layer with few filters is computed as a *banded* matmul (`nn/banded.py`): one row holds the input of $b$
 # neighbouring output pixels, the weight matrix has $b\cdot O$ columns and zeros outside the band; the copy is smaller,
 # and the extra multiplications by zero cost in proportion to the filters. With 3 filters the band must span 14 output
 # pixels to give 42 columns, and then 3.6 times as many products are computed as are needed (with 6 filters, 7 pixels and

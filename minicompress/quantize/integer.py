@@ -36,8 +36,9 @@ Two ways through the steps. ``IntegerModel.forward_steps`` runs each step's ``ru
 codes, one after another: the reference, written for reading. ``IntegerModel.forward`` computes
 the same integers, bit for bit, in fused stages built once per input shape (float32 centred codes
 between layers, weights stored once in the layout BLAS is fastest with, a three-pass float32
-requantisation where enumerating every accumulator proves it exact (:func:`float32_multiplier`)
-and a five-pass float64 one otherwise (:func:`requantize_centred`), max-pooling before
+requantisation where enumerating every accumulator proves it exact (:func:`float32_multiplier`;
+``convert`` picks M₀ so that it is, :func:`m0_for_float32`) and a five-pass float64 one otherwise
+(:func:`requantize_centred`), max-pooling before
 requantising, convolutions a few images at a time, banded where the float Conv2d is); see "the
 fast forward pass" below.
 
@@ -54,83 +55,19 @@ import threading
 import numpy as np
 
 from ..nn import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
-from ..nn.conv import band_width, banded_weight, row_windows
+from ..nn.banded import band_width, banded_weight, row_windows
 from ..nn.im2col import im2col, pad_nhwc
 from ..nn.pooling import FLAT_COLUMNS_MAX_CHANNELS, max_over_window_columns
 from .bitpack import pack_bits, unpack_bits
 from .fake import ActivationQuantizer, BiasQuantizer, WeightQuantizer
+from .fixed_point import (float32_multiplier, m0_for_float32, quantize_multiplier, requantize,
+                          requantize_centred, requantize_exact_float, requantize_float32)
 from .prepare import weight_before_quantizer
 
 FORMAT = "minicompress.IntegerModel/1"
 EXACT_FLOAT32 = 2 ** 24
 INT32_LIMIT = 2 ** 31
 GEMM_MODES = ("auto", "int64")
-
-
-M0_BITS = 27
-
-
-def quantize_multiplier(m, bits=M0_BITS):
-    """``M = 2^(−n) · M₀`` with M₀ ∈ [2^(b−1), 2^b) an integer: returns (M₀, n) as int64 arrays.
-
-    ``M`` (positive, any shape): frexp writes M = f · 2^e with f ∈ [0.5, 1); M₀ = round(f · 2^b),
-    n = b − e. Relative error of M₀·2^(−n) ≤ 2^(−b). Jacob et al. use b = 31 (an int32 M₀);
-    we use b = 27 so that acc·M₀ < 2^24 · 2^27 = 2^51 is also exact in float64 (fast path below).
-    """
-    m = np.asarray(m, dtype=np.float64)
-    if not np.all(np.isfinite(m)) or np.any(m <= 0) or np.any(m >= 2 ** (bits - 2)):
-        # M < 2^(b−2) keeps the shift n ≥ 1 (the rounding term 2^(n−1) is an integer)
-        raise ValueError(f"quantize_multiplier: M must be in (0, 2^{bits - 2}), got {m}")
-    f, e = np.frexp(m)
-    m0 = np.rint(f * 2.0 ** bits).astype(np.int64)
-    carry = m0 == 2 ** bits                     # f rounded up to 1.0
-    m0 = np.where(carry, m0 // 2, m0)
-    n = (bits - e - carry).astype(np.int64)
-    # tiny M: keep the shift ≤ 62 so acc·M₀ + 2^(n−1) stays in int64 (M₀ loses low bits)
-    over = np.maximum(n - 62, 0)
-    return m0 >> over, n - over
-
-
-def requantize(acc, m0, shift, zero, q_lo, q_hi):
-    """``clip(((acc · M₀ + 2^(n−1)) >> n) + z, q_lo, q_hi)`` in int64 (round half up).
-
-    acc (..., O) int64 with |acc| < 2^31; m0, shift (O,) int64 broadcast over the last axis.
-    Every operand is made int64 first: with an int32 ``shift`` (as stored) NumPy would compute
-    2^(n−1) in int32 — for n = 32 that is −2^31 — and NumPy 1.x also demotes an ``np.int64(1)``
-    scalar to the array's int32 (value-based casting; NumPy 2 keeps int64, NEP 50).
-    """
-    m0, shift = np.asarray(m0, np.int64), np.asarray(shift, np.int64)
-    out = np.asarray(acc, np.int64) * m0
-    out += np.left_shift(np.ones_like(shift), shift - 1)
-    np.right_shift(out, shift, out=out)         # arithmetic shift = floor division by 2^n
-    out += zero
-    np.clip(out, q_lo, q_hi, out=out)
-    return out
-
-
-def requantize_exact_float(acc, m0, shift, zero, q_lo, q_hi, out_dtype=None):
-    """The same integers as :func:`requantize`, computed with float64 hardware (faster here).
-
-    Valid when |acc| < 2^24 and M₀ < 2^27: M = M₀ · 2^(−n) is exact in float64, the product
-    acc · M = (acc · M₀) · 2^(−n) has a numerator below 2^51, so it is exact, and so is + 0.5
-    (if n ≥ 53 the value is in (0.25, 0.75) and floor gives 0 either way). floor(acc·M + 0.5)
-    is therefore exactly (acc·M₀ + 2^(n−1)) >> n.
-
-    ``out_dtype`` (an integer dtype holding [q_lo, q_hi]) returns the codes in that dtype. With
-    z = 0 and q_lo ≥ 0 the floor pass is skipped: clip(floor(y)) = floor(clip(y)) for integer
-    bounds, and the cast truncates a non-negative number, which *is* floor.
-    """
-    m = np.ldexp(np.asarray(m0, np.float64), -np.asarray(shift, np.int64))  # M = M₀·2^(−n)
-    out = np.multiply(acc, m, dtype=np.float64)           # float32 acc → float64, exact
-    out += 0.5
-    if out_dtype is not None and q_lo >= 0 and not np.any(zero):
-        np.clip(out, q_lo, q_hi, out=out)
-        return out.astype(out_dtype)
-    np.floor(out, out=out)
-    if np.any(zero):                                      # skip a pass when z = 0 (after ReLU)
-        out += zero
-    np.clip(out, q_lo, q_hi, out=out)
-    return out if out_dtype is None else out.astype(out_dtype)
 
 
 def code_dtype(q_lo, q_hi):
@@ -412,9 +349,12 @@ STEP_TYPES = {c.kind: c for c in (QuantizeInput, IntReLU, IntMaxPool, IntFlatten
 #   fastest with; the bias is added to the exact float32 accumulators;
 # * requantisation is three float32 passes, clip(rint(acc·m)), when m = fl32(M) or a float32
 #   neighbour gives the exact codes for every |acc| ≤ B — checked once, by enumerating the
-#   ~(q_hi − q_lo)/M accumulators where the codes change (:func:`float32_multiplier`; 14 of the
-#   15 hidden layers of the 8-bit PTQ lenet300/lenet5 variants in benchmarks/int_speed.py);
-#   otherwise five passes through float64, one dtype each (:func:`requantize_centred`), where,
+#   ~(q_hi − q_lo)/M accumulators where the codes change (:func:`float32_multiplier`). Where
+#   round(M·2^n) has no such m, ``convert`` moves M₀ by at most M₀·2^(−18) to the nearest one
+#   that has (:func:`m0_for_float32`): all 16 hidden layers of the 8-bit PTQ lenet300/lenet5
+#   variants in benchmarks/int_speed.py (before, lenet300's first layer had none). Otherwise
+#   (a window too long to enumerate, a model saved before) five passes through float64, one
+#   dtype each (:func:`requantize_centred`), where,
 #   when no accumulator can be an exact tie (:meth:`_LayerStage.ties_possible`), ``rint``
 #   replaces the "+ ½, floor" pair;
 # * a max-pool right after a layer is taken on the accumulators *before* the bias and the
@@ -423,7 +363,7 @@ STEP_TYPES = {c.kind: c for c in (QuantizeInput, IntReLU, IntMaxPool, IntFlatten
 # * convolutions run a chunk of images at a time (:class:`_ConvStage`, as the float Conv2d's
 #   eval mode does), so im2col, GEMM, pool, bias and requantisation all find the chunk in cache;
 #   a stride-1 conv with few filters is a banded matmul where the float Conv2d uses one
-#   (``nn.conv.band_width``), and a max-pool over few channels is taken the float MaxPool2d's
+#   (``nn.banded.band_width``), and a max-pool over few channels is taken the float MaxPool2d's
 #   way; another one-channel conv is computed as channel planes (:class:`_PlaneConvStage`),
 #   whose max-pool runs along image rows;
 # * Flatten of an NHWC image is a plain reshape: the next Linear's weight columns are permuted
@@ -450,113 +390,6 @@ class Buffers:
         if getattr(local, "size", None) != size:
             local.arrays, local.size = make(), size
         return local.arrays
-
-
-# np.clip's Python wrapper costs ~1.5 µs a call: below this many elements a maximum and a minimum
-# (two passes, no wrapper) are faster; above it the single clip pass is (measured here)
-CLIP_SMALL = 4096
-
-
-def clip_into(a, lo, hi, out=None):
-    """``out ← clip(a, lo, hi)`` (in place when ``out`` is None), whichever way is faster for
-    a's size."""
-    out = a if out is None else out
-    if a.size < CLIP_SMALL:
-        np.maximum(a, lo, out=a)
-        return np.minimum(a, hi, out=out)
-    return np.clip(a, lo, hi, out=out)
-
-
-def requantize_centred(acc, m, lo, hi, out, work, ties=True):
-    """Centred output codes ``clip(floor(acc·M + ½), lo, hi)`` into ``out`` (float32), with
-    lo = q_lo − z_y, hi = q_hi − z_y: the same integers as
-    ``requantize(acc, M₀, n, z_y, q_lo, q_hi) − z_y``.
-
-    acc float32 holding exact integers (the bias included); m = M₀·2^(−n) (float64, a scalar or
-    broadcasting against acc); work float64 shaped like acc; out float32 of acc's shape, any
-    strides (a conv stage writes channel planes into an NHWC array through it). ``ties=False``
-    when no acc·M can be a tie k + ½ (:meth:`_LayerStage.ties_possible`): then ``rint`` (half to
-    even) is floor(· + ½).
-
-    Exact when |acc| ≤ B < 2^24 (the float32 GEMM's condition): M₀ < 2^27 makes
-    acc·M = (acc·M₀)·2^(−n) a multiple of 2^(−n) with a numerator below 2^51, exact in float64.
-    + ½ is needed only when ties are possible, which needs n ≤ 51 (B ≥ 2^(n−1−27)), so the sum's
-    numerator acc·M₀ + 2^(n−1) stays below 2^52: exact, and floor gives exactly
-    (acc·M₀ + 2^(n−1)) >> n. The float32 cast may round an integer beyond 2^24, but rounding is
-    non-decreasing and the clip bounds are float32 numbers, so nothing crosses a bound.
-
-    Each pass is between arrays of one dtype, except the final cast: a float32 · float64 multiply
-    would run NumPy's casting loop, several times slower than a cast followed by an in-place
-    multiply. (Exact float32 requantisation is impossible: acc·M₀ can need ~51 bits.)
-    """
-    np.copyto(work, acc)                          # float32 → float64, exact
-    work *= m
-    if ties:
-        work += 0.5
-        np.floor(work, out=work)
-    else:
-        np.rint(work, out=work)
-    np.copyto(out, work, casting="same_kind")
-    return clip_into(out, lo, hi)                 # in float32: half the bytes of a float64 clip
-
-
-# Enumerating more accumulators than this per layer (when looking for a float32 multiplier) would
-# make building the stages slow; such a layer keeps the float64 requantisation.
-FLOAT32_CHECK_LIMIT = 1 << 22
-
-
-def float32_multiplier(m0, shift, bound, lo, hi, ulps=2):
-    """fl32(M), M = M₀·2^(−n), if ``clip(rint(acc·m), lo, hi)`` computed in float32 equals the
-    exact ``clip((acc·M₀ + 2^(n−1)) >> n, lo, hi)`` for *every* integer |acc| ≤ ``bound``;
-    else None.
-
-    The float32 product acc·m is rounded (acc·M₀ can need ~51 bits), so no error bound proves
-    this; enumeration does. Both sides are non-decreasing in acc, so if they agree on a window
-    [a₁, a₂] where the exact side is lo at a₁ and hi at a₂ (or a₁ = −B, a₂ = B), they agree below
-    it (both lo) and above it (both hi). The window holds about (hi − lo + 2)/M accumulators.
-    It fails when some acc·M lies within ~2^(−23)·|acc·M| of a tie k + ½ (a few in ~10⁵ windows
-    of the 8-bit nets). A neighbouring float32 moves every product a little — it mostly adds
-    errors, but where fl32(M) misses one or two accumulators it may hit them — so the nearest
-    ``2·ulps`` neighbours are tried too; the first one that agrees everywhere is returned.
-    """
-    m0, shift = int(m0), int(shift)
-    m = m0 * 2.0 ** -shift
-    a1 = max(-bound, math.floor((lo - 1) / m))       # a₁·M ≤ lo − 1: the exact code is lo
-    a2 = min(bound, math.ceil((hi + 1) / m))
-    if a2 - a1 + 1 > FLOAT32_CHECK_LIMIT:
-        return None
-    acc = np.arange(a1, a2 + 1, dtype=np.int64)
-    want = requantize(acc, m0, shift, 0, lo, hi).astype(np.float32)
-    if (a1 > -bound and want[0] != lo) or (a2 < bound and want[-1] != hi):
-        return None                                   # not a window (cannot happen; be safe)
-    acc = acc.astype(np.float32)                      # |acc| ≤ B < 2^24: exact in float32
-    got = np.empty_like(acc)
-    for m32 in _float32_neighbours(np.float32(m), ulps):
-        np.multiply(acc, m32, out=got)
-        np.rint(got, out=got)
-        np.clip(got, lo, hi, out=got)
-        if np.array_equal(got, want):
-            return m32
-    return None
-
-
-def _float32_neighbours(m, ulps):
-    """m, then the float32 numbers 1, 1, 2, 2, ... ulps above and below it."""
-    yield m
-    up = down = m
-    for _ in range(ulps):
-        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
-        yield up
-        yield down
-
-
-def requantize_float32(acc, m, lo, hi, out):
-    """Centred codes ``clip(rint(acc·m), lo, hi)`` into ``out``, all in float32 (acc is
-    overwritten): exact when m came from :func:`float32_multiplier` for this layer's bound.
-    Three passes instead of the float64 route's five, and half the bytes per pass."""
-    np.multiply(acc, m, out=acc)
-    np.rint(acc, out=acc)
-    return clip_into(acc, lo, hi, out)
 
 
 def max_pool_nhwc(a, k, s, out, rows=None):
@@ -1254,6 +1087,18 @@ def convert(model, gemm="auto"):
     return IntegerModel(steps, float_bytes)
 
 
+def _m0_for_float32(out, bound):
+    """Move each channel's M₀ (in ``out``) by at most M₀·2^(−18) where that lets the fast path
+    requantise in three float32 passes (:func:`m0_for_float32`); channels sharing (M₀, n) share
+    the choice."""
+    lo, hi = out["out_lo"] - out["out_zero"], out["out_hi"] - out["out_zero"]
+    chosen = {}
+    for i, key in enumerate(zip(out["m0"].tolist(), out["shift"].tolist())):
+        if key not in chosen:
+            chosen[key] = m0_for_float32(*key, bound, lo, hi)
+        out["m0"][i] = chosen[key]
+
+
 def _convert_layer(children, i, grid, consumed, gemm):
     name, layer = children[i]
     wq = _weight_quantizer(name, layer)
@@ -1287,6 +1132,8 @@ def _convert_layer(children, i, grid, consumed, gemm):
                "out_delta": np.float32(out_grid[0]), "out_zero": int(out_grid[1]),
                "out_lo": int(lo), "out_hi": int(out_grid[3]), "relu": int(relu)}
         step = IntLayer(kind, (q_w, wq.n_bits, w_delta), q_b, grid, out, gemm=gemm, **extra)
+        if step.exact_dtype == np.float32:
+            _m0_for_float32(step.out, step.bound)
         consumed.update(range(i + 1, j + 1))
         return [step], out_grid
     if j == len(children) and not relu:
