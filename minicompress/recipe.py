@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 from pathlib import Path
 
 DEMO_RECIPE = Path(__file__).parent / "_data" / "digits_demo.json"  # what `demo` runs

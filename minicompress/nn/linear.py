@@ -1,6 +1,4 @@
 """Fully connected layer, ``y = x Wᵀ + b``."""
-import numpy as np
-
 from .checks import check_input, check_positive_int
 from .init import check_rng, kaiming_uniform
 from .module import Parameter
