@@ -407,15 +407,16 @@ for s in im.steps:
 #   bits of $M_0$) — checked per layer, otherwise the "$+\tfrac12$, floor" pair is used;
 # * better still, three float32 passes, $\mathrm{clip}(\mathrm{rint}(\mathrm{acc}\cdot m))$ with $m$ the float32
 #   number nearest $M$ (or a neighbour of it), wherever that is exact. No error bound proves it — the float32
-#   product is rounded — but enumeration does: both sides are non-decreasing in acc, so they agree for every
-#   $|\mathrm{acc}| \le B$ once they agree on the $\approx (q_{hi}-q_{lo})/M$ accumulators where the code changes,
-#   which are checked once, when the stages are built. It fails when some $\mathrm{acc}\cdot M$ lies within
-#   $\approx 2^{-23}|\mathrm{acc}\cdot M|$ of a tie — in `benchmarks/int_speed.py` for LeNet-300-100's first layer
-#   (3 of its ~500,000 accumulators). Then `convert` moves $M_0$ itself, by at most $M_0\cdot 2^{-18}$, to the
-#   nearest value for which some float32 $m$ is exact: both sides are step functions of acc, so each code level
-#   gives two linear conditions on $M_0$, and together they leave an interval. For that layer $M_0$ moves by 113
-#   in 70,692,849, which shifts every product $\mathrm{acc}\cdot M$ that matters by less than 0.001 of a code step,
-#   and now every hidden layer requantises in float32 (a model saved before keeps the float64 passes);
+#   product is rounded — but a check at a few accumulators does: both sides are non-decreasing step functions of
+#   acc, so they agree for every $|\mathrm{acc}| \le B$ once they agree at both sides of each step of the float32
+#   codes and at $\pm B$. A step to code $k$ sits at $\lceil (k-\tfrac12)/m \rceil$ or next to it, so that is at
+#   most $2(q_{hi}-q_{lo})+2$ accumulators, checked once, when the stages are built. It fails when some
+#   $\mathrm{acc}\cdot M$ lies within $\approx 2^{-23}|\mathrm{acc}\cdot M|$ of a tie — in `benchmarks/int_speed.py`
+#   for LeNet-300-100's first layer (3 of the ~500,000 accumulators where its codes change). Then `convert` moves
+#   $M_0$ itself, by at most $M_0\cdot 2^{-18}$, to the nearest value for which some float32 $m$ near $M$ is exact,
+#   by the same check. For that layer $M_0$ moves by 113 in 70,692,849, which shifts every product
+#   $\mathrm{acc}\cdot M$ that matters by less than 0.001 of a code step, and now every hidden layer requantises in
+#   float32 (a model saved before keeps the float64 passes);
 # * a max-pool right after a layer is taken on the accumulators *before* the requantisation (which is
 #   non-decreasing, so the two commute): a 2×2 pool leaves a quarter of the values to requantise;
 # * a convolution runs a few images at a time, as the float `Conv2d` does in eval mode, so that its GEMM, pool

@@ -2,8 +2,6 @@
 fake-quantised model, plain-array round trip, packed storage, unusual shapes and masks."""
 import copy
 
-import math
-
 import numpy as np
 import pytest
 
@@ -383,10 +381,9 @@ def test_fast_forward_exact_ties_round_half_up(rng):
 
 
 # ---- float32 requantisation, proved by enumeration; conv stages in chunks -----------------------
-from minicompress.quantize import fixed_point  # noqa: E402
 from minicompress.quantize import integer as integer_module  # noqa: E402
-from minicompress.quantize.fixed_point import (M0_FLOAT32_SLACK, m0_for_float32,  # noqa: E402
-                                               m0_interval)
+from minicompress.quantize.fixed_point import (M0_FLOAT32_SLACK, agreeing_m0,  # noqa: E402
+                                               code_steps, m0_for_float32)
 from minicompress.quantize.integer import (_ConvStage, _PlaneConvStage,  # noqa: E402
                                            float32_multiplier, requantize_float32)
 
@@ -431,11 +428,16 @@ def test_float32_multiplier_at_exact_ties():
     assert float32_multiplier(m0, n, 1000, -128, 127) is None
 
 
-def test_float32_multiplier_window_limit(monkeypatch):
-    """A window longer than FLOAT32_CHECK_LIMIT is not enumerated: None (float64 path)."""
-    m0, n = quantize_multiplier(1e-3)
-    monkeypatch.setattr(fixed_point, "FLOAT32_CHECK_LIMIT", 1000)
-    assert float32_multiplier(m0, n, 10 ** 6, 0, 255) is None
+def test_code_steps_are_where_the_float32_codes_step_up(rng):
+    """code_steps (found from ⌈(k − ½)/m⌉ and its neighbours) is exactly the set of accumulators
+    where clip(rint(acc·m)) changes, by enumeration of every |acc| ≤ B."""
+    for case in range(60):
+        lo, hi = [(0, 255), (-128, 127), (-8, 7)][case % 3]
+        m32 = np.float32(np.exp(rng.uniform(np.log(1e-4), np.log(0.5))))
+        bound = int(rng.integers(1, 300_000))
+        acc = np.arange(-bound, bound + 1)
+        f = np.clip(np.rint(acc.astype(np.float32) * m32), lo, hi)
+        np.testing.assert_array_equal(code_steps(m32, bound, lo, hi), acc[1:][f[1:] != f[:-1]])
 
 
 def test_m0_for_float32_on_lenet300_first_layer():
@@ -453,58 +455,59 @@ def test_m0_for_float32_on_lenet300_first_layer():
     assert all(float32_multiplier(m0 + e, n, bound, 0, 255) is None for e in range(1 - d, d))
 
 
-def test_m0_for_float32_keeps_or_moves_by_one(monkeypatch):
+def test_m0_for_float32_keeps_or_moves_by_one():
     """M = ½ with a ReLU clip: fl32 just above ½ already works, M₀ is kept. With negative codes
     the odd accumulators are exact ties k + ½, which the integer model rounds up and rint to
     even: M₀ + 1 (M = ½ + 2^(−27)) has no ties left, and the float32 number just above ½ then
-    gives its codes exactly. A window too long to enumerate keeps M₀ (float64 path)."""
+    gives its codes exactly. Allowed no move at all, it finds nothing: None."""
     m0, n = (int(v) for v in quantize_multiplier(0.5))
     assert m0_for_float32(m0, n, 1000, 0, 255) == m0
     moved = m0_for_float32(m0, n, 1000, -128, 127)
     assert moved == m0 + 1
     got, want = _all_codes(float32_multiplier(moved, n, 1000, -128, 127), moved, n, 1000, -128, 127)
     np.testing.assert_array_equal(got, want)
-    monkeypatch.setattr(fixed_point, "FLOAT32_CHECK_LIMIT", 100)
-    assert m0_for_float32(m0, n, 1000, -128, 127) == m0
+    assert m0_for_float32(m0, n, 1000, -128, 127, slack=2.0 ** -30) is None
 
 
-def test_m0_interval_is_exactly_the_agreeing_multipliers(rng):
-    """For a float32 m, m0_interval gives exactly the M₀' whose exact codes equal
-    clip(rint(acc·m)) for every |acc| ≤ B — compared with every M₀' in 1..4095 (11-bit M₀, so
-    that whole intervals fit in the range), each over every accumulator."""
+def test_agreeing_m0_is_exactly_the_multipliers_that_agree_everywhere(rng):
+    """agreeing_m0, which looks only at f's steps and the ends, marks exactly the M₀' whose exact
+    codes equal clip(rint(acc·m)) for every |acc| ≤ B — compared with every M₀' in 1..4095 (11-bit
+    M₀, so that whole runs of agreeing M₀' fit in the range), each over every accumulator."""
     candidates = np.arange(1, 4096, dtype=np.int64)
-    nonempty = 0
+    some = 0
     for case in range(40):
         lo, hi = [(0, 15), (-8, 7), (0, 63)][case % 3]
         m0, n = int(rng.integers(1024, 2048)), int(rng.integers(14, 17))
         m32 = np.float32(m0 * 2.0 ** -n)
-        for _ in range(int(rng.integers(-3, 4))):             # a few float32 steps away, or not
+        for _ in range(int(rng.integers(0, 4))):             # a few float32 steps away, or not
             m32 = np.nextafter(m32, np.float32(np.inf))
         bound = int(rng.integers(50, 3000))
-        m = float(m32)
-        a1, a2 = max(-bound, math.floor((lo - 1) / m)), min(bound, math.ceil((hi + 1) / m))
-        window = np.arange(a1, a2 + 1).astype(np.float32)
-        low, high = m0_interval(m32, window, bound, n, lo, hi, 1, 4095)
+        got = agreeing_m0(m32, candidates, bound, n, lo, hi)
         acc = np.arange(-bound, bound + 1)
         f = np.clip(np.rint(acc.astype(np.float32) * m32), lo, hi)
-        agree = np.array([np.array_equal(requantize(acc, c, n, 0, lo, hi), f) for c in candidates])
-        np.testing.assert_array_equal(agree, (candidates >= low) & (candidates <= high))
-        nonempty += low <= high
-    assert nonempty >= 10
-    # m = ½ exactly with negative codes: rint takes ties to even, e rounds them up or has none
-    window = np.arange(-17, 16).astype(np.float32)
-    assert m0_interval(np.float32(0.5), window, 16, 12, -8, 7, 1, 4095)[0] > \
-        m0_interval(np.float32(0.5), window, 16, 12, -8, 7, 1, 4095)[1]
+        want = np.array([np.array_equal(requantize(acc, c, n, 0, lo, hi), f) for c in candidates])
+        np.testing.assert_array_equal(got, want)
+        some += bool(want.any())
+    assert some >= 10
+    # m = ½ with negative codes: rint takes the ties of odd acc to even, e rounds them up — or,
+    # with M₀' ≠ ½·2^n, has none; either way some acc disagrees, for every M₀'
+    assert not agreeing_m0(np.float32(0.5), candidates, 16, 12, -8, 7).any()
 
 
-def test_convert_shares_the_moved_m0_between_equal_channels():
-    """_m0_for_float32 moves each distinct (M₀, n) once and writes it to every channel."""
+def test_convert_shares_the_moved_m0_between_equal_channels(monkeypatch):
+    """_m0_for_float32 moves each distinct (M₀, n) once and writes it to every channel; if one
+    channel finds no M₀', no channel moves (the layer stays float64 anyway)."""
     from minicompress.quantize.integer import _m0_for_float32
     out = {"m0": np.array([70692849, 70692849, 2 ** 26], np.int64),
            "shift": np.array([37, 37, 27], np.int64), "out_zero": 0, "out_lo": 0, "out_hi": 255}
     _m0_for_float32(out, 3363107)
     assert out["m0"][0] == out["m0"][1] == m0_for_float32(70692849, 37, 3363107, 0, 255) != 70692849
     assert out["m0"][2] == 2 ** 26                           # M = ½: fl32 just above ½ works
+    out["m0"][:] = [70692849, 70692849, 2 ** 26]
+    monkeypatch.setattr(integer_module, "m0_for_float32",
+                        lambda m0, n, *a: None if m0 == 2 ** 26 else m0 + 1)
+    _m0_for_float32(out, 3363107)
+    np.testing.assert_array_equal(out["m0"], [70692849, 70692849, 2 ** 26])
 
 
 def test_fast_forward_float64_requantisation_when_float32_fails(rng):

@@ -12,14 +12,14 @@ with faster float hardware, each exact under a condition stated in its docstring
 * :func:`requantize_exact_float` and :func:`requantize_centred` — float64, exact because
   acc·M₀ < 2^24 · 2^27 = 2^51 fits a float64 significand;
 * :func:`requantize_float32` — float32, three passes, with a multiplier m that
-  :func:`float32_multiplier` has *proved* exact by enumerating every accumulator where the code
-  changes; :func:`m0_for_float32` picks, at conversion, an M₀ for which such an m exists.
+  :func:`float32_multiplier` has *proved* exact for every accumulator, by comparing both sides
+  where the float32 codes step up (:func:`agreeing_m0`); :func:`m0_for_float32` picks, at
+  conversion, an M₀ for which such an m exists.
 """
 import math
 
 import numpy as np
 
-M0_BITS = 27
 M0_BITS = 27
 
 
@@ -134,44 +134,66 @@ def requantize_centred(acc, m, lo, hi, out, work, ties=True):
     return clip_into(out, lo, hi)                 # in float32: half the bytes of a float64 clip
 
 
-# Enumerating more accumulators than this per layer (when looking for a float32 multiplier) would
-# make building the stages slow; such a layer keeps the float64 requantisation.
-FLOAT32_CHECK_LIMIT = 1 << 22
-
-
 def float32_multiplier(m0, shift, bound, lo, hi, ulps=2):
     """fl32(M), M = M₀·2^(−n), if ``clip(rint(acc·m), lo, hi)`` computed in float32 equals the
     exact ``clip((acc·M₀ + 2^(n−1)) >> n, lo, hi)`` for *every* integer |acc| ≤ ``bound``;
     else None.
 
     The float32 product acc·m is rounded (acc·M₀ can need ~51 bits), so no error bound proves
-    this; enumeration does. Both sides are non-decreasing in acc, so if they agree on a window
-    [a₁, a₂] where the exact side is lo at a₁ and hi at a₂ (or a₁ = −B, a₂ = B), they agree below
-    it (both lo) and above it (both hi). The window holds about (hi − lo + 2)/M accumulators.
-    It fails when some acc·M lies within ~2^(−23)·|acc·M| of a tie k + ½ (a few in ~10⁵ windows
-    of the 8-bit nets). A neighbouring float32 moves every product a little — it mostly adds
-    errors, but where fl32(M) misses one or two accumulators it may hit them — so the nearest
-    ``2·ulps`` neighbours are tried too; the first one that agrees everywhere is returned.
+    this; :func:`agreeing_m0` checks it, exactly, at the accumulators where the codes step up.
+    It fails when some acc·M lies within ~2^(−23)·|acc·M| of a tie k + ½ (a few in ~10⁵ of the
+    accumulators of the 8-bit nets where the code changes). A neighbouring float32 moves every
+    product a little — it mostly adds errors, but where fl32(M) misses one or two accumulators
+    it may hit them — so the nearest ``2·ulps`` neighbours are tried too; the first one that
+    agrees everywhere is returned.
     """
-    m0, shift = int(m0), int(shift)
-    m = m0 * 2.0 ** -shift
-    a1 = max(-bound, math.floor((lo - 1) / m))       # a₁·M ≤ lo − 1: the exact code is lo
-    a2 = min(bound, math.ceil((hi + 1) / m))
-    if a2 - a1 + 1 > FLOAT32_CHECK_LIMIT:
-        return None
-    acc = np.arange(a1, a2 + 1, dtype=np.int64)
-    want = requantize(acc, m0, shift, 0, lo, hi).astype(np.float32)
-    if (a1 > -bound and want[0] != lo) or (a2 < bound and want[-1] != hi):
-        return None                                   # not a window (cannot happen; be safe)
-    acc = acc.astype(np.float32)                      # |acc| ≤ B < 2^24: exact in float32
-    got = np.empty_like(acc)
-    for m32 in _float32_neighbours(np.float32(m), ulps):
-        np.multiply(acc, m32, out=got)
-        np.rint(got, out=got)
-        np.clip(got, lo, hi, out=got)
-        if np.array_equal(got, want):
+    m0 = np.array([m0], np.int64)
+    for m32 in _float32_neighbours(np.float32(int(m0[0]) * 2.0 ** -int(shift)), ulps):
+        if agreeing_m0(m32, m0, bound, shift, lo, hi)[0]:
             return m32
     return None
+
+
+def agreeing_m0(m32, candidates, bound, shift, lo, hi):
+    """Which ``candidates`` M₀' (int64 array) give, for every integer |acc| ≤ B, exactly the
+    float32 codes of m32: e(acc) = clip(⌊(acc·M₀' + 2^(n−1)) / 2^n⌋, lo, hi) equal to
+    f(acc) = clip(rint(fl32(acc·m32)), lo, hi). A boolean array like ``candidates``.
+
+    Both are non-decreasing step functions of acc, so they agree everywhere once they agree at
+    both sides of every step of f and at the ends −B and B: between two neighbouring such points
+    f is constant, and e, equal to it at both, cannot move. f has at most hi − lo steps
+    (:func:`code_steps`), and e is computed exactly, in int64, at those ≤ 2(hi − lo) + 2 points
+    only (|acc·M₀'| < 2^24·2^27) — not at the ~(hi − lo)/M accumulators between them.
+    """
+    steps = code_steps(m32, bound, lo, hi)
+    points = np.unique(np.concatenate([[-bound, bound], steps, steps - 1]))
+    want = np.clip(np.rint(points.astype(np.float32) * m32), lo, hi)   # exact: |acc| < 2^24
+    got = requantize(points[None, :], np.asarray(candidates, np.int64)[:, None], shift, 0, lo, hi)
+    return np.all(got == want, axis=1)
+
+
+def code_steps(m32, bound, lo, hi):
+    """The accumulators −B < acc ≤ B where f(acc) = clip(rint(fl32(acc·m32)), lo, hi) steps up,
+    f(acc) > f(acc − 1): for each code k in (lo, hi] that f reaches after −B, the first acc with
+    f(acc) ≥ k (int64, sorted; several codes may share one).
+
+    Exactly, acc·m32 ≥ k − ½ from acc = ⌈(k − ½)/m32⌉ on; the float32 product differs from the
+    exact one by less than 2^(−24)·|acc·m32| ≤ 2^(−24)·(hi + 1), so f's first acc is that one or
+    a neighbour, and it is found by stepping from there while f says so (f is non-decreasing).
+    """
+    k = np.arange(lo + 1, hi + 1)
+
+    def reaches(acc):                                # f(acc) ≥ k, and "yes" past B
+        inside = np.clip(acc, -bound, bound).astype(np.float32)
+        return (acc > bound) | (np.clip(np.rint(inside * m32), lo, hi) >= k)
+
+    first = np.clip(np.ceil((k - 0.5) / float(m32)), -bound, bound + 1).astype(np.int64)
+    while True:
+        up = ~reaches(first)
+        down = (first > -bound) & reaches(first - 1)
+        if not (up.any() or down.any()):
+            return np.unique(first[(first > -bound) & (first <= bound)])
+        first += up.astype(np.int64) - down
 
 
 def _float32_neighbours(m, ulps):
@@ -204,68 +226,46 @@ M0_FLOAT32_SLACK = 2 ** -18
 def m0_for_float32(m0, shift, bound, lo, hi, slack=M0_FLOAT32_SLACK):
     """The M₀' nearest to M₀, within M₀·``slack``, for which :func:`float32_multiplier` finds a
     float32 multiplier (so the layer requantises in three float32 passes instead of five float64
-    ones): M₀ itself if it has one, M₀ too if no M₀' does.
+    ones): M₀ itself if it has one, None if no M₀' does.
 
-    Each float32 m near M is tried (~2^(−23)·M apart, so ~2·2^23·slack of them). The float32
-    codes f(acc) = clip(rint(fl32(acc·m)), lo, hi) and the exact e(acc) = clip(⌊(acc·M₀' +
-    2^(n−1)) / 2^n⌋, lo, hi) are both non-decreasing in acc, so they agree for every |acc| ≤ B
-    exactly when they step up at the same accumulators: for every level k in (lo, hi], the first
-    acc_k with f(acc_k) ≥ k must also be the first with e ≥ k. As e(acc) ≥ k ⟺ acc·M₀' ≥ c_k =
-    (2k − 1)·2^(n−1), that is two linear conditions on M₀',
-
-        acc_k·M₀' ≥ c_k    and    (acc_k − 1)·M₀' < c_k
-
-    (just B·M₀' < c_k if f never reaches k; just −B·M₀' ≥ c_k if f(−B) ≥ k already), which leave
-    an interval of integers. M₀' is also kept within 1.5 float32 steps of m, so that
-    :func:`float32_multiplier` (which tries fl32(M₀'·2^(−n)) and its two neighbours each way)
-    meets m when the stages are built; it checks the choice again, accumulator by accumulator.
+    The float32 numbers m within ``slack`` of M are tried nearest first (they are ~2^(−23)·M
+    apart); for each, :func:`agreeing_m0` picks out the M₀' near m·2^n whose exact codes equal
+    m's float32 codes for every |acc| ≤ B. M₀' is kept within 1.5 float32 steps of m, so that
+    :func:`float32_multiplier` (which tries fl32(M₀'·2^(−n)) and two neighbours each way) meets m
+    when the stages are built; it also checks the choice again.
     """
     m0, shift, bound = int(m0), int(shift), int(bound)
     if float32_multiplier(m0, shift, bound, lo, hi) is not None:
         return m0
-    m = m0 * 2.0 ** -shift
-    a1 = max(-bound, math.floor((lo - 1) / m))       # below a₁ every code is lo, above a₂ hi
-    a2 = min(bound, math.ceil((hi + 1) / m))
-    if a2 - a1 + 1 > FLOAT32_CHECK_LIMIT:
-        return m0
-    acc = np.arange(a1, a2 + 1, dtype=np.int64).astype(np.float32)   # exact: |acc| ≤ B < 2^24
     reach = int(m0 * slack)
-    best = m0
-    m32, last = np.float32(m * (1 - slack)), np.float32(m * (1 + slack))
-    while m32 <= last:
+    lowest, highest = max(m0 - reach, 2 ** (M0_BITS - 1)), min(m0 + reach, 2 ** M0_BITS - 1)
+    best = None
+    for m32 in _float32_nearest_first(np.float32(m0 * 2.0 ** -shift), slack):
         low, high = _near(m32, shift)
-        low, high = max(low, m0 - reach, 2 ** (M0_BITS - 1)), min(high, m0 + reach, 2 ** M0_BITS - 1)
-        if low <= high:
-            low, high = m0_interval(m32, acc, bound, shift, lo, hi, low, high)
-            nearest = min(max(m0, low), high)
-            if low <= high and (best == m0 or abs(nearest - m0) < abs(best - m0)):
+        low, high = max(low, lowest), min(high, highest)
+        if low > high or (best is not None and not low <= m0 <= high
+                          and min(abs(low - m0), abs(high - m0)) >= abs(best - m0)):
+            continue                                 # no candidate nearer than the best so far
+        candidates = np.arange(low, high + 1, dtype=np.int64)
+        good = candidates[agreeing_m0(m32, candidates, bound, shift, lo, hi)]
+        if good.size:
+            nearest = int(good[np.argmin(np.abs(good - m0))])
+            if best is None or abs(nearest - m0) < abs(best - m0):
                 best = nearest
-        m32 = np.nextafter(m32, np.float32(np.inf))
-    if best != m0 and float32_multiplier(best, shift, bound, lo, hi) is None:
-        return m0                                    # cannot happen; be safe
+    if best is None or float32_multiplier(best, shift, bound, lo, hi) is None:
+        return None                                  # (the second cannot happen; be safe)
     return best
 
 
-def m0_interval(m32, acc, bound, shift, lo, hi, low, high):
-    """[low, high] narrowed to the M₀' whose exact codes e equal the float32 codes f of m32 for
-    every |acc| ≤ B (see :func:`m0_for_float32`); ``acc`` the window of consecutive accumulators
-    (float32) outside which f is lo (below) and hi (above) unless it reaches ∓B. Empty: low > high."""
-    f = np.clip(np.rint(acc * m32), lo, hi)
-    a1, a2 = int(acc[0]), int(acc[-1])
-    if not ((a1 == -bound or f[0] == lo) and (a2 == bound or f[-1] == hi)):
-        return 1, 0                                  # not a window for this m
-    levels = np.arange(lo + 1, hi + 1)
-    for k, i in zip(levels.tolist(), np.searchsorted(f, levels).tolist()):
-        c = (2 * k - 1) << (shift - 1)
-        if i == len(f):                              # f never reaches k (the window ends at B)
-            low, high = _at_least(-bound, 1 - c, low, high)          # B·M₀' < c
-            continue
-        low, high = _at_least(a1 + i, c, low, high)                  # acc_k·M₀' ≥ c
-        if i > 0:                                                    # (acc_k − 1)·M₀' < c
-            low, high = _at_least(-(a1 + i - 1), 1 - c, low, high)
-        if low > high:
-            break
-    return low, high
+def _float32_nearest_first(m, slack):
+    """The float32 numbers within m·slack of m, nearest first."""
+    yield m
+    up = down = m
+    while up - m <= m * slack or m - down <= m * slack:
+        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
+        for v in (up, down):
+            if abs(v - m) <= m * slack:
+                yield v
 
 
 def _near(m32, shift):
@@ -273,12 +273,3 @@ def _near(m32, shift):
     step = min(m32 - np.nextafter(m32, np.float32(0)), np.nextafter(m32, np.float32(np.inf)) - m32)
     centre, width = float(m32), 1.5 * float(step)
     return math.ceil(math.ldexp(centre - width, shift)), math.floor(math.ldexp(centre + width, shift))
-
-
-def _at_least(a, c, low, high):
-    """[low, high] narrowed to the integers M with a·M ≥ c (empty as low > high)."""
-    if a > 0:
-        return max(low, -(-c // a)), high            # M ≥ ⌈c / a⌉
-    if a < 0:
-        return low, min(high, c // a)                # M ≤ ⌊c / a⌋ (dividing by a < 0 flips ≥)
-    return (low, high) if c <= 0 else (1, 0)

@@ -36,7 +36,7 @@ Two ways through the steps. ``IntegerModel.forward_steps`` runs each step's ``ru
 codes, one after another: the reference, written for reading. ``IntegerModel.forward`` computes
 the same integers, bit for bit, in fused stages built once per input shape (float32 centred codes
 between layers, weights stored once in the layout BLAS is fastest with, a three-pass float32
-requantisation where enumerating every accumulator proves it exact (:func:`float32_multiplier`;
+requantisation where a check at every step of the codes proves it exact (:func:`float32_multiplier`;
 ``convert`` picks M₀ so that it is, :func:`m0_for_float32`) and a five-pass float64 one otherwise
 (:func:`requantize_centred`), max-pooling before
 requantising, convolutions a few images at a time, banded where the float Conv2d is); see "the
@@ -348,12 +348,13 @@ STEP_TYPES = {c.kind: c for c in (QuantizeInput, IntReLU, IntMaxPool, IntFlatten
 # * each weight matrix is stored once as float32 (K, O) in C order, the layout OpenBLAS is
 #   fastest with; the bias is added to the exact float32 accumulators;
 # * requantisation is three float32 passes, clip(rint(acc·m)), when m = fl32(M) or a float32
-#   neighbour gives the exact codes for every |acc| ≤ B — checked once, by enumerating the
-#   ~(q_hi − q_lo)/M accumulators where the codes change (:func:`float32_multiplier`). Where
-#   round(M·2^n) has no such m, ``convert`` moves M₀ by at most M₀·2^(−18) to the nearest one
-#   that has (:func:`m0_for_float32`): all 16 hidden layers of the 8-bit PTQ lenet300/lenet5
-#   variants in benchmarks/int_speed.py (before, lenet300's first layer had none). Otherwise
-#   (a window too long to enumerate, a model saved before) five passes through float64, one
+#   neighbour gives the exact codes for every |acc| ≤ B — checked once, exactly, at both sides
+#   of each of the ≤ q_hi − q_lo accumulators where the float32 codes step up (both sides are
+#   non-decreasing in acc; :func:`float32_multiplier`). Where round(M·2^n) has no such m,
+#   ``convert`` moves M₀ by at most M₀·2^(−18) to the nearest one that has
+#   (:func:`m0_for_float32`): all 16 hidden layers of the 8-bit PTQ lenet300/lenet5 variants in
+#   benchmarks/int_speed.py (before, lenet300's first layer had none). Otherwise (a model saved
+#   before, a per-channel layer where some channel finds none) five passes through float64, one
 #   dtype each (:func:`requantize_centred`), where,
 #   when no accumulator can be an exact tie (:meth:`_LayerStage.ties_possible`), ``rint``
 #   replaces the "+ ½, floor" pair;
@@ -1090,13 +1091,16 @@ def convert(model, gemm="auto"):
 def _m0_for_float32(out, bound):
     """Move each channel's M₀ (in ``out``) by at most M₀·2^(−18) where that lets the fast path
     requantise in three float32 passes (:func:`m0_for_float32`); channels sharing (M₀, n) share
-    the choice."""
+    the choice. The layer is float32 only if every channel is, so if one channel finds no such
+    M₀, none is moved."""
     lo, hi = out["out_lo"] - out["out_zero"], out["out_hi"] - out["out_zero"]
     chosen = {}
-    for i, key in enumerate(zip(out["m0"].tolist(), out["shift"].tolist())):
+    for key in zip(out["m0"].tolist(), out["shift"].tolist()):
         if key not in chosen:
             chosen[key] = m0_for_float32(*key, bound, lo, hi)
-        out["m0"][i] = chosen[key]
+            if chosen[key] is None:
+                return
+    out["m0"][:] = [chosen[key] for key in zip(out["m0"].tolist(), out["shift"].tolist())]
 
 
 def _convert_layer(children, i, grid, consumed, gemm):
