@@ -121,7 +121,8 @@ def requantize_centred(acc, m, lo, hi, out, work, ties=True):
 
     Each pass is between arrays of one dtype, except the final cast: a float32 · float64 multiply
     would run NumPy's casting loop, several times slower than a cast followed by an in-place
-    multiply. (Exact float32 requantisation is impossible: acc·M₀ can need ~51 bits.)
+    multiply. (In float32 the product acc·M is rounded — acc·M₀ can need ~51 bits — so it is
+    exact only where :func:`float32_multiplier` shows it is.)
     """
     np.copyto(work, acc)                          # float32 → float64, exact
     work *= m
