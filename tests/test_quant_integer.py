@@ -1,6 +1,7 @@
 """The integer model: fixed-point requantisation, exactness of the fast path, agreement with the
 fake-quantised model, plain-array round trip, packed storage, unusual shapes and masks."""
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -508,6 +509,21 @@ def test_convert_shares_the_moved_m0_between_equal_channels(monkeypatch):
                         lambda m0, n, *a: None if m0 == 2 ** 26 else m0 + 1)
     _m0_for_float32(out, 3363107)
     np.testing.assert_array_equal(out["m0"], [70692849, 70692849, 2 ** 26])
+
+
+def test_fast_forward_with_a_zero_multiplier(rng):
+    """M₀ = 0 is allowed in a file (every code of that layer is then clip(z_y)): the fused
+    stages give the steps' integers, without a warning (no division by M or by M₀'s bits)."""
+    model = models.build("lenet300", 28, rng=rng)
+    x = rng.random((8, 784)).astype(np.float32)
+    fake = prepare(copy.deepcopy(model), 8, 8, input_kind="asymmetric")
+    calibrate(fake, x)
+    im = convert(fake)
+    first = next(s for s in im.steps if isinstance(s, IntLayer) and "m0" in s.out)
+    first.out["m0"][:] = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(im.forward(x), im.forward_steps(x))
 
 
 def test_fast_forward_float64_requantisation_when_float32_fails(rng):

@@ -182,6 +182,8 @@ def code_steps(m32, bound, lo, hi):
     exact one by less than 2^(−24)·|acc·m32| ≤ 2^(−24)·(hi + 1), so f's first acc is that one or
     a neighbour, and it is found by stepping from there while f says so (f is non-decreasing).
     """
+    if m32 == 0:                                     # M₀ = 0 (allowed in a file): f = clip(0)
+        return np.empty(0, np.int64)
     k = np.arange(lo + 1, hi + 1)
 
     def reaches(acc):                                # f(acc) ≥ k, and "yes" past B

@@ -566,8 +566,9 @@ class _LayerStage:
         (mod 2^n). That needs acc·M₀ to have exactly n − 1 trailing zero bits, so |acc| at
         least 2^(n−1−t), t the trailing zero bits of M₀: impossible when B < 2^(n−1−t)."""
         m0, n = self.layer.out["m0"], self.layer.out["shift"]
-        t = np.log2(m0 & -m0)                                           # m0 > 0: exact
-        return bool(np.any(self.layer.bound >= 2.0 ** (n - 1 - t)))
+        live = m0 > 0                                   # M₀ = 0 (allowed in a file): acc·M₀ = 0
+        t = np.log2(m0[live] & -m0[live])                               # m0 > 0: exact
+        return bool(np.any(self.layer.bound >= 2.0 ** (n[live] - 1 - t)))
 
     def _out_shape(self, shape):
         o = self.layer.q_w.shape[0]
