@@ -26,8 +26,9 @@ from .artifact import (BASE_ENCODINGS, HUFFMAN_ENCODINGS, ArtifactError, BlobWri
                        artifact_bytes, check_entry, entry_shape, json_int, read_artifact,
                        read_tensor, show, uses_huffman, versioned, write_file_bytes)
 from .quantize.fixed_point import M0_BITS
-from .quantize.integer import (FORMAT, INT32_LIMIT, IntegerModel, IntFlatten, IntLayer, IntMaxPool,
-                               IntReLU, QuantizeInput, _compact, step_shape)
+from .quantize.integer import FORMAT, IntegerModel
+from .quantize.integer_steps import (INT32_LIMIT, IntFlatten, IntLayer, IntMaxPool, IntReLU,
+                                     QuantizeInput, _compact, step_shape)
 
 # ---- limits (docs/FORMAT.md, "Limits") ----------------------------------------------------------
 MAX_STEPS = 10_000

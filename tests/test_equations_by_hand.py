@@ -15,7 +15,8 @@ from minicompress.quantize import (ActivationQuantizer, BiasQuantizer, WeightQua
                                    asymmetric_quantize, pack_bits, quantize_multiplier, requantize,
                                    symmetric_quantize, unpack_bits, zero_point)
 from minicompress.quantize.functional import symmetric_delta, symmetric_range
-from minicompress.quantize.integer import IntFlatten, requantize_exact_float
+from minicompress.quantize.fixed_point import requantize_exact_float
+from minicompress.quantize.integer import IntFlatten
 from minicompress.quantize.observers import integer_bounds, lsq_observer, minmax_observer
 
 

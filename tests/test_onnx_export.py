@@ -18,8 +18,9 @@ from minicompress.artifact import ArtifactError
 from minicompress.data import load_dataset, normalize
 from minicompress.prune import Mask, attach_mask
 from minicompress.quantize import calibrate, convert, prepare
+from minicompress.quantize import quantize_multiplier
 from minicompress.quantize.integer import (IntegerModel, IntFlatten, IntLayer, IntMaxPool, IntReLU,
-                                           QuantizeInput, quantize_multiplier)
+                                           QuantizeInput)
 from minicompress.serialize import input_spec, save_integer_model
 
 onnx = pytest.importorskip("onnx")

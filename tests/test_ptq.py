@@ -1,7 +1,6 @@
 """Post-training rounding: AdaRound (rectified sigmoid, regulariser, hand-written gradient) and
 GPTQ (the optimal-brain-quantizer update by hand, the Cholesky form), and both on real models:
 the chosen codes survive conversion to the integer model and an artifact file."""
-import copy
 
 import numpy as np
 import pytest

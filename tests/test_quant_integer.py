@@ -10,7 +10,8 @@ from minicompress import models, nn, optim
 from minicompress.io import load_npz, save_npz_atomic
 from minicompress.quantize import (ActivationQuantizer, IntegerModel, calibrate, convert, prepare,
                                    quantize_multiplier, requantize, train_quantized)
-from minicompress.quantize.integer import IntLayer, requantize_exact_float
+from minicompress.quantize.fixed_point import requantize_exact_float
+from minicompress.quantize.integer import IntLayer
 from minicompress.train import TrainConfig, fit, predict
 
 
@@ -216,8 +217,9 @@ def test_convert_errors(rng):
 
 
 # ---- the fused fast path (IntegerModel.forward) against the step-by-step reference ---------------
-from minicompress.quantize.integer import (IntFlatten, IntMaxPool, IntReLU, QuantizeInput,  # noqa: E402
-                                           _LayerStage, _PoolStage, requantize_centred)
+from minicompress.quantize.fixed_point import requantize_centred  # noqa: E402
+from minicompress.quantize.integer import IntFlatten, IntMaxPool, IntReLU, QuantizeInput  # noqa: E402
+from minicompress.quantize.integer_stages import _LayerStage, _PoolStage  # noqa: E402
 
 
 def _requant_out(m, out_zero, out_lo=0, out_hi=255, relu=0):
@@ -383,10 +385,11 @@ def test_fast_forward_exact_ties_round_half_up(rng):
 
 # ---- float32 requantisation, proved by enumeration; conv stages in chunks -----------------------
 from minicompress.quantize import integer as integer_module  # noqa: E402
-from minicompress.quantize.fixed_point import (M0_FLOAT32_SLACK, agreeing_m0,  # noqa: E402
-                                               code_steps, m0_for_float32)
-from minicompress.quantize.integer import (_ConvStage, _PlaneConvStage,  # noqa: E402
-                                           float32_multiplier, requantize_float32)
+from minicompress.quantize import integer_stages  # noqa: E402
+from minicompress.quantize.fixed_point import (M0_FLOAT32_SLACK, agreeing_m0, code_steps,  # noqa: E402
+                                               float32_multiplier, m0_for_float32,
+                                               requantize_float32)
+from minicompress.quantize.integer_stages import _ConvStage, _PlaneConvStage  # noqa: E402
 
 
 def _all_codes(m32, m0, n, bound, lo, hi):
@@ -546,7 +549,7 @@ def test_fast_forward_conv_chunks_and_planes(rng, monkeypatch, chunk_floats):
     """One-channel conv as channel planes (stride 2, padding, per-channel multipliers, no pool)
     and a multi-channel conv with a 2x2 pool, a few images at a time: a tiny chunk size makes
     many chunks and a shorter last one."""
-    monkeypatch.setattr(integer_module, "CHUNK_FLOATS", chunk_floats)
+    monkeypatch.setattr(integer_stages, "CHUNK_FLOATS", chunk_floats)
     grid = (np.float32(0.05), 9, 0, 255)
     conv1 = IntLayer("conv2d", (rng.integers(-127, 128, (5, 1, 3, 3)), 8, np.ones(5)),
                      rng.integers(-500, 500, 5), grid,
@@ -570,7 +573,7 @@ def test_fast_forward_conv_chunks_and_planes(rng, monkeypatch, chunk_floats):
 def test_input_clip_thresholds(rng):
     """x_hi is the largest float32 whose code rint(x/Δ) is ≤ hi (its successor's code is not),
     x_lo the smallest with code ≥ lo, for random steps and grids."""
-    from minicompress.quantize.integer import _QuantizeStage
+    from minicompress.quantize.integer_stages import _QuantizeStage
     for _ in range(200):
         delta = np.float32(np.exp(rng.uniform(np.log(1e-4), np.log(10.0))))
         q_lo, q_hi = [(0, 255), (-128, 127), (0, 15)][int(rng.integers(3))]
@@ -589,7 +592,7 @@ def test_fast_forward_banded_conv(rng, monkeypatch, chunk_floats):
     matmul (b output pixels per row, zeros outside the band): still exact, for one and for three
     input channels, with padding, a 2x2 pool (taken the float MaxPool2d's way for few channels),
     per-channel multipliers and a chunk size that leaves a shorter last chunk."""
-    monkeypatch.setattr(integer_module, "CHUNK_FLOATS", chunk_floats)
+    monkeypatch.setattr(integer_stages, "CHUNK_FLOATS", chunk_floats)
     grid = (np.float32(0.05), 9, 0, 255)
     conv1 = IntLayer("conv2d", (rng.integers(-127, 128, (3, 1, 5, 5)), 8, np.ones(3)),
                      rng.integers(-500, 500, 3), grid, _requant_out(np.full(3, 4e-3), 0), padding=2)
