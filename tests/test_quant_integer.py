@@ -473,6 +473,22 @@ def test_m0_for_float32_keeps_or_moves_by_one():
     assert m0_for_float32(m0, n, 1000, -128, 127, slack=2.0 ** -30) is None
 
 
+@pytest.mark.parametrize("m0, n, bound, lo, hi", [
+    (100405737, 40, 646216, -128, 127),     # works only with a multiplier 2 steps from fl32(M₀')
+    (100487809, 40, 7188849, 0, 255),       # works only with an m outside fl32(M)·(1 ± slack)
+    (119043533, 40, 6565805, 0, 255),
+    (72212480, 40, 6002555, 0, 255)])
+def test_m0_for_float32_is_the_nearest(m0, n, bound, lo, hi):
+    """The M₀' returned is the nearest (the lower on a tie) for which float32_multiplier finds a
+    multiplier, checked by trying every nearer one in turn; cases an earlier search missed."""
+    moved = m0_for_float32(m0, n, bound, lo, hi)
+    assert moved is not None and abs(moved - m0) <= m0 * M0_FLOAT32_SLACK
+    assert float32_multiplier(moved, n, bound, lo, hi) is not None
+    d = abs(moved - m0)
+    nearer = [m0 + e for e in sorted(range(-d, d + 1), key=lambda e: (abs(e), e))]
+    assert next(c for c in nearer if float32_multiplier(c, n, bound, lo, hi) is not None) == moved
+
+
 def test_agreeing_m0_is_exactly_the_multipliers_that_agree_everywhere(rng):
     """agreeing_m0, which looks only at f's steps and the ends, marks exactly the M₀' whose exact
     codes equal clip(rint(acc·m)) for every |acc| ≤ B — compared with every M₀' in 1..4095 (11-bit

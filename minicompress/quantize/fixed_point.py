@@ -16,7 +16,6 @@ with faster float hardware, each exact under a condition stated in its docstring
   where the float32 codes step up (:func:`agreeing_m0`); :func:`m0_for_float32` picks, at
   conversion, an M₀ for which such an m exists.
 """
-import math
 
 import numpy as np
 
@@ -136,9 +135,9 @@ def requantize_centred(acc, m, lo, hi, out, work, ties=True):
 
 
 def float32_multiplier(m0, shift, bound, lo, hi, ulps=2):
-    """fl32(M), M = M₀·2^(−n), if ``clip(rint(acc·m), lo, hi)`` computed in float32 equals the
-    exact ``clip((acc·M₀ + 2^(n−1)) >> n, lo, hi)`` for *every* integer |acc| ≤ ``bound``;
-    else None.
+    """A float32 m — fl32(M), M = M₀·2^(−n), or one of its neighbours up to ``ulps`` steps away —
+    for which ``clip(rint(acc·m), lo, hi)`` computed in float32 equals the exact
+    ``clip((acc·M₀ + 2^(n−1)) >> n, lo, hi)`` for *every* integer |acc| ≤ ``bound``; else None.
 
     The float32 product acc·m is rounded (acc·M₀ can need ~51 bits), so no error bound proves
     this; :func:`agreeing_m0` checks it, exactly, at the accumulators where the codes step up.
@@ -179,9 +178,12 @@ def code_steps(m32, bound, lo, hi):
     f(acc) ≥ k (int64, sorted; several codes may share one).
 
     Exactly, acc·m32 ≥ k − ½ from acc = ⌈(k − ½)/m32⌉ on; the float32 product differs from the
-    exact one by less than 2^(−24)·|acc·m32| ≤ 2^(−24)·(hi + 1), so f's first acc is that one or
-    a neighbour, and it is found by stepping from there while f says so (f is non-decreasing).
+    exact one by less than 2^(−24)·|acc·m32|, about 2^(−24)·|k| there, far less than one
+    accumulator's worth, so f's first acc is that one or a neighbour, and it is found by stepping
+    from there while f says so (f is non-decreasing because m32 ≥ 0).
     """
+    if not (np.isfinite(m32) and m32 >= 0):
+        raise ValueError(f"code_steps: m32 must be a finite float32 ≥ 0, got {m32}")
     if m32 == 0:                                     # M₀ = 0 (allowed in a file): f = clip(0)
         return np.empty(0, np.int64)
     k = np.arange(lo + 1, hi + 1)
@@ -226,53 +228,42 @@ def requantize_float32(acc, m, lo, hi, out):
 M0_FLOAT32_SLACK = 2 ** -18
 
 
-def m0_for_float32(m0, shift, bound, lo, hi, slack=M0_FLOAT32_SLACK):
-    """The M₀' nearest to M₀, within M₀·``slack``, for which :func:`float32_multiplier` finds a
-    float32 multiplier (so the layer requantises in three float32 passes instead of five float64
-    ones): M₀ itself if it has one, None if no M₀' does.
+def m0_for_float32(m0, shift, bound, lo, hi, slack=M0_FLOAT32_SLACK, ulps=2):
+    """The M₀' nearest to M₀ (the lower on a tie), among the integers in [2^26, 2^27) within
+    M₀·``slack`` of it, for which :func:`float32_multiplier` finds a float32 multiplier (so the
+    layer requantises in three float32 passes instead of five float64 ones): M₀ itself if it has
+    one, None if no M₀' does.
 
-    The float32 numbers m within ``slack`` of M are tried nearest first (they are ~2^(−23)·M
-    apart); for each, :func:`agreeing_m0` picks out the M₀' near m·2^n whose exact codes equal
-    m's float32 codes for every |acc| ≤ B. M₀' is kept within 1.5 float32 steps of m, so that
-    :func:`float32_multiplier` (which tries fl32(M₀'·2^(−n)) and two neighbours each way) meets m
-    when the stages are built; it also checks the choice again.
+    ``float32_multiplier(M₀')`` tries the float32 numbers m within ``ulps`` steps of
+    fl32(M₀'·2^(−n)). So each float32 m in reach is tried once, with :func:`agreeing_m0`, on the
+    M₀' that would try it; m's are taken outwards from fl32(M), and one whose M₀' are all
+    farther than the best found so far is skipped. The choice is checked again by
+    ``float32_multiplier``.
     """
     m0, shift, bound = int(m0), int(shift), int(bound)
-    if float32_multiplier(m0, shift, bound, lo, hi) is not None:
+    if float32_multiplier(m0, shift, bound, lo, hi, ulps) is not None:
         return m0
     reach = int(m0 * slack)
-    lowest, highest = max(m0 - reach, 2 ** (M0_BITS - 1)), min(m0 + reach, 2 ** M0_BITS - 1)
+    candidates = np.arange(max(m0 - reach, 2 ** (M0_BITS - 1)), min(m0 + reach, 2 ** M0_BITS - 1) + 1)
+    if candidates.size == 0:
+        return None
+    tried = _float32_bits(candidates * 2.0 ** -shift)  # fl32(M₀'·2^(−n)) of each, as ordered ints
+    start = int(_float32_bits(m0 * 2.0 ** -shift))
     best = None
-    for m32 in _float32_nearest_first(np.float32(m0 * 2.0 ** -shift), slack):
-        low, high = _near(m32, shift)
-        low, high = max(low, lowest), min(high, highest)
-        if low > high or (best is not None and not low <= m0 <= high
-                          and min(abs(low - m0), abs(high - m0)) >= abs(best - m0)):
-            continue                                 # no candidate nearer than the best so far
-        candidates = np.arange(low, high + 1, dtype=np.int64)
-        good = candidates[agreeing_m0(m32, candidates, bound, shift, lo, hi)]
-        if good.size:
-            nearest = int(good[np.argmin(np.abs(good - m0))])
-            if best is None or abs(nearest - m0) < abs(best - m0):
-                best = nearest
-    if best is None or float32_multiplier(best, shift, bound, lo, hi) is None:
+    for step in range(max(start - int(tried[0]), int(tried[-1]) - start) + ulps + 1):
+        for bits in {start - step, start + step}:
+            near = candidates[np.abs(tried - bits) <= ulps]
+            if near.size == 0 or (best is not None and np.abs(near - m0).min() > abs(best - m0)):
+                continue
+            m32 = np.array([bits], np.int32).view(np.float32)[0]
+            for c in near[agreeing_m0(m32, near, bound, shift, lo, hi)].tolist():
+                if best is None or (abs(c - m0), c) < (abs(best - m0), best):
+                    best = c
+    if best is None or float32_multiplier(best, shift, bound, lo, hi, ulps) is None:
         return None                                  # (the second cannot happen; be safe)
     return best
 
 
-def _float32_nearest_first(m, slack):
-    """The float32 numbers within m·slack of m, nearest first."""
-    yield m
-    up = down = m
-    while up - m <= m * slack or m - down <= m * slack:
-        up, down = np.nextafter(up, np.float32(np.inf)), np.nextafter(down, np.float32(0))
-        for v in (up, down):
-            if abs(v - m) <= m * slack:
-                yield v
-
-
-def _near(m32, shift):
-    """The integers M₀' with M₀'·2^(−n) within 1.5 float32 steps of m32 (exact in float64)."""
-    step = min(m32 - np.nextafter(m32, np.float32(0)), np.nextafter(m32, np.float32(np.inf)) - m32)
-    centre, width = float(m32), 1.5 * float(step)
-    return math.ceil(math.ldexp(centre - width, shift)), math.floor(math.ldexp(centre + width, shift))
+def _float32_bits(x):
+    """The float32 numbers nearest to x (≥ 0) as int64s in the same order as the numbers."""
+    return np.asarray(np.asarray(x, np.float64).astype(np.float32).view(np.int32), np.int64)
