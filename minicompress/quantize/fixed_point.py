@@ -147,9 +147,8 @@ def float32_multiplier(m0, shift, bound, lo, hi, ulps=2):
     it may hit them — so the nearest ``2·ulps`` neighbours are tried too; the first one that
     agrees everywhere is returned.
     """
-    m0 = np.array([m0], np.int64)
-    for m32 in _float32_neighbours(np.float32(int(m0[0]) * 2.0 ** -int(shift)), ulps):
-        if agreeing_m0(m32, m0, bound, shift, lo, hi)[0]:
+    for m32 in _float32_neighbours(np.float32(int(m0) * 2.0 ** -int(shift)), ulps):
+        if agreeing_m0(m32, [m0], bound, shift, lo, hi)[0]:
             return m32
     return None
 
@@ -237,8 +236,8 @@ def m0_for_float32(m0, shift, bound, lo, hi, slack=M0_FLOAT32_SLACK, ulps=2):
     ``float32_multiplier(M₀')`` tries the float32 numbers m within ``ulps`` steps of
     fl32(M₀'·2^(−n)). So each float32 m in reach is tried once, with :func:`agreeing_m0`, on the
     M₀' that would try it; m's are taken outwards from fl32(M), and one whose M₀' are all
-    farther than the best found so far is skipped. The choice is checked again by
-    ``float32_multiplier``.
+    farther than the best found so far is skipped. (When the stages are built,
+    ``float32_multiplier`` checks the stored M₀ again; a layer it fails stays exact, in float64.)
     """
     m0, shift, bound = int(m0), int(shift), int(bound)
     if float32_multiplier(m0, shift, bound, lo, hi, ulps) is not None:
@@ -259,8 +258,6 @@ def m0_for_float32(m0, shift, bound, lo, hi, slack=M0_FLOAT32_SLACK, ulps=2):
             for c in near[agreeing_m0(m32, near, bound, shift, lo, hi)].tolist():
                 if best is None or (abs(c - m0), c) < (abs(best - m0), best):
                     best = c
-    if best is None or float32_multiplier(best, shift, bound, lo, hi, ulps) is None:
-        return None                                  # (the second cannot happen; be safe)
     return best
 
 
