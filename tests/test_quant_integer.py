@@ -626,3 +626,44 @@ def test_fast_forward_banded_conv(rng, monkeypatch, chunk_floats):
     assert type(stage) is _ConvStage and stage.band == 5 and stage.w.shape == (5 * 9 * 3, 50)
     if chunk_floats < 100000:                                 # chunks of 4 images
         assert 1 < stage.chunk < 13 and 13 % stage.chunk
+
+
+def test_input_check_and_clip_small_and_large_batches(rng, monkeypatch):
+    """A small input (≤ SMALL_INPUT elements) is checked with one dot product and always
+    clipped; a large one with its min and max. Both must refuse NaN and ±inf wherever they
+    are, and clip inputs far outside the grid exactly as the steps do — including finite
+    inputs so large that their sum of squares overflows (the dot product's fallback)."""
+    assert integer_module.SMALL_INPUT <= 2 ** 12 <= len(integer_module._SCALE)
+    monkeypatch.setattr(integer_module, "SMALL_INPUT", 8 * 8 * 4)      # ≤ 4 digits is small
+    model, xte = _digits_model("lenet300", 8, rng)
+    im = convert(copy.deepcopy(model))
+    for n in (1, 4, 5, 9):
+        x = xte[:n].copy()
+        x[0, 0, 0, :3] = [-50.0, 1e30, -1e30]                # far out of range (x·x would overflow)
+        x[-1, 0, 1, :2] = [-1e-3, 1e9]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")                   # no overflow or invalid warning
+            _same_three_ways(im, x)
+            for bad in (np.nan, np.inf, -np.inf):
+                y = x.copy()
+                y[-1, 0, 7, 7] = bad
+                for run in (im.forward, im.forward_steps):
+                    with pytest.raises(ValueError, match="NaN or inf"):
+                        run(y)
+
+
+def test_clip_into_is_np_clip(rng):
+    """clip_into (the clip ufunc without np.clip's wrapper) gives np.clip's values, NaN and ±inf
+    included, in place and into another array."""
+    from minicompress.quantize.fixed_point import clip_into
+    for size in (3, 300, 5000):
+        a = (rng.standard_normal(size) * 200).astype(np.float32)
+        a[rng.permutation(size)[:3]] = [np.nan, np.inf, -np.inf]
+        lo, hi = np.array(-128, np.float32), np.array(127, np.float32)
+        want = np.clip(a, lo, hi)
+        out = np.empty_like(a)
+        assert clip_into(a, lo, hi, out) is out
+        np.testing.assert_array_equal(out, want)
+        assert clip_into(a, lo, hi) is a
+        np.testing.assert_array_equal(a, want)
+        assert out.dtype == np.float32

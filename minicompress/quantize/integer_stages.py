@@ -12,7 +12,8 @@ import numpy as np
 from ..nn.banded import band_width, banded_weight, row_windows
 from ..nn.im2col import im2col, pad_nhwc
 from ..nn.pooling import FLAT_COLUMNS_MAX_CHANNELS, max_over_window_columns
-from .fixed_point import float32_multiplier, requantize, requantize_centred, requantize_float32
+from .fixed_point import (clip_into, float32_multiplier, requantize, requantize_centred,
+                          requantize_float32)
 from .integer_steps import EXACT_FLOAT32, IntFlatten, IntLayer, IntMaxPool, IntReLU
 
 
@@ -50,10 +51,12 @@ from .integer_steps import EXACT_FLOAT32, IntFlatten, IntLayer, IntMaxPool, IntR
 #   once, from the float model's (C, H, W) order to (H, W, C);
 # * the input is quantised straight into a zero-bordered buffer when the first layer is a padded
 #   conv, its clip is skipped when the batch's min and max need none (two comparisons with
-#   thresholds found at build), and every intermediate array is reused from call to call
-#   (:class:`Buffers`);
+#   thresholds found at build; a batch too small to pay for two reductions is always clipped),
+#   and every intermediate array is reused from call to call (:class:`Buffers`);
 # * at batch 1 the time goes to per-call overhead: clip bounds and multipliers are 0-d arrays
-#   (cheaper operands than NumPy scalars) and the stage cache is checked by list identity.
+#   (cheaper operands than NumPy scalars), products go through ``np.dot`` and clips through the
+#   clip ufunc (both with less Python around them), and the stage cache is checked by list
+#   identity.
 
 
 class Buffers:
@@ -70,6 +73,14 @@ class Buffers:
         if getattr(local, "size", None) != size:
             local.arrays, local.size = make(), size
         return local.arrays
+
+
+def gemm(a, b, out):
+    """a · b into ``out`` (2-D, C-contiguous, of the product's dtype) with ``np.dot``: the same
+    BLAS call as ``np.matmul``, but 0.7–2 µs less per call (measured here at batch 1 on lenet300's
+    three layers: 15.2 / 2.8 / 1.4 µs against 17.3 / 3.5 / 2.1), which counts where the layers
+    are small. At batch 64 and 256 the two take the same time."""
+    return np.dot(a, b, out=out)
 
 
 def max_pool_nhwc(a, k, s, out, rows=None):
@@ -137,6 +148,7 @@ class _QuantizeStage:
         # operands as 0-d arrays: a NumPy scalar operand costs ~0.3 µs more per call (small batches)
         self.delta_0d = np.array(step.delta, np.float32)
         self.lo, self.hi = step.q_lo - step.zero, step.q_hi - step.zero
+        self.lo_0d, self.hi_0d = np.array(self.lo, np.float32), np.array(self.hi, np.float32)
         self.x_lo, self.x_hi = self._thresholds()
         self.buffers = Buffers()
 
@@ -145,8 +157,8 @@ class _QuantizeStage:
         codes = out if scratch is None else scratch
         np.divide(x, self.delta_0d, out=codes)
         np.rint(codes, out=codes)
-        if not self.in_range(*x_range):
-            np.clip(codes, self.lo, self.hi, out=codes)
+        if x_range is None or not self.in_range(*x_range):       # None: range not known
+            clip_into(codes, self.lo_0d, self.hi_0d)
         if scratch is not None:
             np.copyto(out, scratch)
         return buf
@@ -281,7 +293,7 @@ class _LayerStage:
         else:
             cols = a.reshape(n, -1)
         bufs = self.buffers.get(n, lambda: self._buffers(len(cols), n))
-        acc = np.matmul(cols, self.w, out=bufs[0])
+        acc = gemm(cols, self.w, bufs[0])
         if self.conv:
             acc = acc.reshape(n, oh, ow, -1)
         if self.pool is not None:
@@ -392,7 +404,7 @@ class _ConvStage(_LayerStage):
             cols = row_windows(pad_nhwc(x, self.padding), self.k, self.band, oh, ow, out=rows)
         else:
             cols, _ = im2col(x, self.k, self.layer.stride, self.padding)
-        acc = np.matmul(cols, self.w, out=_view(work["acc"], (len(cols), self.w.shape[1])))
+        acc = gemm(cols, self.w, _view(work["acc"], (len(cols), self.w.shape[1])))
         acc = acc.reshape(n, oh, ow, o)                   # (rows, b·O) is NHWC as well
         if self.pool is None:
             return acc
@@ -434,7 +446,7 @@ class _PlaneConvStage(_ConvStage):
         cols = _view(work["cols"], (k * k, n, oh, ow))
         planes_im2col(x[..., 0], k, self.layer.stride, cols)
         acc = _view(work["acc"], (o, n, oh, ow))
-        np.matmul(self.w, cols.reshape(k * k, -1), out=acc.reshape(o, -1))
+        gemm(self.w, cols.reshape(k * k, -1), acc.reshape(o, -1))
         if self.pool is None:
             return acc
         ph, pw = self.shape[:2]
