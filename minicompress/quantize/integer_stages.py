@@ -156,19 +156,18 @@ class _QuantizeStage:
         buf, out, scratch = self.buffers.get(x.shape, lambda: self._buffer(x.shape))
         codes = out if scratch is None else scratch
         np.divide(x, self.delta_0d, out=codes)
-        np.rint(codes, out=codes)
         if x_range is None or not self.in_range(*x_range):       # None: range not known
+            # before rounding: lo and hi are integers, so clip(rint(v)) = rint(clip(v))
             clip_into(codes, self.lo_0d, self.hi_0d)
-        if scratch is not None:
-            np.copyto(out, scratch)
+        np.rint(codes, out=out)           # with a scratch array, rounded into the buffer
         return buf
 
     def _buffer(self, shape):
         """The output array, the view of it the codes go to, and a scratch array or None: for
         images (N, C, H, W) an NCHW view of the NHWC interior of a zero-bordered array. Its rows
         are W floats long (unless p = 0 and C = 1), which makes a pass over it ~3x slower than
-        over contiguous memory, so the codes are computed in a contiguous scratch array and
-        copied in once."""
+        over contiguous memory, so x/Δ is computed in a contiguous scratch array, and only the
+        rounding writes into the view."""
         if len(shape) != 4:
             buf = np.empty(shape, np.float32)
             return buf, buf, None
@@ -324,11 +323,13 @@ class _LayerStage:
 # The float Conv2d's eval mode convolves a few images at a time, so that a chunk's im2col matrix
 # is still in cache when the GEMM reads it (nn/conv.py). A conv stage does the same, and carries
 # the chunk on through the pool, the bias and the requantisation while it is in cache: its window
-# matrix is at most this many floats (512 KB), so that it fits in the 2 MB L2 cache together with
-# the accumulators and the pool's buffers. Measured on lenet5 at batch 256 (one BLAS thread, CPU
-# time, 21 interleaved rounds), integer / float time for 2^16, 2^17, 2^18 floats: dense 0.97,
-# 0.95, 0.97; half the filters removed 1.03, 0.96, 0.98.
-CHUNK_FLOATS = 1 << 17
+# matrix is at most this many floats (1 MB, the float Conv2d's own limit). Smaller chunks keep
+# more in cache but cost Python per chunk, and the best size depends on the machine: whole
+# lenet5 forward passes at batch 256, one BLAS thread, 15 interleaved rounds, integer time for
+# 2^18 against 2^17 floats — on a 2 MB-L2 machine dense 1.02, half the filters removed 1.02; on
+# a 1 MB-L2 AMD EPYC (SkylakeX kernel), three runs, dense 0.91, 1.00, 0.94 and filters removed
+# 0.97, 0.95, 0.98; 2^19 and 2^20 were slower there.
+CHUNK_FLOATS = 1 << 18
 
 
 class _ConvStage(_LayerStage):
