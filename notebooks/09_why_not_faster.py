@@ -423,9 +423,14 @@ for s in im.steps:
 #   and requantisation find the chunk in cache; a stride-1 convolution with few filters is the same *banded*
 #   matmul as the float layer's (exact: the extra products are code · 0, so no partial sum exceeds $B$), and a
 #   max-pool over few channels is taken the float `MaxPool2d`'s way;
-# * every intermediate array is reused from call to call (one set per thread); at batch 1, where each NumPy call
-#   costs about a microsecond, bounds and multipliers are 0-d arrays (cheaper operands than NumPy scalars) and
-#   whether the input needs a clip is two comparisons with thresholds found once.
+# * every intermediate array is reused from call to call (one set per thread), and a batch whose min and max lie
+#   within two thresholds found once needs no clip of its input codes;
+# * at batch 1, where each NumPy call costs about a microsecond, the calls themselves are made cheaper: bounds and
+#   multipliers are 0-d arrays (cheaper operands than NumPy scalars), products go through `np.dot` and clips through
+#   the clip ufunc itself (less Python around each call than `np.matmul` and `np.clip`), and a small input is
+#   checked for NaN and $\pm\infty$ with one dot product instead of a min and a max: $\sum_i x_i\,2^{-13}$ is finite
+#   exactly when every $x_i$ is ($\infty \cdot 2^{-13} = \infty$), and it cannot overflow for up to $2^{12}$ numbers.
+#   Its codes are then always clipped, one call cheaper than the second reduction.
 #
 # Every trick keeps the numbers bit-identical; below we check it on the whole test set and time the float model,
 # the step-by-step path and the fused one, interleaved in rounds (process CPU time, median of the rounds).
@@ -461,11 +466,12 @@ for batch, name, us, ratio in rows:
 # %% [markdown]
 # Read the ratios, not the microseconds: the machine is shared and the times move by tens of percent from run to
 # run. At batch 1 every NumPy call costs about a microsecond whatever its size, so there the number of calls counts;
-# at batch 256 the GEMMs dominate. On LeNet-300-100 the fused path is still slower than the float model at batch
-# 256, by ~5 % (it varies from run to run; `benchmarks/int_speed.py` finds it ~7 % faster at batch 64): its GEMMs
-# take the float model's time, and what is left is work the float model does not have — checking and quantising
-# the input (min and max, $x/\Delta$ and `rint`: four passes over 784 numbers per image, and a division is slow)
-# and three requantisation passes per hidden layer where the float model has a ReLU. On LeNet-5 the fused path is a little
+# at batch 256 the GEMMs dominate. On LeNet-300-100 the fused path is at parity with the float model at batch 256
+# (1.00–1.03 in `benchmarks/int_speed.py`'s runs, which find it ~15 % faster at batch 64): its GEMMs take the float
+# model's time, and what is left is work the float model does not have — checking and quantising the input (min
+# and max, $x/\Delta$ and `rint`: four passes over 784 numbers per image, and a division is slow) — against three
+# requantisation passes per hidden layer that cost about what the float model's freshly allocated ReLU output
+# does. On LeNet-5 the fused path is a little
 # *faster* than the float model, although the float model fuses its Conv2d → ReLU → MaxPool2d blocks the same way
 # (section (d)): the same banded convolutions in cache-sized chunks, the max-pool taken on the accumulators before
 # requantising, and float32 requantisation along whole image rows save a little more than quantising the input
