@@ -47,6 +47,30 @@ def test_model_built_for_28x28_rejects_16x16(rng):
         models.lenet5(28, rng=rng)(np.zeros((2, 1, 16, 16), np.float32))
 
 
+@pytest.mark.parametrize("name", ["lenet300", "lenet5", "teacher"])
+def test_empty_batch_gives_empty_logits(rng, name):
+    """A batch of 0 images is not an error: every model returns (0, classes) logits, in eval and
+    in training mode, and its integer model (fused and step by step) (0, classes) logits and
+    (0,) predictions."""
+    from minicompress.quantize import calibrate, convert, prepare
+    model = models.build(name, 8 if name != "teacher" else 28, rng=rng)
+    size = 8 if name != "teacher" else 28
+    x = rng.standard_normal((4, 1, size, size)).astype(np.float32)
+    empty = x[:0]
+    for training in (True, False):
+        model.train(training)
+        assert model(empty).shape == (0, 10)
+    if name == "teacher":
+        return
+    prepare(model, 8, 8, example_input=x)
+    calibrate(model, x)
+    im = convert(model)
+    assert im.forward(empty).shape == (0, 10) and im.forward(empty).dtype == np.float32
+    assert im.forward_steps(empty).shape == (0, 10)
+    assert im.predict(empty).shape == (0,)
+    np.testing.assert_array_equal(im.predict(x), im.forward(x).argmax(1))
+
+
 def test_non_array_input(rng):
     with pytest.raises(TypeError, match="numpy array"):
         nn.Linear(2, 2, rng=rng)([[1.0, 2.0]])

@@ -1,4 +1,6 @@
 """ReLU and Flatten: layers without parameters."""
+import math
+
 import numpy as np
 
 from .module import Module
@@ -28,7 +30,8 @@ class Flatten(Module):
         if x.ndim < 2:
             raise ValueError(f"Flatten: expected at least a 2-D input, got shape {x.shape}")
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        # the width from the shape, not -1: NumPy cannot infer it for an empty batch
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, grad_out):
         return grad_out.reshape(self._shape)

@@ -166,7 +166,7 @@ class Conv2d(WeightedLayer):
                 cols, _ = im2col(x_nhwc[start:stop], k, s, p)
                 np.matmul(cols, mat, out=out[start * oh * ow:stop * oh * ow])
             return out
-        chunk = min(n, max(1, _INFERENCE_CHUNK_FLOATS // (oh * (ow // b) * mat.shape[0])))
+        chunk = max(1, min(n, _INFERENCE_CHUNK_FLOATS // (oh * (ow // b) * mat.shape[0])))
         banded_product(x_nhwc, k, p, b, mat, chunk, out.reshape(-1, b * o),
                        {} if work is None else work)
         return out

@@ -178,8 +178,9 @@ class IntegerModel:
         per_image = self.sample_elements()
         if per_image:
             batch_size = max(1, min(batch_size, PREDICT_ELEMENTS // per_image))
+        # an empty x still goes through forward once: its dtype and shape are checked
         return np.concatenate([self.forward(x[i:i + batch_size]).argmax(1)
-                               for i in range(0, len(x), batch_size)])
+                               for i in range(0, max(len(x), 1), batch_size)])
 
     # ---- plain-array form -------------------------------------------------------------------
     def to_arrays(self):

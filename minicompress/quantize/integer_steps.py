@@ -5,6 +5,8 @@ stages (``integer_stages.py``) must equal bit for bit. See ``integer.py`` for th
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ..nn.im2col import im2col
@@ -108,7 +110,7 @@ class IntFlatten:
     def run(self, q):
         if q.ndim == 4:
             q = q.transpose(0, 3, 1, 2)
-        return q.reshape(q.shape[0], -1)
+        return q.reshape(q.shape[0], math.prod(q.shape[1:]))         # not -1: N may be 0
 
     def arrays(self):
         return {}
@@ -217,7 +219,7 @@ class IntLayer:
                 y = requantize_exact_float(acc, *args, out_dtype=dtype)
             else:
                 y = requantize(acc.astype(np.int64), *args).astype(dtype)
-        return y if shape is None else y.reshape(*shape, -1)
+        return y if shape is None else y.reshape(*shape, y.shape[-1])      # not -1: N may be 0
 
     def arrays(self):
         a = {"weight_packed": pack_bits(self.q_w, self.w_bits, signed=True),
