@@ -71,6 +71,34 @@ def test_empty_batch_gives_empty_logits(rng, name):
     np.testing.assert_array_equal(im.predict(x), im.forward(x).argmax(1))
 
 
+def test_integer_model_without_input_record_names_the_step_a_bad_shape_fails(rng):
+    """An integer model made by ``convert`` records no input shape; a sample shape its steps
+    cannot take is still a one-line error naming the step and what it needs — for the fused and
+    the step-by-step path, and for an empty batch — not a NumPy reshape or matmul error."""
+    from minicompress.quantize import calibrate, convert, prepare
+    cases = {"lenet5": [((1, 7, 8), "step 6 (linear) needs 64 input features, gets 32"),
+                        ((3, 8, 8), "step 1 (conv2d) needs images (C, H, W) with C = 1"),
+                        ((64,), "step 1 (conv2d) needs images"),
+                        ((1, 3, 3), "step 4 (max-pool 2x2) needs images of at least 2x2"),
+                        ((1, 0, 4), "step 1 (conv2d) needs images of at least 1x1 (a 3x3 kernel")],
+             "lenet300": [((63,), "step 2 (linear) needs 64 input features, gets 63")]}
+    for name, bad in cases.items():
+        model = models.build(name, 8, rng=rng)
+        x = rng.standard_normal((3, 1, 8, 8)).astype(np.float32)
+        prepare(model, 8, 8, example_input=x)
+        calibrate(model, x)
+        im = convert(model)
+        assert im.input is None
+        for shape, phrase in bad:
+            for n in (2, 0):
+                for run in (im.forward, im.forward_steps, im.predict):
+                    with pytest.raises(ValueError) as e:
+                        run(np.zeros((n,) + shape, np.float32))
+                    msg = str(e.value)
+                    assert msg.startswith("IntegerModel.forward") and phrase in msg, msg
+                    assert f"samples of shape {shape}" in msg and "\n" not in msg
+
+
 def test_non_array_input(rng):
     with pytest.raises(TypeError, match="numpy array"):
         nn.Linear(2, 2, rng=rng)([[1.0, 2.0]])

@@ -59,7 +59,7 @@ from .fake import ActivationQuantizer, BiasQuantizer, WeightQuantizer
 from .fixed_point import m0_for_float32, quantize_multiplier
 from .integer_stages import fast_stages
 from .integer_steps import (INT32_LIMIT, STEP_TYPES, IntFlatten, IntLayer, IntMaxPool, IntReLU,
-                            QuantizeInput, step_shape)
+                            QuantizeInput, sample_shape_problem, step_shape)
 from .prepare import weight_before_quantizer
 
 FORMAT = "minicompress.IntegerModel/1"
@@ -146,13 +146,23 @@ class IntegerModel:
             self._stages, self._stages_of = {}, list(self.steps)
         key = tuple(sample_shape)
         if key not in self._stages:
+            self._check_sample_shape(key, "forward")            # once per sample shape
             self._stages[key] = fast_stages(self.steps, key)
         return self._stages[key]
+
+    def _check_sample_shape(self, sample_shape, where):
+        """A one-line ValueError if the steps cannot take samples of this shape."""
+        problem = sample_shape_problem(self.steps, sample_shape)
+        if problem:
+            raise ValueError(f"IntegerModel.{where}: x has samples of shape "
+                             f"{tuple(sample_shape)}, but {problem}")
 
     def forward(self, x):
         """Logits (N, classes) float32 of float inputs x, through the fused stages (see
         :func:`fast_stages`): the integers of :meth:`forward_steps`, bit for bit, with less work."""
         a, x_range = self._checked_input(x, "forward")
+        if not a.size:
+            self._check_sample_shape(a.shape[1:], "forward")
         stages = self.fast_stages(a.shape[1:]) if a.size else None
         if stages is None:
             return self._run_steps(a)
@@ -163,7 +173,9 @@ class IntegerModel:
 
     def forward_steps(self, x):
         """The reference path: each step's ``run`` on integer codes, one step after another."""
-        return self._run_steps(self._checked_input(x, "forward_steps")[0])
+        a = self._checked_input(x, "forward_steps")[0]
+        self._check_sample_shape(a.shape[1:], "forward_steps")
+        return self._run_steps(a)
 
     def _run_steps(self, a):
         for step in self.steps:

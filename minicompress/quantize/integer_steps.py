@@ -279,4 +279,38 @@ def step_shape(step, shape):
     return tuple(shape), 0
 
 
+def sample_shape_problem(steps, sample_shape):
+    """Why the steps cannot take samples of ``sample_shape`` (x.shape[1:], images as (C, H, W)),
+    as a phrase for an error message, or None if they can. Follows the per-sample shape through
+    the steps as :func:`step_shape` does and checks what each layer and pool needs of it."""
+    shape = tuple(sample_shape)
+    for i, step in enumerate(steps):
+        if isinstance(step, IntLayer):
+            problem = _layer_shape_problem(step, shape)
+            if problem:
+                return f"step {i} ({step.kind}) needs {problem}"
+        elif isinstance(step, IntMaxPool):
+            k = step.kernel_size
+            if len(shape) != 3 or shape[0] < k or shape[1] < k:
+                return f"step {i} (max-pool {k}x{k}) needs images of at least {k}x{k}"
+        shape, _ = step_shape(step, shape)
+    return None
+
+
+def _layer_shape_problem(layer, shape):
+    """What ``layer`` needs of its per-sample input ``shape`` that ``shape`` does not have."""
+    o, c = layer.q_w.shape[:2]
+    if layer.kind == "linear":
+        if shape == (c,):
+            return None
+        return f"{c} input features, gets " + (f"{shape[0]}" if len(shape) == 1 else
+                                               f"samples of shape {shape} (no flatten before it)")
+    k, p = layer.q_w.shape[2], layer.padding
+    if len(shape) != 3 or shape[2] != c:
+        return f"images (C, H, W) with C = {c}"
+    if shape[0] + 2 * p < k or shape[1] + 2 * p < k:
+        return f"images of at least {k - 2 * p}x{k - 2 * p} (a {k}x{k} kernel, padding {p})"
+    return None
+
+
 STEP_TYPES = {c.kind: c for c in (QuantizeInput, IntReLU, IntMaxPool, IntFlatten)}
