@@ -639,11 +639,16 @@ def test_input_check_and_clip_small_and_large_batches(rng, monkeypatch):
     im = convert(copy.deepcopy(model))
     for n in (1, 4, 5, 9):
         x = xte[:n].copy()
-        x[0, 0, 0, :3] = [-50.0, 1e30, -1e30]                # far out of range (x·x would overflow)
+        big = np.finfo(np.float32).max                        # x/Δ overflows float32 here
+        x[0, 0, 0, :5] = [-50.0, 1e30, -1e30, big, -big]
         x[-1, 0, 1, :2] = [-1e-3, 1e9]
         with warnings.catch_warnings():
             warnings.simplefilter("error")                   # no overflow or invalid warning
             _same_three_ways(im, x)
+            wide, top = x.astype(np.float64), x.copy()
+            wide[0, 0, 1, 1], top[0, 0, 1, 1] = 1e300, big  # beyond float32: clipped, not inf
+            np.testing.assert_array_equal(im.forward(wide), im.forward(top))
+            np.testing.assert_array_equal(im.forward_steps(wide), im.forward(top))
             for bad in (np.nan, np.inf, -np.inf):
                 y = x.copy()
                 y[-1, 0, 7, 7] = bad
@@ -667,3 +672,25 @@ def test_clip_into_is_np_clip(rng):
         assert clip_into(a, lo, hi) is a
         np.testing.assert_array_equal(a, want)
         assert out.dtype == np.float32
+
+
+def test_input_stage_equals_quantize_input_step(rng):
+    """The fused input stage gives QuantizeInput.run's codes − z, with the range known (min and
+    max) or not (a small batch), for grids whose thresholds are ordinary and for one whose x_hi is
+    the largest float32 (Δ = 10^37: then it clips the codes, not x), on inputs up to ±the largest
+    float32."""
+    from minicompress.quantize.integer_stages import _QuantizeStage
+    big = np.finfo(np.float32).max
+    grids = [(np.float32(0.02), 7, 0, 255), (np.float32(3e-5), 0, -128, 127),
+             (np.float32(1e37), 0, -128, 127)]
+    for grid in grids:
+        step = QuantizeInput(*grid)
+        stage = _QuantizeStage(step, 0)
+        assert stage.clip_x == (grid[0] < 1)
+        x = np.clip(rng.standard_normal((6, 40)) * float(grid[0]) * 200, -big, big).astype(np.float32)
+        x[0, :4] = [big, -big, 1e30, -1e30]
+        want = step.run(x).astype(np.float32) - step.zero
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for x_range in (None, (x.min(), x.max())):
+                np.testing.assert_array_equal(stage(x, x_range), want)

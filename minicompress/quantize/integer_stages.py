@@ -150,17 +150,31 @@ class _QuantizeStage:
         self.lo, self.hi = step.q_lo - step.zero, step.q_hi - step.zero
         self.lo_0d, self.hi_0d = np.array(self.lo, np.float32), np.array(self.hi, np.float32)
         self.x_lo, self.x_hi = self._thresholds()
+        self.x_lo_0d, self.x_hi_0d = np.array(self.x_lo, np.float32), np.array(self.x_hi, np.float32)
+        # clipping x to [x_lo, x_hi] gives the same codes as clipping the codes when x_lo's code
+        # is lo and x_hi's is hi (always, unless a threshold is ±the largest float32), and x/Δ
+        # then cannot overflow (no warning for an x near the largest float32)
+        self.clip_x = self._code(self.x_lo) == self.lo and self._code(self.x_hi) == self.hi
         self.buffers = Buffers()
 
     def __call__(self, x, x_range):
         buf, out, scratch = self.buffers.get(x.shape, lambda: self._buffer(x.shape))
         codes = out if scratch is None else scratch
-        np.divide(x, self.delta_0d, out=codes)
-        if x_range is None or not self.in_range(*x_range):       # None: range not known
+        if x_range is not None and self.in_range(*x_range):
+            np.divide(x, self.delta_0d, out=codes)
+        elif self.clip_x:                                         # x_range None: not known
+            clip_into(x, self.x_lo_0d, self.x_hi_0d, codes)
+            np.divide(codes, self.delta_0d, out=codes)
+        else:
+            np.divide(x, self.delta_0d, out=codes)
             # before rounding: lo and hi are integers, so clip(rint(v)) = rint(clip(v))
             clip_into(codes, self.lo_0d, self.hi_0d)
         np.rint(codes, out=out)           # with a scratch array, rounded into the buffer
         return buf
+
+    def _code(self, x):
+        """rint(x/Δ) in float32 arithmetic, for one number."""
+        return np.rint(np.float32(x) / self.delta)
 
     def _buffer(self, shape):
         """The output array, the view of it the codes go to, and a scratch array or None: for
@@ -187,15 +201,14 @@ class _QuantizeStage:
         rint(x/Δ) ≤ hi, in float32 arithmetic. rint(x/Δ) is non-decreasing in x, so a batch
         needs no clip exactly when its min and max lie within them. Found by stepping from
         (lo − ½)·Δ and (hi + ½)·Δ to the neighbouring float32 numbers (a few ulps at most)."""
-        def code(x):
-            return np.rint(x / self.delta)
+        code = self._code
         top, inf = np.float32(np.finfo(np.float32).max), np.float32(np.inf)
-        x_hi = np.float32(min((self.hi + 0.5) * float(self.delta), top))
+        x_hi = np.float32(min((self.hi + 0.5) * float(self.delta), float(top)))
         while code(x_hi) > self.hi:
             x_hi = np.nextafter(x_hi, -inf)
         while x_hi < top and code(np.nextafter(x_hi, inf)) <= self.hi:
             x_hi = np.nextafter(x_hi, inf)
-        x_lo = np.float32(max((self.lo - 0.5) * float(self.delta), -top))
+        x_lo = np.float32(max((self.lo - 0.5) * float(self.delta), -float(top)))
         while code(x_lo) < self.lo:
             x_lo = np.nextafter(x_lo, inf)
         while x_lo > -top and code(np.nextafter(x_lo, -inf)) >= self.lo:

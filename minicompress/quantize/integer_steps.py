@@ -37,7 +37,8 @@ class QuantizeInput:
         self.q_lo, self.q_hi = int(q_lo), int(q_hi)
 
     def run(self, x):
-        q = np.divide(x, self.delta, dtype=np.float32)
+        with np.errstate(over="ignore"):            # |x/Δ| beyond float32 is ±inf, clipped below
+            q = np.divide(x, self.delta, dtype=np.float32)
         np.rint(q, out=q)
         # clip(round(v) + z, q_lo, q_hi) = clip(round(v), q_lo − z, q_hi − z) + z: the + z and the
         # cast to the integer dtype happen in one pass (the values are integers already)
