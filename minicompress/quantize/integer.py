@@ -166,10 +166,8 @@ class IntegerModel:
         """Logits (N, classes) float32 of float inputs x, through the fused stages (see
         :func:`fast_stages`): the integers of :meth:`forward_steps`, bit for bit, with less work."""
         a, x_range = self._checked_input(x, "forward")
-        if not a.size:
-            self._check_sample_shape(a.shape[1:], "forward")
-        stages = self.fast_stages(a.shape[1:]) if a.size else None
-        if stages is None:
+        stages = self.fast_stages(a.shape[1:])              # checks the sample shape, once
+        if stages is None or not a.size:
             return self._run_steps(a)
         a = stages[0](a, x_range)                           # quantise the input
         for stage in stages[1:]:
