@@ -202,7 +202,7 @@ def check_entry(entry, blob_size: int) -> dict:
     if not isinstance(entry, dict):
         raise ArtifactError(f"must be a tensor reference (a JSON object), got {show(entry)}")
     encoding = entry.get("encoding")
-    if encoding not in ENTRY_KEYS:
+    if not isinstance(encoding, str) or encoding not in ENTRY_KEYS:   # a list is not hashable
         raise ArtifactError(f"encoding must be one of {sorted(ENTRY_KEYS)}, got {show(encoding)}")
     if set(entry) != ENTRY_KEYS[encoding]:
         raise ArtifactError(f"a {encoding} tensor has exactly the keys {sorted(ENTRY_KEYS[encoding])}, "

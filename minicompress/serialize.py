@@ -176,7 +176,7 @@ def _check_keys(i, step):
     if not isinstance(step, dict):
         raise ArtifactError(f"steps[{i}] must be a JSON object, got {show(step)}")
     kind = step.get("kind")
-    if kind not in STEP_KEYS:
+    if not isinstance(kind, str) or kind not in STEP_KEYS:            # a list is not hashable
         raise ArtifactError(f"steps[{i}] field 'kind': must be one of {sorted(STEP_KEYS)}, "
                             f"got {show(kind)}")
     if STEP_KEYS[kind] is None:

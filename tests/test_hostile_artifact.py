@@ -142,6 +142,7 @@ CASES = [
      "zero": h["steps"][0]["zero"]}] * MAX_STEPS + h["steps"][1:])), "'steps'"),
     ("step-not-object", _edit(lambda h: h["steps"].insert(2, 7)), r"steps\[2\] must be"),
     ("kind-unknown", _set("maxpool", "kind", "softmax"), "field 'kind'"),
+    ("kind-list", _set("maxpool", "kind", ["maxpool"]), "field 'kind'"),   # not hashable
     ("first-not-quantize", _edit(_swap_first_steps), "field 'kind'"),
     ("missing-field", _edit(lambda h: _step(h, "conv2d").pop("in_zero")), r"missing.*in_zero"),
     ("unknown-field", _set("maxpool", "dilation", 2), r"unknown.*dilation"),
@@ -207,6 +208,8 @@ CASES = [
     # tensor references and payloads
     ("encoding-unknown", _edit(lambda h: _step(h, "linear", 2)["weight"].update(encoding="zstd")),
      "field 'weight'"),
+    ("encoding-object", _edit(lambda h: _step(h, "linear")["bias"].update(encoding={})),
+     "field 'bias'"),
     ("offset-out-of-order", _edit(lambda h: _step(h, "linear")["bias"].update(offset=0)),
      "offset must be"),
     ("blob-trailing-bytes", lambda h, b: (h, b + b"\0" * 10), "blob: the tensors cover"),
