@@ -97,7 +97,7 @@ def check_value(where, value, rule):
     elif kind == "real":
         lo, hi, lo_open, hi_open = rule[1:]
         ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-              and math.isfinite(value)
+              and (isinstance(value, int) or math.isfinite(value))     # a huge int overflows
               and (lo < value if lo_open else lo <= value)
               and (value < hi if hi_open else value <= hi))
         if not ok:

@@ -93,6 +93,7 @@ RECIPE_CASES = {
     "W13/A8 overflows the teacher's fc1": ({"dataset": "mnist", "distill": None,
                                             "quantize": {"weight_bits": 13}},
                                            ["weight_bits=13", "8-bit", "fc1", "3136 inputs"]),
+    "lr a 400-digit integer": (with_stage("prune", lr=10 ** 400), ["prune.lr", "finite number"]),
     "per_channel 1": (with_stage("quantize", per_channel=1), ["quantize.per_channel", "true or false"]),
     "skip 'yes'": (with_stage("prune", skip="yes"), ["prune.skip"]),
     "lr_schedule 3": (with_stage("distill", lr_schedule=3), ["distill.lr_schedule", "cosine"]),
