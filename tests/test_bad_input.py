@@ -324,3 +324,70 @@ def test_recorded_digests_look_like_sha256():
         digests = spec.get("sha256") or spec.get("sha256_gz")
         assert set(digests) == set(data._FILES), name
         assert all(len(d) == 64 and int(d, 16) >= 0 for d in digests.values()), name
+
+
+# ---- wrong kinds of argument: a TypeError naming the argument, not an AttributeError inside ----
+def _lenet5():
+    return models.build("lenet5", 8, rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("call", [
+    lambda p, q, v: p.prune_by_score(v, 0.5),
+    lambda p, q, v: p.sparsity(v),
+    lambda p, q, v: p.remove(v),
+    lambda p, q, v: p.masks(v),
+    lambda p, q, v: p.gates(v),
+    lambda p, q, v: p.filter_scores(v),
+    lambda p, q, v: p.prunable_layers(v),
+    lambda p, q, v: q.quantizers(v),
+    lambda p, q, v: q.quantizer_parameters(v),
+    lambda p, q, v: q.weight_parameters(v),
+], ids=["prune_by_score", "sparsity", "remove", "masks", "gates", "filter_scores",
+        "prunable_layers", "quantizers", "quantizer_parameters", "weight_parameters"])
+@pytest.mark.parametrize("value", [None, 3, [1, 2], np.zeros((2, 2)), "lenet5"],
+                         ids=["None", "int", "list", "array", "str"])
+def test_a_model_argument_that_is_not_a_module_names_the_argument(call, value):
+    from minicompress import prune, quantize
+    with pytest.raises(TypeError, match=r"^model must be a minicompress Module.*got "):
+        call(prune, quantize, value)
+
+
+def test_get_mask_and_layer_lists_are_checked():
+    from minicompress import prune
+    with pytest.raises(TypeError, match="layer must be a minicompress WeightedLayer"):
+        prune.get_mask(np.zeros(3))
+    for layers in (np.array([]), "conv1", [], [1]):      # an empty array used to divide by zero
+        with pytest.raises(TypeError, match="layers must be"):
+            prune.sparsity(_lenet5(), layers)
+    with pytest.raises(TypeError, match="layers must be a list of layer names"):
+        prune.filter_scores(_lenet5(), layers="conv1")
+    with pytest.raises(ValueError, match="'relu1' cannot be filter-pruned: valid layers are"):
+        prune.filter_scores(_lenet5(), layers=("relu1",))
+
+
+@pytest.mark.parametrize("keep", [[0.0, 1.7], np.array([1 + 0j]), np.array([10 ** 30], object)],
+                         ids=["floats", "complex", "huge-int-object"])
+def test_remove_filters_takes_only_integer_indices_or_a_mask(keep):
+    from minicompress import prune
+    with pytest.raises(TypeError, match="keep must be integer indices or a boolean mask"):
+        prune.remove_filters(_lenet5(), "conv1", keep)    # 1.7 used to become filter 1
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, object, "U3"])
+def test_a_complex_or_object_input_is_refused_by_the_first_layer(dtype):
+    model = _lenet5()
+    model.eval()
+    with pytest.raises(TypeError, match=r"Conv2d.*real-valued.*got dtype"):
+        model(np.zeros((2, 1, 8, 8), dtype))                  # complex gave complex logits
+
+
+def test_complex_arrays_are_refused_where_numbers_are_read():
+    from minicompress import prune, quantize
+    from minicompress.quantize.fixed_point import quantize_multiplier
+    z = np.ones((4, 1, 8, 8), np.complex64)
+    with pytest.raises(TypeError, match="example_input must be an array of real numbers"):
+        quantize.prepare(_lenet5(), 8, 8, input_kind="auto", example_input=z)
+    with pytest.raises(TypeError, match="scores of weight must be an array of real numbers"):
+        prune.nm_mask(np.ones((2, 4), complex))
+    with pytest.raises(TypeError, match="M must be an array of real numbers"):
+        quantize_multiplier(np.array([0.5 + 1j]))

@@ -34,6 +34,7 @@ from ..data import batches
 from ..nn import (AvgPool2d, Conv2d, Flatten, Linear, MaxPool2d, Module, Parameter, ReLU,
                   Sequential, cross_entropy)
 from ..train import Hook, evaluation, fit
+from ..nn.checks import check_module
 from .schedule import CubicSchedule
 from .scores import FILTER_SCORES, check_score, filter_norm_scores
 from .select import check_sparsity, kept_count, topk_mask
@@ -141,6 +142,7 @@ def _gate_name(name):
 
 def gates(model):
     """``{layer_name: ChannelGate}`` for the gated layers of ``model``."""
+    check_module(model)
     return {n[:-len("_gate")]: m for n, m in model.named_children()
             if isinstance(m, ChannelGate) and n.endswith("_gate")}
 
@@ -166,11 +168,24 @@ def attach_gates(model, layers, learned=False):
 
 
 # ---- scores and one-shot pruning --------------------------------------------------------------
+def _filter_layer_names(model, layers):
+    """``layers`` as a list, checked: names of Conv2d/Linear children of ``model``."""
+    check_module(model)
+    if isinstance(layers, str) or not isinstance(layers, (list, tuple)):
+        raise TypeError(f"layers must be a list of layer names, got {layers!r}")
+    valid = filter_layers(model)
+    for name in layers:
+        if not isinstance(name, str) or name not in valid:
+            raise ValueError(f"layer {name!r} cannot be filter-pruned: valid layers are {valid}")
+    return list(layers)
+
+
 def filter_scores(model, score="l1", layers=None, *, data=None, rng=None, num_batches=8,
                   batch_size=128, loss_fn=cross_entropy):
     """``{layer_name: (O,) scores}``; ``"taylor"`` needs gates and calibration ``data``, ``rng``."""
     check_score(score, FILTER_SCORES)
-    layers = list(layers) if layers is not None else list(gates(model)) or filter_layers(model)
+    layers = _filter_layer_names(model, layers) if layers is not None \
+        else list(gates(model)) or filter_layers(model)
     if score != "taylor":
         return {n: filter_norm_scores(model[n].effective_weight(), score) for n in layers}
     if data is None or rng is None:
@@ -350,6 +365,10 @@ def remove_filters(model, name, keep, inplace=False):
     layer = model[name]
     out_n = layer.weight.data.shape[0]
     keep = np.asarray(keep)
+    if keep.dtype != bool and keep.dtype.kind not in "iu":
+        # 1.7 would silently become filter 1; an object array of huge ints would overflow
+        raise TypeError(f"remove_filters: keep must be integer indices or a boolean mask, got "
+                        f"an array of {keep.dtype}")
     idx = np.flatnonzero(keep) if keep.dtype == bool else np.unique(keep.astype(np.int64))
     if keep.dtype == bool and keep.size != out_n:
         raise ValueError(f"remove_filters: keep has {keep.size} entries but {name!r} has {out_n} outputs")

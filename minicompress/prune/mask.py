@@ -25,6 +25,7 @@ import copy
 import numpy as np
 
 from ..nn import Conv2d, Linear, Parameter, WeightedLayer, WeightTransform
+from ..nn.checks import check_module
 
 PRUNABLE = (Linear, Conv2d)
 
@@ -98,6 +99,11 @@ def prunable_layers(model, layers=None):
 
     ``layers`` is an optional list of names; a name that is not a prunable layer is an error.
     """
+    check_module(model)
+    if layers is not None and (isinstance(layers, str) or not isinstance(layers, (list, tuple))
+                               or not layers or not all(isinstance(n, str) for n in layers)):
+        raise TypeError(f"layers must be None (all prunable layers) or a non-empty list of layer "
+                        f"names, got {layers!r}")
     found = {name: m for name, m in _named_modules(model) if isinstance(m, PRUNABLE)}
     if layers is None:
         if not found:
@@ -113,6 +119,8 @@ def prunable_layers(model, layers=None):
 
 
 def _named_modules(module, prefix=""):
+    if not prefix:
+        check_module(module)
     for name, child in module.named_children():
         full = prefix + name
         yield full, child
@@ -121,6 +129,7 @@ def _named_modules(module, prefix=""):
 
 def get_mask(layer):
     """The :class:`Mask` attached to ``layer``, or None."""
+    check_module(layer, "layer", WeightedLayer)
     for t in layer.weight_transforms:
         if isinstance(t, Mask):
             return t

@@ -40,6 +40,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..nn import cross_entropy
+from ..nn.checks import real_array
 from ..train import evaluation, fit
 from .learned import LearnedMaskPruner, weights_and_scores_adam
 from .mask import LearnedMask, attach_mask, get_mask, prunable_layers
@@ -76,7 +77,7 @@ def nm_mask(scores, n=2, m=4, *, pad=False, what="weight"):
     group of r < M keeps min(N, r) entries.
     """
     n, m = check_nm(n, m)
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = real_array(scores, f"N:M sparsity: scores of {what}", np.float64)
     o, k, kp = nm_rows(scores.shape, m, pad, what)
     if np.isnan(scores).any():
         raise ValueError(f"N:M sparsity: scores of {what} contain NaN")

@@ -19,6 +19,8 @@ with faster float hardware, each exact under a condition stated in its docstring
 
 import numpy as np
 
+from ..nn.checks import real_array
+
 M0_BITS = 27
 
 
@@ -29,7 +31,7 @@ def quantize_multiplier(m, bits=M0_BITS):
     n = b − e. Relative error of M₀·2^(−n) ≤ 2^(−b). Jacob et al. use b = 31 (an int32 M₀);
     we use b = 27 so that acc·M₀ < 2^24 · 2^27 = 2^51 is also exact in float64 (fast path below).
     """
-    m = np.asarray(m, dtype=np.float64)
+    m = real_array(m, "quantize_multiplier: M", np.float64)
     if not np.all(np.isfinite(m)) or np.any(m <= 0) or np.any(m >= 2 ** (bits - 2)):
         # M < 2^(b−2) keeps the shift n ≥ 1 (the rounding term 2^(n−1) is an integer)
         raise ValueError(f"quantize_multiplier: M must be in (0, 2^{bits - 2}), got {m}")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..nn import ReLU, Sequential, WeightedLayer, cross_entropy
+from ..nn.checks import check_module, real_array
 from ..optim import Adam
 from ..train import fit
 from .fake import ActivationQuantizer, BiasQuantizer, WeightQuantizer
@@ -75,6 +76,7 @@ def prepare(model, weight_bits=8, act_bits=8, *, per_channel=False, input_kind="
         if example_input is None:
             raise ValueError("prepare: input_kind='auto' needs example_input to see whether the "
                              "input can be negative (or pass input_kind='unsigned'/'asymmetric')")
+        example_input = real_array(example_input, "prepare: example_input")
         input_kind = "unsigned" if float(np.min(example_input)) >= 0 else "asymmetric"
     rng = rng if rng is not None else np.random.default_rng(0)
     current = ActivationQuantizer(o.input_bits, input_kind,
@@ -101,6 +103,7 @@ def prepare(model, weight_bits=8, act_bits=8, *, per_channel=False, input_kind="
 
 def quantizers(model):
     """(weight quantizers as (layer_name, layer, quantizer), activation quantizers as (name, q))."""
+    check_module(model)
     weights, acts = [], []
     for name, module in model.named_children():
         if isinstance(module, WeightedLayer):
