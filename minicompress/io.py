@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .nn.checks import check_module
+
 
 # ---- atomic, durable writes --------------------------------------------------------------------
 # A file is written to a temporary sibling ``.<name>.<pid>-<random>.part`` and renamed over
@@ -160,9 +162,11 @@ def load_npz(path) -> dict:
 
 def save_model(model, path):
     """Save ``model.state_dict()`` (PyTorch-style names) to an ``.npz`` file."""
+    check_module(model)
     return save_npz_atomic(path, dict(model.state_dict()))
 
 
 def load_model(model, path, strict: bool = True):
     """Load an ``.npz`` state dict (ours or ``{k: v.numpy()}`` of a PyTorch one) into ``model``."""
+    check_module(model)
     return model.load_state_dict(load_npz(path), strict=strict)

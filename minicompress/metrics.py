@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 from .nn import Conv2d, Linear, Sequential, WeightedLayer
+from .nn.checks import check_module
 
 SPARSE_FORMATS = ("auto", "bitmask", "csr", "dense")
 
@@ -38,6 +39,8 @@ def _layers(model):
 
 
 def _named_modules(module, prefix=""):
+    if not prefix:
+        check_module(module)
     for name, child in module.named_children():
         yield prefix + name, child
         yield from _named_modules(child, prefix + name + ".")
@@ -189,6 +192,7 @@ def median_seconds(fn, x, repeats=20, warmup=3):
 
 def latency(model, x, repeats=20, warmup=3):
     """Median wall-clock seconds of ``model(x)`` in eval mode (``warmup`` untimed calls first)."""
+    check_module(model)
     if repeats < 1:
         raise ValueError(f"latency: repeats must be ≥ 1, got {repeats!r}")
     was_training = model.training

@@ -30,6 +30,7 @@ import numpy as np
 
 from .data import batches
 from .nn import cross_entropy
+from .nn.checks import check_module
 from .parallel import DataParallelStep
 from .step import Batch, TrainStep, as_task_loss
 
@@ -75,6 +76,7 @@ class Progress:
 
 def predict(model, x, batch_size=1000):
     """Logits for ``x``, computed in batches, model in eval mode."""
+    check_module(model)
     if not np.all(np.isfinite(x)):
         raise FloatingPointError("predict: the input contains NaN or inf")
     was_training = model.training
@@ -264,5 +266,6 @@ def fit(model, optimizer, train_data, config, *, loss_fn=cross_entropy, hooks=()
     (default cross-entropy). ``eval_data = (x, y)`` adds test loss/accuracy to every epoch's
     record (before the other ``hooks`` run). Returns the history (one dict per epoch).
     """
+    check_module(model)
     hooks = evaluation(eval_data) + list(hooks)
     return Trainer(model, optimizer, config, loss_fn=loss_fn, hooks=hooks).fit(train_data)

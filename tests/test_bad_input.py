@@ -391,3 +391,41 @@ def test_complex_arrays_are_refused_where_numbers_are_read():
         prune.nm_mask(np.ones((2, 4), complex))
     with pytest.raises(TypeError, match="M must be an array of real numbers"):
         quantize_multiplier(np.array([0.5 + 1j]))
+
+
+@pytest.mark.parametrize("call", [
+    lambda v, x, p: __import__("minicompress.io", fromlist=["io"]).save_model(v, p / "m.npz"),
+    lambda v, x, p: __import__("minicompress.io", fromlist=["io"]).load_model(v, p / "m.npz"),
+    lambda v, x, p: __import__("minicompress.train", fromlist=["t"]).predict(v, x),
+    lambda v, x, p: __import__("minicompress.train", fromlist=["t"]).evaluate(v, x, np.zeros(4, int)),
+    lambda v, x, p: __import__("minicompress.metrics", fromlist=["m"]).model_bytes(v),
+    lambda v, x, p: __import__("minicompress.metrics", fromlist=["m"]).latency(v, x),
+    lambda v, x, p: fit(v, None, (x, np.zeros(4, int)), TrainConfig(1, np.random.default_rng(0))),
+], ids=["save_model", "load_model", "predict", "evaluate", "model_bytes", "latency", "fit"])
+def test_io_train_and_metrics_name_a_model_that_is_not_a_module(call, tmp_path):
+    x = np.zeros((4, 1, 8, 8), np.float32)
+    with pytest.raises(TypeError, match=r"^model must be a minicompress Module.*got ndarray"):
+        call(np.zeros(3), x, tmp_path)
+
+
+def test_prepare_options_and_calibrate_data_are_checked():
+    from minicompress import quantize
+    with pytest.raises(TypeError, match="options must be a QuantizerOptions or None, got dict"):
+        quantize.prepare(_lenet5(), 8, 8, input_kind="asymmetric", options={"input_bits": 8})
+    fake = quantize.prepare(_lenet5(), 8, 8, input_kind="asymmetric")
+    x = np.zeros((4, 1, 8, 8), np.float32)
+    for bad, message in ((x[:0], "non-empty batch"), (np.zeros(3), "non-empty batch"),
+                         (x.astype(complex), "real numbers"), ([[1, "a"]], "real numbers")):
+        with pytest.raises((ValueError, TypeError), match=message):   # was "saw no data"
+            quantize.calibrate(fake, bad)
+    for size in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="calibrate: batch_size"):
+            quantize.calibrate(fake, x, batch_size=size)
+
+
+def test_softmax_takes_array_likes_and_refuses_complex():
+    np.testing.assert_allclose(nn.softmax([0.0, 0.0]), [0.5, 0.5])   # a list used to fail
+    with pytest.raises(TypeError, match="softmax: z must be an array of real numbers"):
+        nn.softmax(np.ones(3, complex))
+    with pytest.raises(TypeError, match="log_softmax: z"):
+        nn.log_softmax(np.array(["a"]))

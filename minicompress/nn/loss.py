@@ -1,14 +1,19 @@
 """Softmax cross-entropy, computed from a stable log-softmax."""
 import numpy as np
 
+from .checks import real_array
+
 
 def log_softmax(z, axis=-1):
     """log softmax(z) = z − max z − log Σ exp(z − max z): subtracting the max avoids overflow."""
+    z = real_array(z, "log_softmax: z")
     z = z - z.max(axis=axis, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
 
 
 def softmax(z, axis=-1):
+    """softmax(z) = exp(z − max z) / Σ exp(z − max z), along ``axis``."""
+    z = real_array(z, "softmax: z")
     z = z - z.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=axis, keepdims=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..nn import ReLU, Sequential, WeightedLayer, cross_entropy
-from ..nn.checks import check_module, real_array
+from ..nn.checks import check_module, check_positive_int, real_array
 from ..optim import Adam
 from ..train import fit
 from .fake import ActivationQuantizer, BiasQuantizer, WeightQuantizer
@@ -64,6 +64,9 @@ def prepare(model, weight_bits=8, act_bits=8, *, per_channel=False, input_kind="
     ``options`` (a :class:`QuantizerOptions`) sets the input bits, the grid range, LSQ's gradient
     scale and what is learned; the defaults are the document's choices.
     """
+    if options is not None and not isinstance(options, QuantizerOptions):
+        raise TypeError(f"prepare: options must be a QuantizerOptions or None, got "
+                        f"{type(options).__name__}")
     o = options if options is not None else QuantizerOptions()
     if not isinstance(model, Sequential):
         raise TypeError(f"prepare: expected a Sequential model, got {type(model).__name__}")
@@ -159,6 +162,11 @@ def calibrate(model, x, *, method="minmax", weight_method="minmax", batch_size=5
     weights, acts = quantizers(model)
     if not weights and not acts:
         raise ValueError("calibrate: the model has no quantizers; call prepare() first")
+    x = real_array(x, "calibrate: x")
+    if x.ndim < 2 or len(x) == 0:
+        raise ValueError(f"calibrate: x must be a non-empty batch of inputs (N, ...), got shape "
+                         f"{x.shape}")
+    batch_size = check_positive_int(batch_size, "batch_size", "calibrate")
     for _, layer, q in weights:
         q.observe(weight_before_quantizer(layer, q), weight_method)
     set_quantization(model, False)
