@@ -133,3 +133,44 @@ def test_a_parameter_in_two_groups_is_an_error():
     p = Parameter(np.zeros(1))
     with pytest.raises(ValueError, match="another group"):
         Adam([{"params": [p]}, {"params": [p]}])
+
+
+def test_default_hyperparameters_are_kingma_and_bas():
+    # α = 1e-3, ε = 1e-8 (β's: the next test). First step from θ = 0: −α·g/(|g| + ε).
+    # g = 1e-8 makes ε visible: −1e-3 · 1e-8 / (1e-8 + 1e-8) = −5e-4; g = 1: −1e-3/(1 + 1e-8)
+    (theta,) = run([np.array([1e-8, 1.0], np.float32)], np.zeros(2))
+    np.testing.assert_allclose(theta, [-5e-4, -1e-3], rtol=1e-6)
+
+
+def test_default_betas_are_0_9_and_0_999():
+    # two steps, g = 1 then g = 0, α = 1: m₂ = 0.9·0.1 = 0.09, m̂₂ = 0.09/0.19;
+    # v₂ = 0.999·0.001, v̂₂ = 0.000999/0.001999; step 2 = m̂₂/(√v̂₂ + ε)
+    m_hat, v_hat = 0.09 / 0.19, 0.000999 / 0.001999
+    thetas = run([1.0, 0.0], 0.0, lr=1.0)
+    step2 = thetas[0].item() - thetas[1].item()
+    assert step2 == pytest.approx(m_hat / (np.sqrt(v_hat) + 1e-8), rel=1e-6)
+
+
+def test_zero_grad_sets_every_gradient_to_exactly_zero():
+    ps = [Parameter(np.ones((2, 3), np.float32)), Parameter(np.ones(4, np.float32))]
+    opt = Adam(ps)
+    for p in ps:
+        p.grad[...] = 2.5
+    opt.zero_grad()
+    assert all(np.array_equal(p.grad, np.zeros_like(p.grad)) for p in ps)
+
+
+def test_hyperparameter_boundaries_are_the_documented_ones():
+    p = [Parameter(np.zeros(2, np.float32))]
+    Adam(p, betas=(0.0, 0.0), eps=0.0)              # β ∈ [0, 1) and ε ≥ 0: the ends are allowed
+    for kw in ({"betas": (1.0, 0.999)}, {"betas": (0.9, 1.0)}, {"eps": -1e-12}, {"lr": 0.0}):
+        with pytest.raises(ValueError):
+            Adam(p, **kw)
+    opt = Adam(p)
+    opt.lr = 0.0                                     # a schedule may bring α down to exactly 0
+    with pytest.raises(ValueError, match="non-negative"):
+        opt.lr = -1e-9
+    SGD(p, lr=0.1, momentum=0.0)
+    for momentum in (1.0, -0.1):
+        with pytest.raises(ValueError):
+            SGD(p, lr=0.1, momentum=momentum)

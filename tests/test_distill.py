@@ -449,3 +449,19 @@ def test_out_of_fold_logits_needs_a_generator():
     x, y = _digits_subset(20)
     with pytest.raises(TypeError, match="rng"):
         D.out_of_fold_logits(lambda f: None, (x, y), lambda *a: None, rng=0)
+
+
+def test_the_loss_with_a_hint_is_the_kd_loss_plus_the_hint_loss(rng):
+    """L = α·L_soft + (1 − α)·CE + β·L_hint: the value reported with the hint is the sum (its
+    gradients are checked above; a wrong sign on the value alone would go unseen there)."""
+    teacher = to_float64(models.teacher(8, rng=rng))
+    hint = to_float64(D.HintLoss(Conv2d(6, 32, 1, rng=rng), "pool1", "pool1", beta=0.5))
+    kd = D.DistillationLoss(3.0, 0.25, teacher=teacher, hint=hint)
+    batch = Batch(rng.standard_normal((4, 1, 8, 8)), rng.integers(0, 10, 4))
+    logits, f_s = rng.standard_normal((4, 10)), rng.standard_normal((4, 6, 4, 4))
+    total, _, _ = kd.with_features(logits, {"pool1": f_s}, batch)
+    z_t = teacher(batch.x, capture=("pool1",))
+    expected = D.distillation_loss(logits, z_t, batch.y, 3.0, 0.25)[0] \
+        + hint(f_s, teacher.features["pool1"])[0]
+    assert hint(f_s, teacher.features["pool1"])[0] > 0.1            # the hint term matters
+    assert total == pytest.approx(expected, rel=1e-12)

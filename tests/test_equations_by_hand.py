@@ -448,3 +448,37 @@ def test_cross_entropy_by_hand():
     loss, grad = nn.cross_entropy(np.array([[0.0, LN3], [LN3, 0.0]]), np.array([0, 0]))
     assert loss == pytest.approx((np.log(4.0) + np.log(4 / 3)) / 2, rel=1e-12)
     np.testing.assert_allclose(grad, [[-0.375, 0.375], [-0.125, 0.125]], rtol=1e-12)
+
+
+def test_step_size_on_a_general_grid_by_hand():
+    from minicompress.quantize.functional import quantization_mse, step_size
+    # Δ = (r_hi − r_lo) / (q_hi − q_lo): (3 − (−1)) / (6 − (−2)) = 0.5 (q_lo ≠ 0 pins its sign)
+    assert step_size(-1.0, 3.0, -2, 6).item() == 0.5
+    assert step_size(2.0, 2.0, 0, 3).item() == 1.0             # empty range: Δ = 1
+    # ⟨(x − x̂)²⟩ = ((1 − 0)² + (2 − 4)²) / 2 = 2.5
+    assert quantization_mse([1.0, 2.0], [0.0, 4.0]) == 2.5
+
+
+def test_l1_penalty_with_lambda_zero_is_zero_and_negative_lambda_is_refused():
+    from minicompress.prune.objective import l1_penalty
+    w, m = np.array([[1.0, -2.0]]), np.array([[0.0, 1.0]])
+    value, d_w, d_m = l1_penalty(w, m, 0.0)                      # λ = 0 is allowed: no penalty
+    assert value == 0 and not d_w.any() and not d_m.any()
+    with pytest.raises(ValueError, match="λ"):
+        l1_penalty(w, m, -1e-9)
+
+
+def test_softmax_subtracts_the_max_and_works_along_the_last_axis():
+    # softmax(z) = exp(z − max z)/Σ: for z = 1000 without the shift exp overflows (inf/inf)
+    big = np.array([[1000.0, 1000.0], [0.0, np.log(3.0)]])
+    with np.errstate(all="raise"):
+        np.testing.assert_allclose(nn.softmax(big), [[0.5, 0.5], [0.25, 0.75]], rtol=1e-12)
+        np.testing.assert_allclose(nn.log_softmax(big), np.log([[0.5, 0.5], [0.25, 0.75]]),
+                                   rtol=1e-12)
+
+
+def test_cross_entropy_refuses_a_label_equal_to_the_number_of_classes():
+    logits = np.zeros((2, 3))
+    nn.cross_entropy(logits, np.array([0, 2]))                   # labels 0 … K − 1 are fine
+    with pytest.raises(ValueError):
+        nn.cross_entropy(logits, np.array([0, 3]))
