@@ -465,3 +465,16 @@ def test_the_loss_with_a_hint_is_the_kd_loss_plus_the_hint_loss(rng):
         + hint(f_s, teacher.features["pool1"])[0]
     assert hint(f_s, teacher.features["pool1"])[0] > 0.1            # the hint term matters
     assert total == pytest.approx(expected, rel=1e-12)
+
+
+def test_feature_losses_take_beta_zero_and_refuse_negative_beta(rng):
+    f_s, f_t = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 5, 4, 4))
+    hint = to_float64(D.HintLoss(Conv2d(3, 5, 1, rng=rng), "a", "b", beta=0.0))
+    at = D.AttentionTransferLoss("a", "b", beta=0.0)
+    for loss in (hint, at):                                    # β = 0: the term is switched off
+        value, grad = loss(f_s, f_t)
+        assert value == 0.0 and not np.any(grad)
+    with pytest.raises(ValueError):
+        D.HintLoss(Conv2d(3, 5, 1, rng=rng), "a", "b", beta=-0.1)
+    with pytest.raises(ValueError):
+        D.AttentionTransferLoss("a", "b", beta=-0.1)

@@ -307,6 +307,16 @@ def test_weight_quantizer_lsq_gradients_by_hand():
     assert float(q.log_delta.grad[0]) == pytest.approx(-1.2, rel=1e-5)
 
 
+def test_both_ends_of_the_grid_are_inside_for_the_ste_by_hand():
+    # 3 bits, Δ = 0.5: v = W/Δ = [3, −3] lie exactly on q_hi and q_lo: inside, so ∂L/∂W = g and
+    # ∂Ŵ/∂Δ = round(v) − v = 0 (outside it would be the bound ±3: ∂L/∂Δ = 3·1 − 3·2 = −3)
+    q = WeightQuantizer(3, grad_scale=False)
+    q.set_delta(0.5)
+    q.forward(np.array([1.5, -1.5], np.float32))
+    np.testing.assert_array_equal(q.backward(np.array([1.0, 2.0], np.float32)), [1.0, 2.0])
+    assert float(q.log_delta.grad[0]) == 0.0
+
+
 def test_lsq_gradient_scale_by_hand():
     # the same with LSQ's g = 1/√(N·Q_P) = 1/√(5·3)
     q = WeightQuantizer(3, grad_scale=True)
