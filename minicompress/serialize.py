@@ -131,8 +131,9 @@ class StepReader:
     def float32(self, name, lo=0.0, hi=FLOAT32_MAX):
         """A JSON number that is a float32 value, finite, with lo < value ≤ hi."""
         v = self.step[name]
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) \
-            and lo < v <= hi and float(np.float32(v)) == v
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) \
+            and (isinstance(v, int) or math.isfinite(v)) \
+            and lo < v <= hi and float(np.float32(v)) == v         # a huge int: no isfinite
         if not ok:
             raise self.fail(name, f"must be a float32 number in ({lo:g}, {hi:g}], got {show(v)}")
         return np.float32(v)

@@ -152,6 +152,7 @@ CASES = [
     ("delta-negative", _set("quantize_input", "delta", -0.01), "field 'delta'"),
     ("delta-overflows-float32", _set("quantize_input", "delta", 1e39), "field 'delta'"),
     ("delta-string", _set("quantize_input", "delta", "0.01"), "field 'delta'"),
+    ("delta-400-digit-int", _set("quantize_input", "delta", 10 ** 400), "field 'delta'"),
     ("q-lo-above-q-hi", _set("quantize_input", "q_lo", 300), "field 'q_hi'"),
     ("q-hi-too-wide", _set("quantize_input", "q_hi", 2 ** 20), "field 'q_hi'"),
     ("zero-outside-grid", _set("quantize_input", "zero", 256), "field 'zero'"),
