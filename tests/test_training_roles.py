@@ -377,3 +377,33 @@ def test_distill_step_with_hint_by_hand():
            student.fc2.bias.data, hint.regressor.weight.data]
     for p, p_ref in zip(got, params):
         np.testing.assert_allclose(p, p_ref, rtol=0, atol=ATOL)
+
+
+def test_pruned_objective_called_alone_reports_task_loss_plus_l1():
+    """``PrunedObjective`` called directly, and through ``with_features``, returns
+    L_task(W ⊙ m) + λ‖W ⊙ (1 − m)‖₁, and adds the L1 gradients once."""
+    lam = 0.05
+    model = nn.Sequential(fc=linear(W0))
+    pruner = prune.LearnedMaskPruner(model, 0.5, lam=lam)
+    pruner.update(0)                                         # m = top-2 of |W|: keeps 1.0, −1.1
+    m = prune.get_mask(model.fc).mask.data
+    np.testing.assert_array_equal(m, [[1, 0], [0, 1]])
+    objective = pruner.objective(nn.cross_entropy)
+    batch = Batch(X2.astype(np.float32), Y2)
+    logits = model(batch.x)
+    loss, _ = objective(logits, batch)
+    ce, _ = nn.cross_entropy(logits, Y2)
+    assert loss == pytest.approx(ce + lam * (0.9 + 0.2), rel=1e-6)
+    np.testing.assert_allclose(model.fc.weight.grad, lam * np.sign(W0) * (1 - m), rtol=1e-6)
+    # the path with feature maps (a hint loss inside the task) reports the same sum
+    model.zero_grad()
+    loss_f, _, _ = objective.with_features(logits, {}, batch)
+    assert loss_f == pytest.approx(loss, rel=1e-12)
+
+
+def test_the_cubic_mask_schedule_ramps_over_its_fraction_of_the_steps():
+    # s_t = s_f + (s_i − s_f)(1 − t/n)³ with n = ramp · steps = 0.7 · 100 = 70, s_i = 0, s_f = 0.9
+    schedule = prune.MaskPruning(sparsity=0.9).sparsity_schedule(100)
+    assert schedule(0) == 0.0
+    assert schedule(35) == pytest.approx(0.9 - 0.9 * 0.5 ** 3)           # 0.7875
+    assert schedule(69) < 0.9 and schedule(70) == pytest.approx(0.9) and schedule(99) == 0.9
