@@ -492,3 +492,17 @@ def test_cross_entropy_refuses_a_label_equal_to_the_number_of_classes():
     nn.cross_entropy(logits, np.array([0, 2]))                   # labels 0 … K − 1 are fine
     with pytest.raises(ValueError):
         nn.cross_entropy(logits, np.array([0, 3]))
+
+
+def test_sparsity_counts_zero_effective_weights_over_all_prunable_layers_by_hand():
+    # fc1: 2 of 4 weights zero; fc2: 1 of 2 masked to zero → (2 + 1) / (4 + 2) = 0.5;
+    # fc2 alone: 1 / 2
+    model = nn.Sequential(fc1=linear([[0.0, 1.0], [2.0, 0.0]]), relu=nn.ReLU(),
+                          fc2=linear([[3.0, 4.0]]))
+    prune.attach_mask(model.fc2)
+    prune.get_mask(model.fc2).set(np.array([[True, False]]))
+    assert prune.sparsity(model) == 0.5
+    assert prune.sparsity(model, ["fc2"]) == 0.5
+    assert prune.sparsity(model, ["fc1", "fc2"]) == 0.5
+    prune.get_mask(model.fc2).set(np.array([[True, True]]))
+    assert prune.sparsity(model) == pytest.approx(2 / 6)
