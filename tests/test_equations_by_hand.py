@@ -371,6 +371,16 @@ def test_quantize_multiplier_by_hand():
     np.testing.assert_array_equal(n, [27, 25, 30])
 
 
+def test_quantize_multiplier_carry_and_tiny_m_by_hand():
+    # M = ½(1 − 2⁻³⁰): f = 1 − 2⁻³⁰, e = −1, round(f·2²⁷) = 2²⁷ — f rounded up to 1.0, so
+    # M₀ = 2²⁶ and n = 27 − (−1) − 1 = 27 (M₀ stays in [2²⁶, 2²⁷); M₀·2⁻ⁿ = ½)
+    m0, n = quantize_multiplier(np.array([0.5 * (1 - 2.0 ** -30)]))
+    assert (int(m0[0]), int(n[0])) == (2 ** 26, 27)
+    # M = 2⁻⁴⁰: f = ½, e = −39, n = 27 + 39 = 66 > 62, so M₀ = 2²⁶ loses 4 low bits: 2²², n = 62
+    m0, n = quantize_multiplier(np.array([2.0 ** -40]))
+    assert (int(m0[0]), int(n[0])) == (2 ** 22, 62)
+
+
 @pytest.mark.parametrize("fn", [requantize, requantize_exact_float])
 def test_requantize_by_hand(fn):
     # M = 0.75 = M₀·2⁻²⁷: acc·M = [7.5, −7.5, 2.25, 3.75, −2.25]; round half up = floor(· + ½)
@@ -492,6 +502,12 @@ def test_cross_entropy_refuses_a_label_equal_to_the_number_of_classes():
     nn.cross_entropy(logits, np.array([0, 2]))                   # labels 0 … K − 1 are fine
     with pytest.raises(ValueError):
         nn.cross_entropy(logits, np.array([0, 3]))
+
+
+def test_a_one_step_cubic_schedule_reaches_the_final_sparsity_at_step_one():
+    # n = max(1, steps // every) = 1: s_1 = s_f + (s_i − s_f)(1 − 1/1)³ = s_f
+    schedule = prune.CubicSchedule(0.0, 0.8, 1)
+    assert schedule(0) == 0.0 and schedule(1) == pytest.approx(0.8)
 
 
 def test_sparsity_counts_zero_effective_weights_over_all_prunable_layers_by_hand():
