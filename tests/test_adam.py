@@ -174,3 +174,13 @@ def test_hyperparameter_boundaries_are_the_documented_ones():
     for momentum in (1.0, -0.1):
         with pytest.raises(ValueError):
             SGD(p, lr=0.1, momentum=momentum)
+
+
+def test_sgd_without_momentum_is_plain_gradient_descent():
+    # default momentum 0: θ₂ = θ₀ − α(g₁ + g₂), no velocity carried over
+    p = Parameter(np.zeros(1))
+    opt = SGD([p], lr=0.1)
+    for g in (1.0, 1.0):
+        p.grad[...] = g
+        opt.step()
+    assert p.data.item() == pytest.approx(-0.2, rel=1e-12)
