@@ -150,13 +150,12 @@ class ActivationRecorder:
 
     def __init__(self, rng, max_samples=200_000):
         self.rng, self.max_samples = rng, max_samples
-        self.samples, self.lo, self.hi, self.seen = [], np.inf, -np.inf, 0
+        self.samples, self.lo, self.hi = [], np.inf, -np.inf
 
     def record(self, x):
         check_finite_tensor(x, "calibration", "activation")
         flat = x.reshape(-1)
         self.lo, self.hi = min(self.lo, float(flat.min())), max(self.hi, float(flat.max()))
-        self.seen += flat.size
         take = min(flat.size, self.max_samples // 4)
         self.samples.append(flat[self.rng.choice(flat.size, take, replace=False)]
                             if take < flat.size else flat.copy())
