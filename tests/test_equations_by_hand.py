@@ -522,3 +522,64 @@ def test_sparsity_counts_zero_effective_weights_over_all_prunable_layers_by_hand
     assert prune.sparsity(model, ["fc1", "fc2"]) == 0.5
     prune.get_mask(model.fc2).set(np.array([[True, True]]))
     assert prune.sparsity(model) == pytest.approx(2 / 6)
+
+
+def test_unsigned_and_asymmetric_bounds_are_0_to_2n_minus_1():
+    assert integer_bounds(4, "unsigned") == (0, 15)             # 2⁴ − 1 (2·2 − 1 = 3 at n = 2 too)
+    assert integer_bounds(8, "asymmetric") == (0, 255)
+
+
+def test_minmax_asymmetric_range_always_contains_zero_by_hand():
+    # x = [1, 4]: r_min = min(1, 0) = 0, r_max = 4 → Δ = 4/3 at 2 bits, r_min = 0
+    d, r = minmax_observer(np.array([1.0, 4.0], np.float32), 2, "asymmetric")
+    assert d.item() == pytest.approx(4 / 3, rel=1e-6) and r.item() == 0.0
+
+
+def test_percentile_observer_by_hand():
+    from minicompress.quantize.observers import percentile_observer
+    # x = −200 … 800 (1001 values, spacing 1): the p-th percentile is −200 + 10·p (linear)
+    x = (np.arange(1001) - 200).astype(np.float32)
+    d, r = percentile_observer(x, 8, "asymmetric", percentile=99)
+    assert r.item() == pytest.approx(-190) and d.item() == pytest.approx(980 / 255, rel=1e-6)
+    d, _ = percentile_observer(x + 200, 8, "unsigned", percentile=99)      # r_max = 990
+    assert d.item() == pytest.approx(990 / 255, rel=1e-6)
+    d, _ = percentile_observer(x, 8, "signed", percentile=100)              # = min–max: 800/127
+    assert d.item() == pytest.approx(800 / 127, rel=1e-6)
+    percentile_observer(x, 8, "signed", percentile=50.5)                  # (50, 100]: open at 50
+    for p in (50, 100.5):
+        with pytest.raises(ValueError, match=r"\(50, 100\]"):
+            percentile_observer(x, 8, "signed", percentile=p)
+
+
+def test_mse_observer_by_hand():
+    from minicompress.quantize.observers import mse_observer
+    # signed 2-bit narrow grid {−1, 0, 1}: Δ = α·1; x = [½, ½, ½, ½, 1], α ∈ {¼, ½, ¾, 1}
+    # ⟨(x − x̂)²⟩: α = ¼ → 0.1625, ½ → 0.05, ¾ → 0.0625, 1 → 0.2 (½/1 rounds to 0, half to even)
+    x = np.array([0.5, 0.5, 0.5, 0.5, 1.0], np.float32)
+    d, r = mse_observer(x, 2, "signed", grid=4)
+    assert d.item() == 0.5 and r is None
+
+
+def test_asymmetric_fake_quantize_and_lsq_offset_by_hand():
+    from minicompress.quantize.observers import fake_quantize
+    # Δ = ½, r_min = −½ at 2 bits: z = round(½/½) = 1, codes 0…3 hold −½, 0, ½, 1 exactly
+    x = np.array([-0.5, 0.0, 0.5, 1.0], np.float32)
+    np.testing.assert_array_equal(fake_quantize(x, np.float32(0.5), 2, "asymmetric",
+                                                np.float32(-0.5)), x)
+    # LSQ asymmetric: r_min = −1, ⟨|x − r_min|⟩ = ⟨0, 2, 4⟩ = 2, Δ = 2·2/√3
+    d, r = lsq_observer(np.array([-1.0, 1.0, 3.0], np.float32), 2, "asymmetric")
+    assert r.item() == -1.0 and d.item() == pytest.approx(4 / np.sqrt(3), rel=1e-6)
+
+
+def test_accumulator_bound_by_hand():
+    from minicompress.quantize.integer_steps import IntLayer
+    # B = max_o Σ_k |q_w| · max|q_x − z| + max|q_b| = max(3 + 4, 1 + 2)·max(|0 − 10|, |255 − 10|)
+    #   + 13 = 7·245 + 13 = 1728; z = 10 on a linear layer also bounds the folded form
+    #   Σ q_w q_x + (q_b − z·Σq_w), q_b − z·Σq_w = [7 + 10, −13 − 30]: 7·255 + 43 = 1828, larger
+    layer = IntLayer("linear", (np.array([[3, -4], [1, 2]]), 8, np.ones(2)), np.array([7, -13]),
+                     (np.float32(1), 10, 0, 255), {"out_scale": np.ones(2, np.float32)})
+    assert layer.bound == max(7 * 245 + 13, 7 * 255 + 43)
+    # z = 0: the plain form only, 7·255 + 13
+    layer = IntLayer("linear", (np.array([[3, -4], [1, 2]]), 8, np.ones(2)), np.array([7, -13]),
+                     (np.float32(1), 0, 0, 255), {"out_scale": np.ones(2, np.float32)})
+    assert layer.bound == 7 * 255 + 13
