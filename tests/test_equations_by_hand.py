@@ -583,3 +583,27 @@ def test_accumulator_bound_by_hand():
     layer = IntLayer("linear", (np.array([[3, -4], [1, 2]]), 8, np.ones(2)), np.array([7, -13]),
                      (np.float32(1), 0, 0, 255), {"out_scale": np.ones(2, np.float32)})
     assert layer.bound == 7 * 255 + 13
+
+
+def test_mse_observer_asymmetric_by_hand():
+    from minicompress.quantize.observers import mse_observer
+    # x = [−1, 0, 1, 2], 2 bits, α ∈ {½, 1}: α = ½ → Δ = ½, r_min = −½, codes [0, 1, 3, 3],
+    # x̂ = [−½, 0, 1, 1], error (¼ + 1)/4; α = 1 → Δ = 1, r_min = −1, exact: the second wins
+    d, r = mse_observer(np.array([-1.0, 0.0, 1.0, 2.0], np.float32), 2, "asymmetric", grid=2)
+    assert d.item() == 1.0 and r.item() == -1.0
+    # x = [0, −½, −1½, 1½, ½, −½]: α = ½ (Δ = ½, r_min = −¾, z = 2) and α = 1 (Δ = 1,
+    # r_min = −1½, z = 2) both err by 1¼/6 (in quarters, exact); a tie keeps the first, α = ½,
+    # with its own r_min
+    x = np.array([0.0, -0.5, -1.5, 1.5, 0.5, -0.5], np.float32)
+    d, r = mse_observer(x, 2, "asymmetric", grid=2)
+    assert d.item() == 0.5 and r.item() == -0.75
+
+
+def test_a_conv_step_needs_images_of_at_least_k_minus_2p():
+    from minicompress.quantize.integer_steps import IntLayer, sample_shape_problem
+    # k = 5, p = 1: 3x3 images (3 + 2 = 5) are enough, 2x3 are not; the shape here is (H, W, C)
+    conv = IntLayer("conv2d", (np.ones((2, 1, 5, 5), int), 8, np.ones(2)), np.zeros(2),
+                    (np.float32(1), 0, 0, 255), {"out_scale": np.ones(2, np.float32)}, padding=1)
+    assert sample_shape_problem([conv], (3, 3, 1)) is None
+    for shape in ((2, 3, 1), (3, 2, 1)):
+        assert "images of at least 3x3 (a 5x5 kernel, padding 1)" in sample_shape_problem([conv], shape)
