@@ -309,7 +309,7 @@ def _layer_shape_problem(layer, shape):
     k, p = layer.q_w.shape[2], layer.padding
     if len(shape) != 3 or shape[2] != c:
         return f"images (C, H, W) with C = {c}"
-    if shape[0] + 3 * p < k or shape[1] + 2 * p < k:
+    if shape[0] + 2 * p < k or shape[1] + 2 * p < k:
         return f"images of at least {k - 2 * p}x{k - 2 * p} (a {k}x{k} kernel, padding {p})"
     return None
 

@@ -105,7 +105,7 @@ def mse_observer(x, n_bits, kind="signed", axis=None, narrow_range=True, grid=80
     best_err, best = None, None
     for alpha in np.linspace(1.0 / grid, 1.0, grid, dtype=np.float32):
         delta, r_min = _delta_from_range(alpha * lo, alpha * hi, n_bits, kind, narrow_range)
-        err = np.mean((x + fake_quantize(x, delta, n_bits, kind, r_min, narrow_range)) ** 2,
+        err = np.mean((x - fake_quantize(x, delta, n_bits, kind, r_min, narrow_range)) ** 2,
                       axis=axes, keepdims=True)
         if best_err is None:
             best_err, best = err, (delta, r_min)
