@@ -314,3 +314,26 @@ def test_a_student_edition_runs_to_the_end_in_fast_mode(tmp_path):
     build.execute(nb, fast=True, cwd=ROOT / "notebooks", timeout=300)
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert printed.count("not implemented") == 3
+
+
+@pytest.mark.parametrize("change", [
+    lambda nb: nb["cells"][0].update(source=["x = 1\n", 7]),       # nbformat's join: TypeError
+    lambda nb: nb["cells"][0].update(source=3),                     # AttributeError: splitlines
+    lambda nb: nb["cells"][0].pop("metadata"),                      # a schema error
+    lambda nb: nb.update(cells={"a": 1}),
+], ids=["source-list-with-int", "source-int", "cell-without-metadata", "cells-object"])
+def test_a_malformed_notebook_is_one_line_naming_the_file(tmp_path, capsys, change):
+    """A student's notebook is untrusted input: cells of the wrong shape end in one ValueError
+    naming the file, before anything runs (nbformat itself fails on them with any error type)."""
+    import json
+    from minicompress.__main__ import main
+    nb = json.loads(nbformat.writes(nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import numpy as np")])))
+    change(nb)
+    path = tmp_path / "01_bad.ipynb"
+    path.write_text(json.dumps(nb))
+    with pytest.raises(ValueError, match=r"01_bad.ipynb"):
+        C.check_notebook(path)
+    assert main(["check", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: check:") and err.count("\n") == 1 and "internal" not in err, err
