@@ -35,15 +35,8 @@ SPARSE_FORMATS = ("auto", "bitmask", "csr", "dense")
 
 # ---- counts ---------------------------------------------------------------------------------
 def _layers(model):
-    return [(n, m) for n, m in _named_modules(model) if isinstance(m, WeightedLayer)]
-
-
-def _named_modules(module, prefix=""):
-    if not prefix:
-        check_module(module)
-    for name, child in module.named_children():
-        yield prefix + name, child
-        yield from _named_modules(child, prefix + name + ".")
+    return [(n, m) for n, m in check_module(model).named_modules()
+            if isinstance(m, WeightedLayer)]
 
 
 def count_parameters(model):

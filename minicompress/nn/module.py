@@ -94,6 +94,12 @@ class Module:
     def parameters(self):
         return [p for _, p in self.named_parameters()]
 
+    def named_modules(self, prefix: str = ""):
+        """Every descendant (not this module) with its dotted name, e.g. ``("block.conv", conv)``."""
+        for name, child in self.named_children():
+            yield prefix + name, child
+            yield from child.named_modules(prefix + name + ".")
+
     def modules(self):
         yield self
         for child in self.children():

@@ -104,7 +104,7 @@ def prunable_layers(model, layers=None):
                                or not layers or not all(isinstance(n, str) for n in layers)):
         raise TypeError(f"layers must be None (all prunable layers) or a non-empty list of layer "
                         f"names, got {layers!r}")
-    found = {name: m for name, m in _named_modules(model) if isinstance(m, PRUNABLE)}
+    found = {name: m for name, m in model.named_modules() if isinstance(m, PRUNABLE)}
     if layers is None:
         if not found:
             raise ValueError(f"{type(model).__name__} has no Linear or Conv2d layer to prune")
@@ -118,13 +118,9 @@ def prunable_layers(model, layers=None):
     return out
 
 
-def _named_modules(module, prefix=""):
-    if not prefix:
-        check_module(module)
-    for name, child in module.named_children():
-        full = prefix + name
-        yield full, child
-        yield from _named_modules(child, full + ".")
+def _named_modules(model):
+    """``model.named_modules()``, once ``model`` is checked to be a Module."""
+    return check_module(model).named_modules()
 
 
 def get_mask(layer):
