@@ -5,7 +5,9 @@ Start from the cached dense net; gate the chosen layers, let Adam learn which fi
 them, the kept count ramping down cubically over the first half of training), then ``shrink``: a
 physically smaller network. Reports accuracy before/after, MACs, parameters and the forward
 latency of the dense and the shrunk net (median over interleaved rounds, batch 256, one BLAS
-thread), and checks that the shrunk net's outputs equal the gated net's.
+thread), and checks that the shrunk net's outputs equal the gated net's. ``--latency-only``
+re-times the shapes alone, and, when PyTorch is installed, the same two networks in PyTorch
+(one thread) beside them: the reference framework's latency ratio for the same shapes.
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/prune_filters.py --net lenet5 --keep conv1=3,conv2=10 --epochs 3
     OPENBLAS_NUM_THREADS=1 python benchmarks/prune_filters.py --net teacher --keep conv1=24,conv2=32 --epochs 2
@@ -14,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -115,6 +119,36 @@ def interleaved_cpu_time(models_, x, rounds=15):
     return [float(np.median(t)) for t in times]
 
 
+def torch_reference(models_, x, rounds, mac_ratio):
+    """The same two networks in PyTorch (its CPU build, one thread, inference mode), timed the
+    same way — the reference framework's answer to the same question — or None without PyTorch.
+    The twins get our weights (``torch_state_dict``), and their logits are compared with ours."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import torch_modules
+
+    from minicompress.torch_state import torch_state_dict
+    torch.set_num_threads(1)
+    twins, diffs = [], []
+    for m in models_:
+        state, arch = torch_state_dict(m)
+        net = torch_modules.load_state(torch_modules.build(arch),
+                                       {k: torch.from_numpy(v) for k, v in state.items()})
+        with torch.inference_mode():
+            diffs.append(float(np.abs(net(torch.from_numpy(x)).numpy() - m(x)).max()))
+        twins.append(net)
+    with torch.inference_mode():
+        cpu_dense, cpu_small = interleaved_cpu_time(twins, torch.from_numpy(x), rounds=rounds)
+    return {"version": torch.__version__, "threads": torch.get_num_threads(),
+            "dense_cpu_s": cpu_dense, "pruned_cpu_s": cpu_small,
+            "cpu_time_ratio": cpu_small / cpu_dense,
+            "cpu_time_over_mac_ratio": cpu_small / cpu_dense / mac_ratio,
+            "max_abs_logit_diff_vs_ours": max(diffs)}
+
+
 def latency_only(args):
     """Forward latency of the dense net and of a net with the shrunk *shapes* (which filters are
     kept does not change the cost of dense matmuls), without training. Saved under
@@ -128,6 +162,7 @@ def latency_only(args):
     lat_dense, lat_small = interleaved_latency([dense, small], x, rounds=args.rounds)
     cpu_dense, cpu_small = interleaved_cpu_time([dense, small], x, rounds=args.rounds)
     mac_ratio = metrics.macs(small, (1, 28, 28))[0] / metrics.macs(dense, (1, 28, 28))[0]
+    reference = torch_reference([dense, small], x, args.rounds, mac_ratio)
     res = {"net": args.net, "keep": args.keep, "latency_batch": args.batch, "rounds": args.rounds,
            "dense_latency_s": lat_dense, "pruned_latency_s": lat_small,
            "latency_ratio": lat_small / lat_dense, "mac_ratio": mac_ratio,
@@ -135,6 +170,7 @@ def latency_only(args):
            "dense_cpu_s": cpu_dense, "pruned_cpu_s": cpu_small,
            "cpu_time_ratio": cpu_small / cpu_dense,
            "cpu_time_over_mac_ratio": cpu_small / cpu_dense / mac_ratio,
+           "torch": reference,
            "load_average_1min": float(open("/proc/loadavg").read().split()[0]),
            "blas": blas_info(),
            "command": f"OPENBLAS_NUM_THREADS=1 python benchmarks/prune_filters.py --net {args.net} "
