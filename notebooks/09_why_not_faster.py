@@ -658,7 +658,7 @@ ax.legend(); plt.tight_layout(); plt.show()
 # pixels to give 42 columns, and then 3.6 times as many products are computed as are needed (with 6 filters, 7 pixels and
 # 2.2 times): the pruned first convolution takes about 0.7 of the dense one's time for half its MACs. Fusion removed the
 # passes over memory, so what is left of LeNet-5's gap is BLAS on tiny shapes. For a larger network the passes matter
-# more than the shapes: the teacher CNN's pruned time is 1.23–1.30× its MAC ratio with fusion, 1.33–1.38× without
+# more than the shapes: the teacher CNN's pruned time is 1.23–1.33× its MAC ratio with fusion, 1.33–1.38× without
 # (`benchmarks/prune_filters.py --latency-only`, which also times the same two networks in PyTorch when it is
 # installed). PyTorch shows the same gap: on one machine, one thread, its pruned LeNet-5 took 1.54–1.56× its MAC ratio
 # where this library's took 1.45–1.50×. A pruned CNN needs a smaller MAC ratio than the speed-up you want. The recorded run
