@@ -12,6 +12,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -82,12 +83,19 @@ def _existing_ancestor(p, what):
         raise CLIError(f"{what} {p}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CLIError(f"{what} {p}: folder {parent} is not writable")
+    try:  # access() can say yes where a file cannot be made (as root, or in /proc): try one
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".minicompress-probe-"):
+            pass
+    except OSError as error:
+        raise CLIError(f"{what} {p}: cannot create a file in {parent} "
+                       f"({error.strerror or error})") from None
     return parent
 
 
 def output_file(path, what, suffix):
     """``path`` can be written: ends in ``suffix``, is not a directory, and its nearest existing
-    ancestor is a writable directory (checked now, not after hours of training)."""
+    ancestor is a directory a file can be made in (checked now, by making and removing one,
+    not after hours of training)."""
     p = Path(path)
     if p.suffix.lower() != suffix:
         raise CLIError(f"{what} {path} must end in {suffix}")

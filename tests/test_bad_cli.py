@@ -164,6 +164,25 @@ def test_checkpoint_that_is_not_the_teacher(content, tmp_path, capsys, rng):
 
 
 # ---- recipes: paths ----------------------------------------------------------------------------
+def test_output_folder_that_refuses_files_is_found_before_training(tmp_path, capsys, monkeypatch):
+    """access() can say a folder is writable where no file can be made in it (as root, on /proc,
+    some network mounts): a file is really created and removed there first, so the error comes
+    before training, names the argument, and a folder that takes files keeps no probe behind."""
+    import minicompress.__main__ as cli
+    recipe = write_recipe(tmp_path, TINY)
+    out = tmp_path / "out"
+    out.mkdir()
+    cli.output_file(out / "m.npz", "--out", ".npz")
+    assert list(out.iterdir()) == []                          # the probe file is gone
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(cli.tempfile, "NamedTemporaryFile", refuse)
+    code, err = run_cli(["compress", "--recipe", recipe, "--out", out / "m.npz", "--quiet"], capsys)
+    assert_one_line_error(code, err, ["--out", "m.npz", "cannot create a file", "Permission denied"])
+    assert list(out.iterdir()) == []
+
+
 def test_recipe_paths(tmp_path, capsys):
     out = tmp_path / "m.npz"
     cases = [
