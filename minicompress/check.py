@@ -244,6 +244,13 @@ def _worker(payload):
     return results
 
 
+def _first_line(error, limit=200):
+    """The first line of an exception's message, at most ``limit`` characters: the rest of a
+    parser's or a schema validator's message (the whole document, the schema) is not for a
+    one-line error."""
+    return (str(error).splitlines() or [""])[0][:limit]
+
+
 def check_notebook(path, lang=None, timeout=TIMEOUT, names=None):
     """Check the exercises of the notebook at ``path``: ``{name: (passed, [messages])}``.
 
@@ -254,16 +261,15 @@ def check_notebook(path, lang=None, timeout=TIMEOUT, names=None):
     try:
         nb = nbformat.read(path, as_version=4)
     except (OSError, ValueError) as e:
-        raise ValueError(f"check: cannot read notebook {path}: {str(e).splitlines()[0] if str(e) else e}") from None
+        raise ValueError(f"check: cannot read notebook {path}: {_first_line(e)}") from None
     except Exception as e:  # noqa: BLE001 — nbformat fails on malformed cells with any error type
         raise ValueError(f"check: {path} is not a valid notebook ({type(e).__name__}: "
-                         f"{(str(e).splitlines() or [''])[0][:200]})") from None
+                         f"{_first_line(e)})") from None
     try:
         # a student's file: cells must have the schema's shape before we read their sources
         nbformat.validate(nb)
     except Exception as e:  # noqa: BLE001 — jsonschema's ValidationError is not a ValueError
-        raise ValueError(f"check: {path} is not a valid notebook: "
-                         f"{(str(e).splitlines() or [''])[0][:200]}") from None
+        raise ValueError(f"check: {path} is not a valid notebook: {_first_line(e)}") from None
     lang = _lang(lang or notebook_language(nb))
     imports, cells, found = exercise_source(nb)
     if names is None:
